@@ -1,0 +1,61 @@
+# driftline: the commands a new user and CI run. `make demo` and `make test` are the two that matter.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.driftline-installed
+BROKERS ?= 1
+
+.PHONY: help venv tools kafka-up kafka-down kafka-status test test-unit lint demo clean lock
+
+help:
+	@echo "make demo        run the whole loop on a bundled example (starts and stops Kafka)"
+	@echo "make test        unit + integration tests against a real Kafka (starts and stops it)"
+	@echo "make lint        ruff + mypy --strict on the four packages"
+	@echo "make kafka-up    start Kafka on 127.0.0.1:9092 (BROKERS=3 for a 3-node cluster)"
+	@echo "make kafka-down  stop the Kafka processes this checkout started"
+	@echo "make clean       remove the venv and all local state under .driftline/"
+
+# The venv is rebuilt only when the project's dependency list or lock changes.
+venv: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian tools the integration tests drive as a user would (kcat); root on CI, sudo elsewhere.
+tools:
+	@bash deploy/ensure-tools.sh
+
+kafka-up:
+	@bash deploy/kafka/kafka.sh up $(BROKERS)
+
+kafka-down:
+	@bash deploy/kafka/kafka.sh down
+
+kafka-status:
+	@bash deploy/kafka/kafka.sh status
+
+test: venv tools
+	@bash deploy/run-tests.sh
+
+test-unit: venv
+	$(BIN)/pytest -q -m "not kafka"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy streams detectors retrainer schemas
+
+demo: venv
+	@bash deploy/run-demo.sh
+
+# Regenerate the dependency lock from the current venv (after changing pyproject.toml).
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^driftline' > constraints.txt
+
+clean:
+	-@bash deploy/kafka/kafka.sh down >/dev/null 2>&1 || true
+	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache

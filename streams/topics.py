@@ -1,0 +1,83 @@
+"""Creates driftline's topics, idempotently, with the partitioning the label join relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.settings import Settings
+
+__all__ = ["TopicPlan", "TopicsError", "ensure_topics", "plan_topics"]
+
+
+class TopicsError(RuntimeError):
+    """A topic exists in a shape driftline cannot work with."""
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def plan_topics(settings: Settings) -> list[TopicPlan]:
+    """Every topic driftline uses. Predictions and labels share one partition count (the join)."""
+    topics = settings.topics
+    retention = {"retention.ms": str(topics.retention_ms)}
+    keep_latest = {"cleanup.policy": "compact,delete", "retention.ms": str(topics.retention_ms)}
+    return [
+        TopicPlan(topics.predictions, topics.partitions, retention),
+        TopicPlan(topics.labels, topics.partitions, retention),
+        TopicPlan(topics.alerts, topics.partitions, retention),
+        TopicPlan(topics.models, 1, keep_latest),
+        TopicPlan(topics.deadletter, topics.partitions, retention),
+        TopicPlan(topics.sketches, topics.partitions, retention),
+    ]
+
+
+def _existing_partitions(admin: AdminClient, names: list[str]) -> dict[str, int]:
+    metadata = admin.list_topics(timeout=10)
+    return {
+        name: len(metadata.topics[name].partitions)
+        for name in names
+        if name in metadata.topics and metadata.topics[name].error is None
+    }
+
+
+def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str, str]:
+    """Create missing topics; returns name -> "created" | "exists". Safe to run any number of times."""
+    admin = AdminClient(settings.kafka.confluent_config())
+    plans = plan_topics(settings)
+    existing = _existing_partitions(admin, [plan.name for plan in plans])
+    outcome = {plan.name: "exists" for plan in plans if plan.name in existing}
+    missing = [plan for plan in plans if plan.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(plan.name, num_partitions=plan.partitions,
+                         replication_factor=settings.topics.replication_factor, config=plan.config)
+                for plan in missing
+            ],
+            operation_timeout=timeout_seconds,
+            request_timeout=timeout_seconds,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                outcome[name] = "created"
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    outcome[name] = "exists"
+                else:
+                    raise TopicsError(f"could not create topic {name!r}: {error}") from exc
+    counts = _existing_partitions(admin, [settings.topics.predictions, settings.topics.labels])
+    if len(set(counts.values())) > 1:
+        raise TopicsError(
+            f"predictions and labels topics must have the same partition count for the label "
+            f"join, found {counts}; recreate one of them or add partitions to match"
+        )
+    return outcome

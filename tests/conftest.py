@@ -1,0 +1,57 @@
+"""Shared fixtures. Tests that need Kafka use `kafka_bootstrap`: it FAILS when no broker answers.
+
+`make test` starts a broker first; run `make kafka-up` before calling pytest by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+BOOTSTRAP_ENV = "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS"
+
+
+def _broker_answers(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    bootstrap = os.environ.get(BOOTSTRAP_ENV, "127.0.0.1:9092")
+    if not _broker_answers(bootstrap):
+        pytest.fail(
+            f"no Kafka broker answers at {bootstrap}: run `make kafka-up` (or `make test`, which "
+            f"starts one); tests that need Kafka never skip",
+            pytrace=False,
+        )
+    return bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique topic prefix per test, so tests never see each other's events."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_env(
+    kafka_bootstrap: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Environment for a driftline process pointed at the test broker with unique topics."""
+    values = {
+        BOOTSTRAP_ENV: kafka_bootstrap,
+        "DRIFTLINE_TOPICS__PREFIX": topic_prefix,
+        "DRIFTLINE_TOPICS__PARTITIONS": "3",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    yield values
