@@ -40,7 +40,7 @@ kafka-status:
 	@bash deploy/kafka/kafka.sh status
 
 test: venv tools
-	@bash deploy/run-tests.sh
+	@bash deploy/with-kafka.sh .venv/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/pytest -q -m "not kafka"
@@ -50,7 +50,7 @@ lint: venv
 	$(BIN)/mypy streams detectors retrainer schemas
 
 demo: venv
-	@bash deploy/run-demo.sh
+	@bash deploy/with-kafka.sh .venv/bin/driftline demo
 
 # Regenerate the dependency lock from the current venv (after changing pyproject.toml).
 lock:

@@ -25,8 +25,10 @@ def broker_answers(bootstrap: str, timeout: float) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", default=os.environ.get(
-        "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+    )
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()
     return 0 if broker_answers(args.bootstrap, args.timeout) else 1

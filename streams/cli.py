@@ -68,7 +68,9 @@ def schemas_export(
 
 @app.command()
 def produce(
-    event: Annotated[str | None, typer.Argument(help="Event JSON; read from stdin when omitted.")] = None,
+    event: Annotated[
+        str | None, typer.Argument(help="Event JSON; read from stdin when omitted.")
+    ] = None,
     kind: Annotated[str, typer.Option(help="prediction or label")] = "prediction",
 ) -> None:
     """Validate one event and publish it to its topic."""
@@ -99,19 +101,42 @@ def produce(
         key = label.event_id
     producer.close(timeout_seconds=20)
     if producer.stats.delivered != 1:
-        err_console.print(f"[red]not delivered[/red] to {producer.topic} (see broker at "
-                          f"{settings.kafka.bootstrap_servers})")
+        err_console.print(
+            f"[red]not delivered[/red] to {producer.topic} (see broker at "
+            f"{settings.kafka.bootstrap_servers})"
+        )
         raise typer.Exit(1)
     console.print(json.dumps({"topic": producer.topic, "key": key, "delivered": True}))
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules, registered explicitly (no import side effects)."""
-    from streams.cli_backtest import backtest_command
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the example stream.")] = 7,
+    events: Annotated[int, typer.Option(help="Predictions to publish.")] = 20_000,
+) -> None:
+    """Run the bundled example end to end against the configured Kafka (make demo)."""
+    from streams.demo import run_demo
 
-    app.command("backtest")(backtest_command)
+    if not run_demo(seed=seed, count=events, console=console):
+        raise typer.Exit(1)
+
+
+alerts_app = typer.Typer(help="Alerts on driftline.alerts.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+def register_commands() -> None:
+    """Commands that live in their own modules, registered explicitly (no import side effects).
+
+    Their modules import heavy dependencies lazily inside the command bodies, so this is cheap.
+    """
+    from streams.cli_live import alerts_tail_command, replay_command, worker_command
+
+    app.command("worker")(worker_command)
+    app.command("replay")(replay_command)
+    alerts_app.command("tail")(alerts_tail_command)
 
 
 def main() -> None:
-    _register_optional_commands()
+    register_commands()
     app()

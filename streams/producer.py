@@ -117,7 +117,9 @@ class KafkaEventProducer:
         self._partition_counts: dict[str, int] = {}
         self._closed = threading.Event()
         self._poller = threading.Thread(
-            target=self._serve_reports, args=(poll_interval_seconds,), daemon=True,
+            target=self._serve_reports,
+            args=(poll_interval_seconds,),
+            daemon=True,
             name=f"driftline-producer-{topic}",
         )
         self._poller.start()
@@ -175,7 +177,9 @@ class KafkaEventProducer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -193,10 +197,14 @@ class KafkaEventProducer:
         self.stats.add("failed")
         if self.on_failure is not None:
             key = message.key()
-            self.on_failure(DeliveryFailure(
-                key=key.decode(errors="replace") if isinstance(key, bytes) else "",
-                topic=self.topic, reason=error.str(), dropped_locally=False,
-            ))
+            self.on_failure(
+                DeliveryFailure(
+                    key=key.decode(errors="replace") if isinstance(key, bytes) else "",
+                    topic=self.topic,
+                    reason=error.str(),
+                    dropped_locally=False,
+                )
+            )
 
     def _drop(self, key: str, reason: str) -> None:
         self.stats.add("dropped")
@@ -257,7 +265,9 @@ class PredictionProducer(KafkaEventProducer):
             for start in range(0, len(group), max_batch):
                 chunk = group[start : start + max_batch]
                 batch = PredictionBatch(
-                    batch_id=uuid.uuid4().hex, model=model, model_version=version,
+                    batch_id=uuid.uuid4().hex,
+                    model=model,
+                    model_version=version,
                     predictions=chunk,
                 )
                 if self.send_raw(batch.batch_id, to_json_bytes(batch), partition=slot):
@@ -284,9 +294,14 @@ class LabelProducer(KafkaEventProducer):
         timestamp: datetime | None = None,
     ) -> bool:
         """Publish the ground truth of one earlier prediction."""
-        return self.send(LabelEvent(
-            event_id=event_id, model=model, label=label, timestamp=timestamp or _utc_now(),
-        ))
+        return self.send(
+            LabelEvent(
+                event_id=event_id,
+                model=model,
+                label=label,
+                timestamp=timestamp or _utc_now(),
+            )
+        )
 
     def send_many(self, events: Iterable[LabelEvent]) -> int:
         return sum(1 for event in events if self.send(event))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.settings import Settings
 
@@ -48,8 +48,9 @@ def _existing_partitions(admin: AdminClient, names: list[str]) -> dict[str, int]
 
 
 def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str, str]:
-    """Create missing topics; returns name -> "created" | "exists". Safe to run any number of times."""
-    admin = AdminClient(settings.kafka.confluent_config())
+    """Create missing topics; returns name -> "created" | "exists". Safe to run again."""
+    config: dict[str, str | int | float | bool] = {**settings.kafka.confluent_config()}
+    admin = AdminClient(config)
     plans = plan_topics(settings)
     existing = _existing_partitions(admin, [plan.name for plan in plans])
     outcome = {plan.name: "exists" for plan in plans if plan.name in existing}
@@ -57,8 +58,12 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(plan.name, num_partitions=plan.partitions,
-                         replication_factor=settings.topics.replication_factor, config=plan.config)
+                NewTopic(
+                    plan.name,
+                    num_partitions=plan.partitions,
+                    replication_factor=settings.topics.replication_factor,
+                    config=plan.config,
+                )
                 for plan in missing
             ],
             operation_timeout=timeout_seconds,
@@ -70,7 +75,10 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
                 outcome[name] = "created"
             except KafkaException as exc:
                 error = exc.args[0]
-                if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                if (
+                    isinstance(error, KafkaError)
+                    and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+                ):
                     outcome[name] = "exists"
                 else:
                     raise TopicsError(f"could not create topic {name!r}: {error}") from exc

@@ -21,8 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
         check=True,
     )
     wheels = list(dist.glob("driftline-*.whl"))
@@ -30,10 +40,14 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheels[0])], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheels[0])], check=True
+    )
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     (Path(site) / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     probe = (
@@ -45,7 +59,11 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     )
     subprocess.run([str(python), "-c", probe], check=True, cwd=tmp_path)
     result = subprocess.run(
-        [str(venv / "bin" / "driftline"), "--help"], capture_output=True, text=True, cwd=tmp_path,
+        [str(venv / "bin" / "driftline"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "backtest" in result.stdout and "topics" in result.stdout
+    for command in ("topics", "replay", "worker", "alerts"):
+        assert command in result.stdout, result.stdout

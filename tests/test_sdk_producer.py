@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from schemas.events import LabelEvent, PredictionBatch, PredictionEvent
 from schemas.settings import Settings
@@ -19,11 +19,17 @@ from streams.topics import ensure_topics
 pytestmark = pytest.mark.kafka
 
 
-def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[tuple[bytes, bytes, int]]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
+def _read_all(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60.0
+) -> list[tuple[bytes, bytes, int]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     records: list[tuple[bytes, bytes, int]] = []
     deadline = time.monotonic() + timeout
@@ -39,13 +45,18 @@ def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) 
 
 def _event(i: int, model: str = "churn") -> PredictionEvent:
     return PredictionEvent(
-        event_id=f"e-{i}-{uuid.uuid4().hex[:6]}", model=model, timestamp=datetime.now(UTC),
+        event_id=f"e-{i}-{uuid.uuid4().hex[:6]}",
+        model=model,
+        timestamp=datetime.now(UTC),
         features={"age": 20 + i % 50, "plan": "pro" if i % 3 else "free", "active": i % 2 == 0},
-        prediction=(i % 100) / 100, scores={"1": (i % 100) / 100, "0": 1 - (i % 100) / 100},
+        prediction=(i % 100) / 100,
+        scores={"1": (i % 100) / 100, "0": 1 - (i % 100) / 100},
     )
 
 
-def test_sdk_publishes_10000_predictions_and_a_plain_consumer_reads_them(kafka_env: dict[str, str]) -> None:
+def test_sdk_publishes_10000_predictions_and_a_plain_consumer_reads_them(
+    kafka_env: dict[str, str],
+) -> None:
     settings = Settings()
     ensure_topics(settings)
     events = [_event(i) for i in range(10_000)]
@@ -64,7 +75,9 @@ def test_sdk_publishes_10000_predictions_and_a_plain_consumer_reads_them(kafka_e
         assert partition == partition_for(key, partitions)
 
 
-def test_batch_envelopes_land_in_the_partition_of_their_event_ids(kafka_env: dict[str, str]) -> None:
+def test_batch_envelopes_land_in_the_partition_of_their_event_ids(
+    kafka_env: dict[str, str],
+) -> None:
     settings = Settings()
     ensure_topics(settings)
     events = [_event(i) for i in range(600)]
@@ -76,7 +89,9 @@ def test_batch_envelopes_land_in_the_partition_of_their_event_ids(kafka_env: dic
     for _, value, partition in records:
         batch = PredictionBatch.model_validate_json(value)
         for prediction in batch.predictions:
-            assert partition_for(prediction.event_id.encode(), settings.topics.partitions) == partition
+            assert (
+                partition_for(prediction.event_id.encode(), settings.topics.partitions) == partition
+            )
             seen.append(prediction.event_id)
     assert sorted(seen) == sorted(event.event_id for event in events)
 
@@ -100,12 +115,18 @@ def test_topics_create_twice_is_harmless(kafka_env: dict[str, str]) -> None:
     assert first.keys() == second.keys()
 
 
-def test_unreachable_broker_reports_failures_within_timeout_and_never_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_broker_reports_failures_within_timeout_and_never_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
     failures: list[DeliveryFailure] = []
     producer = PredictionProducer(
-        Settings(), delivery_timeout_seconds=2, on_failure=failures.append,
-        queue_max_messages=50, on_full="wait", max_block_seconds=0.01,
+        Settings(),
+        delivery_timeout_seconds=2,
+        on_failure=failures.append,
+        queue_max_messages=50,
+        on_full="wait",
+        max_block_seconds=0.01,
     )
     started = time.monotonic()
     sent = [producer.send(_event(i)) for i in range(80)]

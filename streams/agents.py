@@ -1,0 +1,261 @@
+"""The live pipeline's agents: ingest (validate, join, fold), judge (merge, decide, alert),
+models (switch references). Agents stay short: parse, call the pure monitor, emit.
+
+Ingest consumes predictions and labels through one channel, so partition N of both topics
+(co-partitioned by the assignor) and the join tables' partition N live in one worker. It folds
+each batch per source partition and publishes the drained window deltas to the internal
+sketches topic keyed by model *before* the batch is acknowledged; a progress table remembers
+the last published offset per source partition, so a crash between publishing and committing
+does not count events twice. The judge agent owns each model through the sketches key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
+from streams.agents_monitor import MonitorKit
+from streams.agents_state import AlertLedger, JsonTableView
+from streams.validation import RawMessage, Source, split_messages
+
+if TYPE_CHECKING:
+    from faust.types import EventT
+
+    Event = EventT[Any]
+
+    from streams.app import LiveApp
+
+__all__ = ["SKETCH_FORMAT_VERSION", "install_pipeline"]
+
+SKETCH_FORMAT_VERSION = 1
+log = logging.getLogger("driftline.agents")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_current(event: Event) -> None:
+    """Make ``event`` Faust's current event: table reads and writes then use its partition.
+
+    A ``take_events`` batch mixes partitions; we process it per partition and point Faust at
+    one event of that partition first (Faust has no public setter for this).
+    """
+    from faust import streams
+
+    streams._current_event.set(weakref.ref(event))
+
+
+def _by_partition(events: Sequence[Event]) -> dict[int, list[Event]]:
+    groups: dict[int, list[Event]] = defaultdict(list)
+    for event in events:
+        groups[event.message.partition].append(event)
+    return groups
+
+
+def install_pipeline(
+    live: LiveApp, *, take_max: int, take_within_seconds: float, kit: MonitorKit | None = None
+) -> None:
+    """Declare topics, tables, agents and timers on ``live.app``."""
+    app, settings, metrics = live.app, live.settings, live.metrics
+    topics = settings.topics
+    kit = kit or MonitorKit.from_settings(settings)
+
+    def raw_topic(name: str, partitions: int | None = None) -> Any:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=False,
+        )
+
+    inputs = app.topic(
+        topics.predictions,
+        topics.labels,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    sketches = raw_topic(topics.sketches)
+    models = raw_topic(topics.models)
+    alerts = raw_topic(topics.alerts)
+    deadletter = raw_topic(topics.deadletter)
+
+    def table(name: str, help_text: str) -> Any:
+        from streams.app import ROCKSDB_OPTIONS
+
+        options = dict(ROCKSDB_OPTIONS) if app.conf.store.scheme == "rocksdb" else None
+        return app.Table(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=topics.partitions,
+            help=help_text,
+            options=options,
+        )
+
+    pending_table = table("join-pending", "Predictions waiting for their label, by event_id.")
+    early_table = table("join-early", "Labels that arrived before their prediction.")
+    progress_table = table("ingest-progress", "Last offset folded into a published delta.")
+    judge_table = table("judge-state", "Per-model judge state (windows, detectors, reference).")
+    ledger_table = table("alert-ledger", "Last published alert status per fingerprint.")
+    pending = JsonTableView(pending_table)
+    early = JsonTableView(early_table)
+    progress = JsonTableView(progress_table)
+    judges = JsonTableView(judge_table)
+    ledger = AlertLedger(JsonTableView(ledger_table))
+    source_of = {topics.predictions: "predictions", topics.labels: "labels"}
+
+    async def ingest_partition(partition: int, events: list[Event]) -> None:
+        _as_current(events[0])
+        fresh: list[RawMessage] = []
+        last_offsets: dict[str, int] = {}
+        for event in events:
+            message = event.message
+            source: Source = (
+                "predictions" if source_of[message.topic] == "predictions" else "labels"
+            )
+            key = f"{source}:{partition}"
+            if key not in last_offsets:
+                last_offsets[key] = int(progress.get(key, -1))
+            if message.offset <= last_offsets[key]:
+                continue  # already inside a published delta (replayed after a crash)
+            last_offsets[key] = message.offset
+            fresh.append(
+                RawMessage(source, message.value, message.topic, partition, message.offset)
+            )
+        if not fresh:
+            return
+        split = split_messages(fresh, now=_utc_now())
+        metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
+        metrics.messages_in.labels(source="labels").inc(split.label_messages)
+        metrics.events_in.labels(source="predictions").inc(len(split.predictions))
+        metrics.events_in.labels(source="labels").inc(len(split.labels))
+        for letter in split.dead_letters:
+            source_name = source_of.get(letter.source_topic, "unknown")
+            metrics.invalid_events.labels(source=source_name, error_class=letter.error_class).inc()
+            await deadletter.send(key=None, value=to_json_bytes(letter))
+        deltas = kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+        for delta in deltas:
+            envelope = {
+                "format": SKETCH_FORMAT_VERSION,
+                "type": "delta",
+                "model": delta.model,
+                "source": partition,
+                "delta": delta.state,
+            }
+            await sketches.send(key=delta.model.encode(), value=_dumps(envelope))
+            metrics.sketches_published.inc()
+        for key, offset in last_offsets.items():
+            progress[key] = offset
+
+    @app.agent(inputs, name="ingest")
+    async def ingest(stream: Any) -> None:
+        async for batch in stream.take_events(take_max, within=take_within_seconds):
+            started = time.monotonic()
+            for partition, events in sorted(_by_partition(batch).items()):
+                await ingest_partition(partition, events)
+            now = time.time()
+            metrics.batch_duration.labels(stage="ingest").observe(time.monotonic() - started)
+            newest = max(event.message.timestamp for event in batch)
+            metrics.processing_latency.labels(stage="ingest").observe(max(0.0, now - newest))
+
+    async def judge_partition(events: list[Event]) -> None:
+        _as_current(events[0])
+        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            try:
+                envelope = json.loads(event.message.value or b"")
+                by_model[str(envelope["model"])].append(envelope)
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping malformed sketch message at offset %s", event.message.offset)
+        for model, envelopes in by_model.items():
+            judge = kit.load_judge(model, judges.get(model), metrics)
+            emitted: list[Alert] = []
+            for envelope in envelopes:
+                if envelope.get("type") == "reference":
+                    kit.switch_reference(judge, envelope["reference"])
+                    metrics.reference_switches.inc()
+                else:
+                    emitted.extend(kit.apply_delta(judge, envelope["delta"]))
+            judges[model] = kit.judge_state(judge)
+            for alert in emitted:
+                await publish_alert(alert)
+
+    async def publish_alert(alert: Alert) -> None:
+        metrics.set_alert_state(
+            alert.model, alert.kind, alert.feature, alert.detector, alert.status == "firing"
+        )
+        if not ledger.should_emit(alert.fingerprint, alert.status):
+            metrics.alerts_suppressed.inc()
+            return
+        await alerts.send(key=alert.fingerprint.encode(), value=to_json_bytes(alert))
+        ledger.record(alert.fingerprint, alert.status, alert.alert_id)
+        metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()
+
+    @app.agent(sketches, name="judge")
+    async def judge(stream: Any) -> None:
+        async for batch in stream.take_events(take_max, within=take_within_seconds):
+            started = time.monotonic()
+            for _partition, events in sorted(_by_partition(batch).items()):
+                await judge_partition(events)
+            metrics.batch_duration.labels(stage="judge").observe(time.monotonic() - started)
+
+    @app.agent(models, name="models")
+    async def model_events(stream: Any) -> None:
+        async for raw in stream:
+            try:
+                event = parse_event(raw, ModelEvent)
+            except InvalidEvent as exc:
+                metrics.invalid_events.labels(source="models", error_class=exc.error_class).inc()
+                log.warning("ignoring invalid model event: %s", exc)
+                continue
+            if event.type != "promoted" or event.reference is None:
+                continue
+            try:
+                reference = kit.resolve_reference(event.reference)
+            except (OSError, ValueError) as exc:
+                log.error(
+                    "cannot load the reference of %s version %s: %s",
+                    event.model,
+                    event.version,
+                    exc,
+                )
+                continue
+            envelope = {
+                "format": SKETCH_FORMAT_VERSION,
+                "type": "reference",
+                "model": event.model,
+                "version": event.version,
+                "reference": reference,
+            }
+            await sketches.send(key=event.model.encode(), value=_dumps(envelope))
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in list(consumer.assignment()):
+            try:
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+            except Exception:
+                continue
+            if position is not None and highwater is not None:
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

@@ -1,0 +1,133 @@
+"""The one place where the Faust agents touch the pure monitor (``detectors``).
+
+Agents hand it validated events and plain mappings (Faust tables behind JSON views); it hands
+back window-delta states to publish and alerts to emit. Everything crossing Kafka is plain JSON
+(``to_state``/``from_state``), so a judge can be rebuilt from its table on any worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlparse
+
+from schemas.events import Alert, LabelEvent, PredictionEvent
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.metrics import WorkerMetrics
+
+__all__ = ["DEFAULT_JOIN_TTL_SECONDS", "DeltaOut", "MonitorKit"]
+
+DEFAULT_JOIN_TTL_SECONDS: Final = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class DeltaOut:
+    """A drained window delta of one model, ready for the sketches topic."""
+
+    model: str
+    state: dict[str, Any]
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class MonitorKit:
+    """Builds joiners, accumulators and judges from the monitor configuration."""
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        join_ttl_seconds: float = DEFAULT_JOIN_TTL_SECONDS,
+        clock: Callable[[], datetime] = _wall_clock,
+    ) -> None:
+        self.config = config
+        self.join_ttl_seconds = join_ttl_seconds
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MonitorKit:
+        try:
+            from schemas.monitor_config import MonitorConfig, load_monitor_config
+        except ImportError as exc:
+            raise RuntimeError(
+                f"the monitor configuration module is missing ({exc}); install driftline with "
+                f"its detectors and schemas.monitor_config"
+            ) from exc
+
+        config = (
+            load_monitor_config(settings.monitor_config)
+            if settings.monitor_config is not None
+            else MonitorConfig()
+        )
+        return cls(config)
+
+    # -- ingest side ---------------------------------------------------------------------------
+
+    def fold_partition(
+        self,
+        pending: MutableMapping[str, Any],
+        early: MutableMapping[str, Any],
+        predictions: Sequence[PredictionEvent],
+        labels: Sequence[LabelEvent],
+        metrics: WorkerMetrics,
+    ) -> list[DeltaOut]:
+        """Join and fold one partition's batch; returns the deltas to publish."""
+        from detectors.accumulate import PartitionAccumulator
+        from detectors.join import LabelJoiner
+
+        joiner = LabelJoiner(pending, early, ttl_seconds=self.join_ttl_seconds)
+        accumulator = PartitionAccumulator(self.config)
+        accumulator.add_predictions(predictions)
+        outcomes = joiner.add_predictions(predictions)
+        outcomes += joiner.add_labels(labels)
+        accumulator.add_outcomes(outcomes)
+        return [DeltaOut(delta.model, delta.to_state()) for delta in accumulator.drain()]
+
+    # -- judge side ----------------------------------------------------------------------------
+
+    def load_judge(self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics) -> Any:
+        from detectors.judge import ModelJudge
+
+        if state is None:
+            return ModelJudge(model, self.config, clock=self.clock)
+        return ModelJudge.from_state(state, self.config, clock=self.clock)
+
+    def apply_delta(self, judge: Any, delta_state: dict[str, Any]) -> list[Alert]:
+        from detectors.window import WindowDelta
+
+        alerts: list[Alert] = judge.apply(WindowDelta.from_state(delta_state))
+        return alerts
+
+    def judge_state(self, judge: Any) -> dict[str, Any]:
+        state: dict[str, Any] = judge.to_state()
+        return state
+
+    def switch_reference(self, judge: Any, reference: dict[str, Any]) -> None:
+        from schemas.profile import ReferenceProfile
+
+        judge.set_reference(ReferenceProfile.model_validate(reference))
+
+    @staticmethod
+    def resolve_reference(reference: dict[str, Any] | str) -> dict[str, Any]:
+        """A ModelEvent's reference: the profile itself, or a ``file://`` URI / path to it."""
+        if isinstance(reference, dict):
+            return reference
+        parsed = urlparse(reference)
+        if parsed.scheme not in ("", "file"):
+            raise ValueError(
+                f"reference URI {reference!r} uses scheme {parsed.scheme!r}; workers load "
+                f"file:// URIs or inline profiles"
+            )
+        path = Path(parsed.path if parsed.scheme == "file" else reference)
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"reference file {str(path)!r} must hold a JSON object")
+        return loaded

@@ -1,0 +1,143 @@
+"""The Faust application factory: settings in, a configured app with driftline's agents out.
+
+Nothing is read from the environment here: callers pass :class:`Settings`. Every topic carries
+raw bytes (agents validate with pydantic at the boundary). Tables live in RocksDB (rocksdict)
+by default, backed by changelog topics named after the app id, so a restarted or rebalanced
+worker recovers its state. The app id (also the consumer group) derives from the topic prefix,
+so two deployments (or two tests) with different prefixes never share a group or changelogs.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.agents_monitor import MonitorKit
+    from streams.metrics import WorkerMetrics
+
+__all__ = ["DEFAULT_STORE", "LiveApp", "app_id_for", "create_app", "faust_credentials"]
+
+DEFAULT_STORE: Final = "rocksdb://"
+# Modest RocksDB buffers: the defaults (64 MiB memtables x3, 2 GiB block cache) are sized for
+# one big table, we have several small ones per partition.
+ROCKSDB_OPTIONS: Final = {
+    "write_buffer_size": 8 << 20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 32 << 20,
+    "block_cache_compressed_size": 8 << 20,
+}
+
+
+def app_id_for(settings: Settings) -> str:
+    """Consumer group and changelog prefix: ``<topic prefix>worker`` (``driftline.worker``)."""
+    return f"{settings.topics.prefix}worker"
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust broker credentials matching the confluent-kafka configuration, or None."""
+    import faust
+
+    kafka = settings.kafka
+    context: ssl.SSLContext | None = None
+    if kafka.uses_ssl:
+        context = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+        if kafka.ssl_certfile is not None:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile),
+                str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+                kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None,
+            )
+    if kafka.uses_sasl:
+        assert kafka.sasl_username and kafka.sasl_password and kafka.sasl_mechanism  # validated
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+@dataclass
+class LiveApp:
+    """The app plus what the agents share with the worker (metrics, settings)."""
+
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: str = DEFAULT_STORE,
+    app_id: str | None = None,
+    datadir: Path | None = None,
+    metrics: WorkerMetrics | None = None,
+    take_max: int = 2_000,
+    take_within_seconds: float = 0.5,
+    install_agents: bool = True,
+    monitor_kit: MonitorKit | None = None,
+    **faust_options: Any,
+) -> LiveApp:
+    """A Faust app for driftline's live pipeline.
+
+    ``store`` is ``"rocksdb://"`` (default; rocksdict) or ``"memory://"`` (tests, no
+    persistence beyond changelogs). ``datadir`` holds the RocksDB files; several workers on one
+    host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold.
+    ``monitor_kit`` replaces the monitor built from ``settings.monitor_config`` (tests).
+    ``faust_options`` override any Faust setting.
+    """
+    import faust
+
+    from streams.metrics import WorkerMetrics
+
+    identity = app_id or app_id_for(settings)
+    options: dict[str, Any] = {
+        "broker": [
+            f"kafka://{host.strip()}"
+            for host in settings.kafka.bootstrap_servers.split(",")
+            if host.strip()
+        ],
+        "store": store,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.topics.partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,
+        "autodiscover": False,
+        "stream_recovery_delay": 0.5,
+        "broker_commit_interval": 1.0,
+        # A worker killed with -9 holds its partitions until the session times out; 10 s
+        # (instead of 60) lets a restarted or surviving worker take over quickly.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "datadir": str(datadir or Path(".driftline") / "faust" / identity),
+        "table_key_index_size": 100_000,
+    }
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        options["broker_credentials"] = credentials
+    options.update(faust_options)
+    app = faust.App(identity, **options)
+    live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
+    if install_agents:
+        from streams.agents import install_pipeline
+
+        install_pipeline(
+            live, take_max=take_max, take_within_seconds=take_within_seconds, kit=monitor_kit
+        )
+    return live

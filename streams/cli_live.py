@@ -1,0 +1,155 @@
+"""`driftline worker`, `driftline replay` and `driftline alerts tail` (registered by streams.cli).
+
+Plain functions with typer-annotated parameters; heavy modules are imported inside them, so
+``driftline --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from schemas.events import LabelEvent, PredictionEvent
+
+__all__ = ["alerts_tail_command", "replay_command", "worker_command"]
+
+
+def worker_command(
+    store: Annotated[str, typer.Option(help="Table store: rocksdb:// or memory://")] = "rocksdb://",
+    datadir: Annotated[
+        Path | None,
+        typer.Option(
+            help="RocksDB directory; one per worker on a host. Default .driftline/faust/<group>."
+        ),
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
+) -> None:
+    """Run one live worker (start several with the same settings to split the partitions)."""
+    from schemas.settings import Settings, SettingsError
+    from streams.worker import LOG_LEVELS, run_worker
+
+    if loglevel not in LOG_LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--loglevel")
+    if store not in ("rocksdb://", "memory://"):
+        raise typer.BadParameter("must be rocksdb:// or memory://", param_hint="--store")
+    try:
+        settings = Settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    run_worker(settings, store=store, datadir=datadir, loglevel=loglevel)
+
+
+def replay_command(
+    predictions: Annotated[Path, typer.Option(help="Predictions file: JSONL, CSV or Parquet.")],
+    labels: Annotated[Path | None, typer.Option(help="Labels file: JSONL, CSV or Parquet.")] = None,
+    speed: Annotated[str, typer.Option(help="'max', or N x event time (60: 1 h/min).")] = "max",
+    batch: Annotated[int, typer.Option(help="Predictions per message (batch envelopes).")] = 1,
+) -> None:
+    """Replay recorded events into Kafka in event-time order, through the producer SDK."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from schemas.settings import Settings
+    from streams.replay import parse_speed, replay_events
+
+    try:
+        pace = parse_speed(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--speed") from exc
+    if batch < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--batch")
+    for path in (predictions, labels):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path} is not a file", param_hint="--predictions/--labels")
+    settings = Settings()
+    events = _load_events(predictions, labels)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task("replaying", total=len(events))
+        result = replay_events(
+            settings,
+            events,
+            speed=pace,
+            batch_size=batch,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    typer.echo(
+        f"replayed {result.predictions} predictions and {result.labels} labels in "
+        f"{result.messages} messages, {result.seconds:.1f} s, "
+        f"{result.events_per_second:,.0f} events/s"
+        + (f"; {result.failed} NOT delivered" if result.failed else "")
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _load_events(predictions: Path, labels: Path | None) -> list[PredictionEvent | LabelEvent]:
+    """All events of both files, merged in event-time order (stable for equal timestamps)."""
+    import importlib
+
+    from schemas.events import parse_label, parse_prediction_payload
+
+    try:
+        readers: Any = importlib.import_module("streams.readers")
+    except ImportError:
+        readers = None
+    loaded: list[PredictionEvent | LabelEvent] = []
+    if readers is not None and hasattr(readers, "read_events"):
+        loaded.extend(readers.read_events(predictions, kind="prediction"))
+        if labels is not None:
+            loaded.extend(readers.read_events(labels, kind="label"))
+    else:
+        if predictions.suffix != ".jsonl" or (labels is not None and labels.suffix != ".jsonl"):
+            raise typer.BadParameter("only .jsonl files are readable in this build")
+        with predictions.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    loaded.extend(parse_prediction_payload(line))
+        if labels is not None:
+            with labels.open("rb") as handle:
+                loaded.extend(parse_label(line) for line in handle if line.strip())
+    loaded.sort(key=lambda event: event.timestamp)
+    return loaded
+
+
+def alerts_tail_command(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON alert per line.")] = False,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    severity: Annotated[str | None, typer.Option(help="warning or critical.")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest alert.")] = False,
+    max_alerts: Annotated[int | None, typer.Option("--max", help="Stop after N alerts.")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without messages.")
+    ] = None,
+) -> None:
+    """Follow driftline.alerts: readable lines, or JSON lines for pipes."""
+    from schemas.settings import Settings
+    from streams.alerts_tail import AlertFilter, describe_alert, tail_alerts
+
+    if severity not in (None, "warning", "critical"):
+        raise typer.BadParameter("must be warning or critical", param_hint="--severity")
+    selected = AlertFilter(model=model, severity=severity)
+    try:
+        for raw, alert in tail_alerts(
+            Settings(),
+            alert_filter=selected,
+            from_beginning=from_beginning,
+            max_alerts=max_alerts,
+            idle_timeout_seconds=idle_timeout,
+        ):
+            line = raw.decode() if json_output else describe_alert(alert)
+            typer.echo(line)
+    except KeyboardInterrupt:
+        return
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

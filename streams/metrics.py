@@ -1,0 +1,212 @@
+"""Prometheus metrics of one worker, on an explicit registry served at ``/metrics``.
+
+Names follow Prometheus conventions (``driftline_`` prefix, seconds as the unit, ``_total`` for
+counters). Labels are bounded: topic roles, error classes, join outcomes, and per-statistic
+series (model, kind, feature, detector) capped at ``max_statistic_series`` so a model with
+runaway feature names cannot blow up the scrape.
+
+>>> metrics = WorkerMetrics()
+>>> metrics.events_in.labels(source="predictions").inc(3)
+>>> metrics.set_statistic("churn", "feature_drift", "age", "psi", 0.12, 0.25)
+True
+>>> b'driftline_events_received_total{source="predictions"} 3.0' in metrics.exposition()
+True
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+
+__all__ = ["DEFAULT_MAX_STATISTIC_SERIES", "MetricsServer", "WorkerMetrics", "serve_metrics"]
+
+DEFAULT_MAX_STATISTIC_SERIES: Final = 2_000
+_LATENCY_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+_LABEL_LATENCY_BUCKETS: Final = (
+    1.0,
+    10.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+)
+
+
+class WorkerMetrics:
+    """Every metric a worker exports; ``registry`` is injected so tests can read it back."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        max_statistic_series: int = DEFAULT_MAX_STATISTIC_SERIES,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_statistic_series = max_statistic_series
+        self._statistic_series: set[tuple[str, str, str, str]] = set()
+        r = self.registry
+        self.events_in = Counter(
+            "driftline_events_received",
+            "Valid events consumed, by source topic role.",
+            ["source"],
+            registry=r,
+        )
+        self.messages_in = Counter(
+            "driftline_messages_received",
+            "Kafka messages consumed (a batch envelope is one).",
+            ["source"],
+            registry=r,
+        )
+        self.invalid_events = Counter(
+            "driftline_invalid_events",
+            "Messages sent to the dead-letter topic, by source and error class.",
+            ["source", "error_class"],
+            registry=r,
+        )
+        self.join_outcomes = Counter(
+            "driftline_label_join",
+            "Label join outcomes: hit, early (held for its prediction), duplicate, orphan, "
+            "late, expired (prediction never labelled).",
+            ["outcome"],
+            registry=r,
+        )
+        self.label_latency = Histogram(
+            "driftline_label_latency_seconds",
+            "Event time from a prediction to its label.",
+            registry=r,
+            buckets=_LABEL_LATENCY_BUCKETS,
+        )
+        self.processing_latency = Histogram(
+            "driftline_processing_latency_seconds",
+            "Wall time from a message's Kafka timestamp to the end of its processing.",
+            ["stage"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.batch_duration = Histogram(
+            "driftline_batch_duration_seconds",
+            "Wall time spent processing one batch of messages.",
+            ["stage"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.sketches_published = Counter(
+            "driftline_sketches_published",
+            "Window deltas sent to the judges.",
+            registry=r,
+        )
+        self.statistic_value = Gauge(
+            "driftline_statistic_value",
+            "Latest value of a monitored statistic.",
+            ["model", "kind", "feature", "detector"],
+            registry=r,
+        )
+        self.statistic_threshold = Gauge(
+            "driftline_statistic_threshold",
+            "Threshold the statistic is compared with.",
+            ["model", "kind", "feature", "detector"],
+            registry=r,
+        )
+        self.alert_state = Gauge(
+            "driftline_alert_firing",
+            "1 while an alert is firing, 0 once resolved.",
+            ["model", "kind", "feature", "detector"],
+            registry=r,
+        )
+        self.alerts_emitted = Counter(
+            "driftline_alerts_emitted",
+            "Alert state changes published.",
+            ["status", "severity"],
+            registry=r,
+        )
+        self.alerts_suppressed = Counter(
+            "driftline_alerts_suppressed",
+            "Alert state changes not published again because the alert table had them.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "driftline_consumer_lag_messages",
+            "Messages between the last consumed offset and the high watermark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.reference_switches = Counter(
+            "driftline_reference_switches",
+            "Reference baselines replaced on `promoted`.",
+            registry=r,
+        )
+
+    def set_statistic(
+        self,
+        model: str,
+        kind: str,
+        feature: str | None,
+        detector: str,
+        value: float,
+        threshold: float,
+    ) -> bool:
+        """Record a statistic; False (and nothing recorded) once the series cap is reached."""
+        key = (model, kind, feature or "", detector)
+        if key not in self._statistic_series:
+            if len(self._statistic_series) >= self.max_statistic_series:
+                return False
+            self._statistic_series.add(key)
+        self.statistic_value.labels(*key).set(value)
+        self.statistic_threshold.labels(*key).set(threshold)
+        return True
+
+    def set_alert_state(
+        self, model: str, kind: str, feature: str | None, detector: str, firing: bool
+    ) -> None:
+        self.alert_state.labels(model, kind, feature or "", detector).set(1.0 if firing else 0.0)
+
+    def exposition(self) -> bytes:
+        """The text a scrape of ``/metrics`` returns."""
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """A running ``/metrics`` HTTP server; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port: int = int(server.server_port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> MetricsServer:
+    """Serve ``metrics`` on ``http://host:port/metrics`` from a daemon thread."""
+    try:
+        return MetricsServer(host, port, metrics.registry)
+    except OSError as exc:
+        raise OSError(
+            f"cannot serve metrics on {host}:{port}: {exc}; set DRIFTLINE_METRICS__PORT to a free "
+            f"port (0 picks one)"
+        ) from exc

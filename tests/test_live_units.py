@@ -1,0 +1,140 @@
+"""Live pipeline pieces that need no broker: boundary, tables as mappings, ledger, factory, CLI."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from schemas.events import PredictionEvent, to_json_bytes
+from schemas.settings import Settings
+from streams.agents_monitor import DeltaOut, MonitorKit
+from streams.agents_state import AlertLedger, JsonTableView
+from streams.metrics import WorkerMetrics
+from streams.replay import parse_speed
+from streams.validation import RawMessage, split_messages
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _event(event_id: str = "e-1") -> PredictionEvent:
+    return PredictionEvent(event_id=event_id, model="churn", timestamp=NOW,
+                           features={"x": 1.0}, prediction=0.5)
+
+
+def test_split_messages_keeps_valid_events_and_dead_letters_the_rest() -> None:
+    valid = to_json_bytes(_event())
+    messages = [
+        RawMessage("predictions", valid, "p", 0, 1),
+        RawMessage("predictions", b"{", "p", 0, 2),
+        RawMessage("predictions", valid.replace(b'"x":1.0', b'"x":NaN'), "p", 1, 3),
+        RawMessage("labels", b'{"event_id": "e-1"}', "l", 2, 4),
+        RawMessage("predictions", None, "p", 0, 5),
+    ]
+    split = split_messages(messages, now=NOW)
+    assert [e.event_id for e in split.predictions] == ["e-1"]
+    assert split.labels == []
+    assert [(d.error_class, d.offset) for d in split.dead_letters] == [
+        ("json", 2), ("validation", 3), ("validation", 4), ("json", 5)]
+    assert base64.b64decode(split.dead_letters[0].payload_base64) == b"{"
+    assert split.dead_letters[2].source_topic == "l"
+    assert (split.prediction_messages, split.label_messages) == (4, 1)
+
+
+def test_json_table_view_round_trips_and_deletes() -> None:
+    raw: dict[bytes, bytes] = {}
+    view = JsonTableView(raw)
+    view["a"] = {"n": [1, 2]}
+    view["b"] = 3
+    del view["b"]
+    assert dict(view) == {"a": {"n": [1, 2]}}
+    assert view.get("missing", "d") == "d"
+    with pytest.raises(KeyError):
+        view["b"]
+
+
+def test_alert_ledger_emits_each_state_change_once() -> None:
+    ledger = AlertLedger(JsonTableView({}))
+    assert not ledger.should_emit("f", "resolved")  # never fired: nothing to resolve
+    assert ledger.should_emit("f", "firing")
+    ledger.record("f", "firing", "a1")
+    assert not ledger.should_emit("f", "firing")
+    assert ledger.should_emit("f", "resolved")
+    ledger.record("f", "resolved", "a2")
+    assert ledger.should_emit("f", "firing")  # a new episode
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "fast", ""])
+def test_parse_speed_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="speed must be"):
+        parse_speed(text)
+
+
+def test_statistic_series_are_capped() -> None:
+    metrics = WorkerMetrics(max_statistic_series=2)
+    assert metrics.set_statistic("m", "feature_drift", "a", "psi", 1.0, 2.0)
+    assert metrics.set_statistic("m", "feature_drift", "b", "psi", 1.0, 2.0)
+    assert not metrics.set_statistic("m", "feature_drift", "c", "psi", 1.0, 2.0)
+    assert metrics.set_statistic("m", "feature_drift", "a", "psi", 3.0, 2.0)
+    text = metrics.exposition().decode()
+    assert 'feature="c"' not in text
+    assert 'driftline_statistic_value{detector="psi",feature="a",kind="feature_drift",' \
+        'model="m"} 3.0' in text
+
+
+class _NoMonitor(MonitorKit):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def fold_partition(self, *args: Any, **kwargs: Any) -> list[DeltaOut]:
+        return []
+
+
+def test_factory_derives_group_and_changelogs_from_the_topic_prefix(tmp_path: Path) -> None:
+    from streams.app import create_app
+
+    settings = Settings(topics={"prefix": "unit.", "partitions": 4})
+    live = create_app(settings, store="memory://", datadir=tmp_path, monitor_kit=_NoMonitor())
+    app = live.app
+    assert app.conf.id == "unit.worker"
+    assert app.conf.topic_partitions == 4
+    assert app.conf.web_enabled is False
+    assert set(app.tables.keys()) == {
+        "join-pending", "join-early", "ingest-progress", "judge-state", "alert-ledger"}
+    assert app.tables["join-pending"].changelog_topic.get_topic_name() == \
+        "unit.worker-join-pending-changelog"
+    agent_topics = {name: set(agent.channel.topics) for name, agent in
+                    ((a.name.rsplit(".", 1)[-1], a) for a in app.agents.values())}
+    assert agent_topics["ingest"] == {"unit.predictions", "unit.labels"}
+    assert agent_topics["judge"] == {"unit.sketches"}
+    assert agent_topics["models"] == {"unit.models"}
+
+
+def test_reference_resolution_reads_file_uris(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"model": "churn"}')
+    assert MonitorKit.resolve_reference(profile.as_uri()) == {"model": "churn"}
+    assert MonitorKit.resolve_reference({"inline": True}) == {"inline": True}
+    with pytest.raises(ValueError, match="scheme"):
+        MonitorKit.resolve_reference("s3://bucket/profile.json")
+
+
+def test_live_commands_have_help() -> None:
+    from streams.cli_live import alerts_tail_command, replay_command, worker_command
+
+    cli = typer.Typer()
+    cli.command("worker")(worker_command)
+    cli.command("replay")(replay_command)
+    cli.command("tail")(alerts_tail_command)
+    runner = CliRunner()
+    for command, flag in (("worker", "--datadir"), ("replay", "--speed"), ("tail", "--json")):
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert flag in result.output
+    bad = runner.invoke(cli, ["replay", "--predictions", "nope.jsonl", "--speed", "0"])
+    assert bad.exit_code == 2
