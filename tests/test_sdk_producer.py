@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
@@ -138,3 +140,40 @@ def test_unreachable_broker_reports_failures_within_timeout_and_never_hangs(
     assert producer.stats.failed == 50 and producer.stats.delivered == 0
     assert len(failures) == 80
     assert sum(f.dropped_locally for f in failures) == 30
+
+
+def test_kcat_reads_what_the_sdk_wrote(kafka_env: dict[str, str]) -> None:
+    """A non-Python client sees the SDK's messages: same keys, plain JSON payloads."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is missing: install the Debian package `kcat` (make tools)"
+    settings = Settings()
+    ensure_topics(settings)
+    events = [_event(i) for i in range(50)]
+    with PredictionProducer(settings) as producer:
+        for event in events:
+            producer.send(event)
+    assert producer.stats.delivered == len(events)
+    read = subprocess.run(
+        [
+            kcat,
+            "-b",
+            kafka_env["DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS"],
+            "-C",
+            "-t",
+            settings.topics.predictions,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k\t%s\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split("\t", 1) for line in read.stdout.splitlines() if line]
+    assert sorted(key for key, _ in rows) == sorted(event.event_id for event in events)
+    for key, payload in rows:
+        assert json.loads(payload)["event_id"] == key
