@@ -130,7 +130,12 @@ def register_commands() -> None:
 
     Their modules import heavy dependencies lazily inside the command bodies, so this is cheap.
     """
+    from streams.cli_backtest import backtest_command, generate_command, report_command
     from streams.cli_live import alerts_tail_command, replay_command, worker_command
+
+    app.command("backtest")(backtest_command)
+    app.command("report")(report_command)
+    app.command("generate")(generate_command)
 
     app.command("worker")(worker_command)
     app.command("replay")(replay_command)

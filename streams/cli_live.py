@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -65,8 +65,14 @@ def replay_command(
     for path in (predictions, labels):
         if path is not None and not path.is_file():
             raise typer.BadParameter(f"{path} is not a file", param_hint="--predictions/--labels")
+    from streams.readers import InputFileError
+
     settings = Settings()
-    events = _load_events(predictions, labels)
+    try:
+        events = _load_events(predictions, labels)
+    except InputFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -93,30 +99,15 @@ def replay_command(
 
 
 def _load_events(predictions: Path, labels: Path | None) -> list[PredictionEvent | LabelEvent]:
-    """All events of both files, merged in event-time order (stable for equal timestamps)."""
-    import importlib
+    """All events of both files (JSONL, CSV or Parquet), merged in event-time order.
 
-    from schemas.events import parse_label, parse_prediction_payload
+    Stable for equal timestamps, so a label never overtakes a prediction stamped the same.
+    """
+    from streams.readers import read_events
 
-    try:
-        readers: Any = importlib.import_module("streams.readers")
-    except ImportError:
-        readers = None
-    loaded: list[PredictionEvent | LabelEvent] = []
-    if readers is not None and hasattr(readers, "read_events"):
-        loaded.extend(readers.read_events(predictions, kind="prediction"))
-        if labels is not None:
-            loaded.extend(readers.read_events(labels, kind="label"))
-    else:
-        if predictions.suffix != ".jsonl" or (labels is not None and labels.suffix != ".jsonl"):
-            raise typer.BadParameter("only .jsonl files are readable in this build")
-        with predictions.open("rb") as handle:
-            for line in handle:
-                if line.strip():
-                    loaded.extend(parse_prediction_payload(line))
-        if labels is not None:
-            with labels.open("rb") as handle:
-                loaded.extend(parse_label(line) for line in handle if line.strip())
+    loaded: list[PredictionEvent | LabelEvent] = list(read_events(predictions, kind="prediction"))
+    if labels is not None:
+        loaded.extend(read_events(labels, kind="label"))
     loaded.sort(key=lambda event: event.timestamp)
     return loaded
 

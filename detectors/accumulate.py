@@ -1,0 +1,289 @@
+"""Fold one partition's predictions and joined outcomes into window deltas, column-wise.
+
+Stateless between drains: the worker builds one accumulator per batch, folds it and publishes
+``drain()``. Events are grouped per model version once, every feature becomes one column,
+and each column updates its sketches in one vectorised call.
+
+Feature values are routed by their type: numbers to a `NumericSketch`, strings and bools to a
+`CategoricalSketch` (numbers too when the configuration declares the feature categorical);
+nulls and absent features are only counted (in the slice's type tracker). The judge picks the
+sketch that matches the reference's kind and reports the rest as type changes.
+
+>>> from datetime import UTC, datetime
+>>> from schemas.events import PredictionEvent
+>>> from schemas.monitor_config import MonitorConfig
+>>> t = datetime(2024, 5, 1, tzinfo=UTC)
+>>> acc = PartitionAccumulator(MonitorConfig())
+>>> acc.add_predictions([PredictionEvent(event_id=str(i), model="m", timestamp=t,
+...     features={"x": float(i), "plan": "pro"}, prediction=0.5) for i in range(3)])
+>>> [delta] = acc.drain()
+>>> part = delta.slices[""]
+>>> delta.count, part.numeric["x"].count, part.categorical["plan"].counts
+(3, 3, {'pro': 3})
+>>> acc.drain()
+[]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from detectors.join import Outcome, epoch_us
+from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch, class_key
+from detectors.sketches import CategoricalSketch, NumericSketch, category_key
+from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
+from schemas.events import PredictionEvent
+from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
+
+__all__ = ["SEGMENTS_PER_KEY_FACTOR", "PartitionAccumulator", "fold_outcomes", "fold_predictions"]
+
+SEGMENTS_PER_KEY_FACTOR: Final = 4
+"""A delta keeps at most this many times ``segments.max_values`` values per segment key."""
+_NUMBER: Final = frozenset({int, float})
+_NUMBER_OR_NULL: Final = frozenset({int, float, type(None)})
+_BINARY_LABELS: Final = frozenset({"0", "1"})
+
+
+class PartitionAccumulator:
+    """Window deltas of one partition's events, one per model version, until ``drain``."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self._deltas: dict[tuple[str, str | None], WindowDelta] = {}
+
+    def _delta(self, model: str, version: str | None) -> WindowDelta:
+        key = (model, version)
+        delta = self._deltas.get(key)
+        if delta is None:
+            delta = self._deltas[key] = WindowDelta(model, version)
+        return delta
+
+    def add_predictions(self, predictions: Iterable[PredictionEvent]) -> None:
+        for (model, version), events in _group(predictions, _prediction_key).items():
+            fold_predictions(self._delta(model, version), events, self.config.for_model(model))
+
+    def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        for (model, version), group in _group(outcomes, _outcome_key).items():
+            fold_outcomes(self._delta(model, version), group, self.config.for_model(model))
+
+    def drain(self) -> list[WindowDelta]:
+        """The deltas folded so far (in first-seen order); the accumulator starts empty."""
+        deltas = list(self._deltas.values())
+        self._deltas = {}
+        return deltas
+
+
+def _prediction_key(event: PredictionEvent) -> tuple[str, str | None]:
+    return event.model, event.model_version
+
+
+def _outcome_key(outcome: Outcome) -> tuple[str, str | None]:
+    return outcome.model, outcome.model_version
+
+
+def _group(items: Iterable[Any], key: Any) -> dict[tuple[str, str | None], list[Any]]:
+    items = list(items)
+    if not items:
+        return {}
+    first = key(items[0])
+    if all(key(item) == first for item in items):  # the common case: one model version
+        return {first: items}
+    groups: dict[tuple[str, str | None], list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def _columns(rows: list[dict[str, Any]], ignore: Sequence[str]) -> dict[str, list[Any]] | None:
+    """Feature -> values when every row has the same keys in the same order (else None)."""
+    if ignore or not rows:
+        return None
+    names = tuple(rows[0])
+    if not all(tuple(row) == names for row in rows):
+        return None
+    return dict(
+        zip(names, map(list, zip(*(row.values() for row in rows), strict=True)), strict=True)
+    )
+
+
+def _segments(
+    segments: Sequence[dict[str, str] | None], config: ModelMonitorConfig
+) -> dict[str, list[int]]:
+    """Segment slice key -> positions of its events (the most frequent values per key)."""
+    out: dict[str, list[int]] = {}
+    limit = config.segments.max_values * SEGMENTS_PER_KEY_FACTOR
+    for key in config.segments.keys:
+        positions: dict[str, list[int]] = {}
+        for i, segment in enumerate(segments):
+            if segment is not None and key in segment:
+                positions.setdefault(segment[key], []).append(i)
+        ranked = sorted(positions.items(), key=lambda item: (-len(item[1]), item[0]))
+        for value, where in ranked[:limit]:
+            out[f"{key}={value}"] = where
+    return out
+
+
+def fold_predictions(
+    delta: WindowDelta, events: Sequence[PredictionEvent], config: ModelMonitorConfig
+) -> None:
+    """Fold one model version's prediction events into ``delta``."""
+    if not events:
+        return
+    times = [epoch_us(event.timestamp) for event in events]
+    delta.see_time(min(times), max(times))
+    delta.count += len(events)
+    _fold_slice(delta.slice(ALL_TRAFFIC), events, config)
+    if config.segments.keys:
+        for key, where in _segments([e.segment for e in events], config).items():
+            _fold_slice(delta.slice(key), [events[i] for i in where], config)
+
+
+def _fold_slice(
+    part: SliceDelta, events: Sequence[PredictionEvent], config: ModelMonitorConfig
+) -> None:
+    part.count += len(events)
+    rows = [event.features for event in events]
+    columns = _columns(rows, config.ignore)
+    if columns is not None:
+        part.types.add_rows(len(rows))
+        for name in sorted(columns):
+            part.types.update_column(name, columns[name])
+            _fold_column(part, name, columns[name], config.features.get(name))
+    else:
+        ignore = set(config.ignore)
+        names = sorted({name for row in rows for name in row} - ignore)
+        part.types.update([{k: v for k, v in row.items() if k not in ignore} for row in rows])
+        for name in names:
+            _fold_column(part, name, [row.get(name) for row in rows], config.features.get(name))
+    if config.detectors.prediction:
+        numeric, categorical = _split([event.prediction for event in events], None)
+        if numeric is not None:
+            part.prediction_numeric = part.prediction_numeric or NumericSketch()
+            part.prediction_numeric.update(numeric)
+        if categorical:
+            part.prediction_categorical = part.prediction_categorical or CategoricalSketch()
+            part.prediction_categorical.update(categorical)
+    if config.detectors.scores:
+        classes = sorted({c for event in events if event.scores for c in event.scores})
+        for cls in classes:
+            values = [event.scores.get(cls) if event.scores else None for event in events]
+            sketch = part.scores.get(cls)
+            if sketch is None:
+                sketch = part.scores[cls] = NumericSketch()
+            sketch.update(np.array([v for v in values if v is not None], dtype=np.float64))
+
+
+def _fold_column(part: SliceDelta, name: str, column: list[Any], declared: str | None) -> None:
+    numeric, categorical = _split(column, declared)
+    if numeric is not None and numeric.size:
+        sketch = part.numeric.get(name)
+        if sketch is None:
+            sketch = part.numeric[name] = NumericSketch()
+        sketch.update(numeric)
+    if categorical:
+        cat = part.categorical.get(name)
+        if cat is None:
+            cat = part.categorical[name] = CategoricalSketch()
+        cat.update(categorical)
+
+
+def _split(column: list[Any], declared: str | None) -> tuple[np.ndarray | None, list[Any]]:
+    """(non-null numbers as floats, non-null categorical values) of one column."""
+    kinds = set(map(type, column))
+    if declared == "categorical":
+        values = [
+            v if isinstance(v, str | bool) else category_key(v) for v in column if v is not None
+        ]
+        return None, values
+    if kinds <= _NUMBER_OR_NULL:
+        if type(None) in kinds:
+            column = [v for v in column if v is not None]
+        return np.array(column, dtype=np.float64), []
+    numbers = [v for v in column if type(v) in _NUMBER]
+    others = [v for v in column if v is not None and type(v) not in _NUMBER]
+    return np.array(numbers, dtype=np.float64), others
+
+
+def _label_kind(label: Any) -> str:
+    if isinstance(label, bool):
+        return "binary"
+    if isinstance(label, int | float):
+        return "binary" if label in (0, 1) else "number"
+    return "string"
+
+
+def fold_outcomes(
+    delta: WindowDelta, outcomes: Sequence[Outcome], config: ModelMonitorConfig
+) -> None:
+    """Fold one model version's joined outcomes into ``delta`` (at the labels' event time)."""
+    if not outcomes:
+        return
+    times = [outcome.labelled_us for outcome in outcomes]
+    delta.see_time(min(times), max(times))
+    delta.outcomes += len(outcomes)
+    _fold_outcome_slice(delta.slice(ALL_TRAFFIC), outcomes, config, latency=True)
+    if config.segments.keys:
+        for key, where in _segments([o.segment for o in outcomes], config).items():
+            _fold_outcome_slice(delta.slice(key), [outcomes[i] for i in where], config)
+
+
+def _fold_outcome_slice(
+    part: SliceDelta,
+    outcomes: Sequence[Outcome],
+    config: ModelMonitorConfig,
+    *,
+    latency: bool = False,
+) -> None:
+    part.outcomes += len(outcomes)
+    kinds = [_label_kind(o.label) for o in outcomes]
+    for kind, n in Counter(kinds).items():
+        part.label_kinds[kind] = part.label_kinds.get(kind, 0) + n
+    if latency:
+        part.latency = part.latency or LatencySketch()
+        part.latency.update(
+            np.fromiter((o.labelled_us - o.predicted_us for o in outcomes), np.float64) / 1e6
+        )
+    task = config.task
+    if task != "regression":
+        classified = (
+            list(outcomes) if task is not None
+            else [o for o, kind in zip(outcomes, kinds, strict=True) if kind != "number"]
+        )  # fmt: skip
+        if classified:
+            part.classification = part.classification or ClassificationSketch()
+            threshold = config.quality.threshold
+            if threshold == 0.5:
+                predictions = [o.prediction for o in classified]
+                scores = [o.scores for o in classified]
+            else:
+                pairs = [_predicted(o, threshold) for o in classified]
+                predictions, scores = [p for p, _ in pairs], [s for _, s in pairs]
+            part.classification.update(predictions, [o.label for o in classified], scores)
+    if task is None or task == "regression":
+        numeric = [
+            o for o in outcomes
+            if type(o.label) in _NUMBER and type(o.prediction) in _NUMBER
+        ]  # fmt: skip
+        if numeric:
+            part.regression = part.regression or RegressionSketch()
+            part.regression.update(
+                np.fromiter((o.prediction for o in numeric), np.float64, len(numeric)),
+                np.fromiter((o.label for o in numeric), np.float64, len(numeric)),
+            )
+
+
+def _predicted(outcome: Outcome, threshold: float) -> tuple[Any, dict[str, float] | None]:
+    """(predicted class, scores); a probability of a 0/1 label is cut at ``threshold``."""
+    prediction = outcome.prediction
+    if (
+        threshold != 0.5
+        and isinstance(prediction, float)
+        and 0.0 <= prediction <= 1.0
+        and class_key(outcome.label) in _BINARY_LABELS
+    ):
+        return ("1" if prediction >= threshold else "0"), outcome.scores or {"1": prediction}
+    return prediction, outcome.scores

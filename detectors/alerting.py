@@ -1,0 +1,168 @@
+"""The alert lifecycle: breaches in k of the last m judged windows fire, a clean run resolves.
+
+One firing and one resolved alert per episode, never anything in between. Identities are
+deterministic, so a judge rebuilt from its state (or re-run on the same input) emits the very
+same alerts:
+
+- ``fingerprint`` = first 16 hex of sha256("model|kind|feature|segment|detector");
+- ``alert_id`` = uuid5(ALERT_NAMESPACE, "fingerprint|status|episode").
+
+>>> fingerprint("churn", "feature_drift", "age", None, "ks")
+'bf43865faaf26df5'
+>>> alert_id("bf43865faaf26df5", "firing", 1)
+'f23f98f8-e677-5969-9fe1-b886e5a4748a'
+>>> book = AlertBook(k=2, m=3, resolve_after=2)
+>>> [book.observe(fingerprint("m", "feature_drift", "x", None, "ks"), breached)
+...  for breached in (True, False, True, True, False, False, False)]
+[None, None, 'firing', None, None, 'resolved', None]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+__all__ = ["ALERT_NAMESPACE", "AlertBook", "Reading", "Track", "alert_id", "fingerprint"]
+
+ALERT_NAMESPACE: Final = uuid.UUID("3c1f6a0e-5d2b-5b8e-9a51-6c0d2f7e8b14")
+Status = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One statistic of one window; ``decides`` marks the ones alerts follow."""
+
+    kind: str
+    feature: str | None
+    segment: str | None
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    breached: bool
+    decides: bool
+    count: int
+    summary: str
+
+
+def fingerprint(
+    model: str, kind: str, feature: str | None, segment: str | None, detector: str
+) -> str:
+    """Stable id of what an alert is about (16 hex of sha256)."""
+    text = f"{model}|{kind}|{feature or ''}|{segment or ''}|{detector}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def alert_id(fingerprint: str, status: Status, episode: int) -> str:
+    """Deterministic id of one state change of one episode."""
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{fingerprint}|{status}|{episode}"))
+
+
+@dataclass
+class Track:
+    """The lifecycle state of one fingerprint."""
+
+    history: list[bool] = field(default_factory=list)
+    """Breaches of the last m judged windows, oldest first."""
+    firing: bool = False
+    clean: int = 0
+    """Consecutive clean windows while firing."""
+    episode: int = 0
+    """Episodes fired so far (the current one while firing)."""
+    last: dict[str, Any] = field(default_factory=dict)
+    """The last reading's fields (what a resolve on a reference switch reports)."""
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "history": list(self.history),
+            "firing": self.firing,
+            "clean": self.clean,
+            "episode": self.episode,
+            "last": dict(self.last),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Track:
+        return cls(
+            history=[bool(b) for b in state["history"]],
+            firing=bool(state["firing"]),
+            clean=int(state["clean"]),
+            episode=int(state["episode"]),
+            last=dict(state["last"]),
+        )
+
+
+class AlertBook:
+    """k-of-m firing and ``resolve_after`` clean windows to resolve, per fingerprint."""
+
+    def __init__(self, *, k: int, m: int, resolve_after: int) -> None:
+        if not 1 <= k <= m:
+            raise ValueError(f"need 1 <= k <= m, got k={k}, m={m}")
+        self.k = k
+        self.m = m
+        self.resolve_after = resolve_after
+        self.tracks: dict[str, Track] = {}
+
+    def observe(
+        self, key: str, breached: bool, last: Mapping[str, Any] | None = None
+    ) -> Status | None:
+        """Record one judged window of ``key``; the status change it causes, if any."""
+        track = self.tracks.get(key)
+        if track is None:
+            if not breached:
+                return None  # nothing to remember about a clean fingerprint
+            track = self.tracks[key] = Track()
+        if last is not None:
+            track.last = dict(last)
+        track.history = [*track.history, breached][-self.m :]
+        if not track.firing:
+            if sum(track.history) >= self.k:
+                track.firing, track.clean = True, 0
+                track.episode += 1
+                return "firing"
+            if not any(track.history) and track.episode == 0:
+                del self.tracks[key]  # forget fingerprints that never fired and calmed down
+            return None
+        track.clean = 0 if breached else track.clean + 1
+        if track.clean >= self.resolve_after:
+            track.firing, track.clean, track.history = False, 0, []
+            return "resolved"
+        return None
+
+    def firing(self) -> list[str]:
+        """Fingerprints currently firing, sorted."""
+        return sorted(key for key, track in self.tracks.items() if track.firing)
+
+    def force_resolve(self, key: str) -> bool:
+        """Close a firing episode now (reference switch); False when it was not firing."""
+        track = self.tracks.get(key)
+        if track is None or not track.firing:
+            return False
+        track.firing, track.clean, track.history = False, 0, []
+        return True
+
+    def reset_windows(self) -> None:
+        """Forget breach histories (a new reference), keeping episode numbers."""
+        for track in self.tracks.values():
+            track.history, track.clean = [], 0
+
+    def episode(self, key: str) -> int:
+        track = self.tracks.get(key)
+        return 0 if track is None else track.episode
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "m": self.m,
+            "resolve_after": self.resolve_after,
+            "tracks": {key: track.to_state() for key, track in sorted(self.tracks.items())},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> AlertBook:
+        book = cls(k=int(state["k"]), m=int(state["m"]), resolve_after=int(state["resolve_after"]))
+        book.tracks = {key: Track.from_state(value) for key, value in state["tracks"].items()}
+        return book

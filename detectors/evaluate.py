@@ -1,0 +1,306 @@
+"""Judge one window against one reference: every statistic, and which of them decide.
+
+`Evaluator.evaluate` returns `Reading`s: every statistic computed for the window (the ones
+reported as `StatisticPoint`s) with ``decides`` set on the one per feature / check that counts
+towards an alert. Drift and quality checks live here; data-quality checks in
+``detectors.evaluate_checks``. Caches (sorted reference samples, thresholds) belong to one
+reference and are rebuilt deterministically after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.alerting import Reading
+from detectors.calibration import NullThresholds, chi_square_threshold, ks_threshold
+from detectors.evaluate_checks import CheckContext, data_quality_readings, quality_readings
+from detectors.kernels import (
+    categorical_statistics,
+    ecdf_distances,
+    histogram_statistics,
+    ks_p_value,
+)
+from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
+from schemas.monitor_config import ModelMonitorConfig
+from schemas.profile import FeatureProfile, QualityBaseline, ReferenceProfile, SliceProfile
+
+__all__ = [
+    "Evaluator",
+    "StatisticPoint",
+    "bucket",
+    "count_decisions",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticPoint:
+    """One statistic of one judged window, for charts and metrics (``ModelJudge.on_point``)."""
+
+    model: str
+    kind: str
+    feature: str | None
+    """None for model-level statistics (prediction, performance, coverage)."""
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    breached: bool
+    window_start: datetime
+    window_end: datetime
+    count: int
+    segment: str | None = None
+
+
+def bucket(n: int) -> int:
+    """``n`` to two significant digits: simulated thresholds are cached per bucket.
+
+    >>> bucket(492), bucket(497), bucket(12345), bucket(87)
+    (490, 500, 12000, 87)
+    """
+    digits = len(str(n)) - 2
+    return n if digits <= 0 else round(n, -digits)
+
+
+def count_decisions(profile: ReferenceProfile, config: ModelMonitorConfig) -> int:
+    """Decisions with a tested false-alarm rate per window: the Bonferroni denominator."""
+    dq = config.data_quality.enabled
+    total = 0
+    slices: list[SliceProfile] = [profile, *profile.segments.values()]
+    for part in slices:
+        for feature in part.features.values():
+            total += 1 + (dq and 1) + (dq and feature.kind == "numeric" and 1)
+        if config.detectors.prediction and part.prediction is not None:
+            total += 1
+        if config.detectors.scores:
+            total += len(part.scores)
+        total += 1  # performance
+    if config.quality.label_coverage:
+        total += 1
+    return max(total, 1)
+
+
+class Evaluator:
+    """Judges windows of one model against one reference profile."""
+
+    def __init__(
+        self,
+        model: str,
+        profile: ReferenceProfile,
+        config: ModelMonitorConfig,
+        *,
+        alpha: float,
+        thresholds: NullThresholds | None = None,
+    ) -> None:
+        self.model = model
+        self.profile = profile
+        self.config = config
+        self.alpha = alpha
+        self.thresholds = thresholds or NullThresholds()
+        self._reference: dict[tuple[str, str], tuple[FloatArray, float, FloatArray]] = {}
+        self._thresholds: dict[tuple[str, str, str, int], float] = {}
+        self._checks = CheckContext(alpha=alpha, config=config)
+
+    def evaluate(
+        self,
+        window: WindowDelta,
+        *,
+        baseline: QualityBaseline | None,
+        coverage: float | None,
+        new_features: frozenset[str] = frozenset(),
+    ) -> list[Reading]:
+        """Readings of every slice of ``window`` that has enough events."""
+        readings: list[Reading] = []
+        slices: list[tuple[str, SliceProfile]] = [
+            (ALL_TRAFFIC, self.profile),
+            *sorted(self.profile.segments.items()),
+        ]
+        for key, reference in slices:
+            part = window.slices.get(key)
+            if part is None or (key and part.count < self.config.segments.min_count):
+                continue
+            segment = key or None
+            checks = data_quality_readings(
+                self._checks, reference, part, segment, new_features if not key else frozenset()
+            )
+            readings += checks
+            missing = {r.feature for r in checks if r.detector == "missing_feature" and r.breached}
+            for name, feature in reference.features.items():
+                if name not in missing:
+                    readings += self._drift(key, name, feature, part, "feature_drift", name)
+            if self.config.detectors.prediction and reference.prediction is not None:
+                readings += self._drift(
+                    key, "", reference.prediction, part, "prediction_drift", None
+                )
+            if self.config.detectors.scores:
+                for cls, feature in reference.scores.items():
+                    readings += self._drift(
+                        key, f"score:{cls}", feature, part, "prediction_drift", f"score:{cls}"
+                    )
+            readings += quality_readings(
+                self._checks, baseline if not key else reference.quality, part, segment,
+                coverage if not key else None,
+            )  # fmt: skip
+        return readings
+
+    # -- drift ---------------------------------------------------------------------------------
+
+    def _drift(
+        self,
+        key: str,
+        name: str,
+        feature: FeatureProfile,
+        part: SliceDelta,
+        kind: str,
+        label: str | None,
+    ) -> list[Reading]:
+        minimum = self.config.detectors.min_count
+        if feature.count < minimum:
+            return []
+        if kind == "feature_drift":
+            numeric, categorical = part.numeric.get(name), part.categorical.get(name)
+        elif name.startswith("score:"):
+            numeric, categorical = part.scores.get(name.removeprefix("score:")), None
+        else:
+            numeric, categorical = part.prediction_numeric, part.prediction_categorical
+        segment = key or None
+        if feature.kind == "numeric":
+            if numeric is None or numeric.count < minimum:
+                return []
+            return self._numeric(key, name, feature, numeric, kind, label, segment)
+        if categorical is None or sum(categorical.counts.values()) < minimum:
+            return []
+        return self._categorical(key, name, feature, categorical, kind, label, segment)
+
+    def _numeric(
+        self,
+        key: str,
+        name: str,
+        feature: FeatureProfile,
+        sketch: NumericSketch,
+        kind: str,
+        label: str | None,
+        segment: str | None,
+    ) -> list[Reading]:
+        settings = self.config.detectors.numeric
+        tests = list(dict.fromkeys([settings.decide, *settings.tests]))
+        values = sketch.values()
+        cached = self._reference.get((key, name))
+        if cached is None:
+            sample = np.sort(np.asarray(feature.sample, dtype=np.float64))
+            counts = np.asarray(feature.counts, dtype=np.float64)
+            cached = self._reference[(key, name)] = (sample, float(sample.std()), counts)
+        ref_sorted, ref_std, ref_counts = cached
+        results: dict[str, tuple[float, float | None]] = {}
+        if "ks" in tests or "wasserstein" in tests:
+            d, w = ecdf_distances(ref_sorted, ref_std, values)
+            results["ks"] = (d, ks_p_value(d, values.size, ref_sorted.size))
+            results["wasserstein"] = (w, None)
+        if ref_counts.size >= 2 and ("psi" in tests or "jensen_shannon" in tests):
+            psi, js = histogram_statistics(ref_counts, sketch.histogram(np.asarray(feature.edges)))
+            results["psi"], results["jensen_shannon"] = (psi, None), (js, None)
+        n = bucket(sketch.count)
+        readings = []
+        for test in tests:
+            if test not in results:
+                continue
+            if test == "ks":
+                threshold = ks_threshold(self.alpha, values.size, ref_sorted.size)
+            elif test == "wasserstein":
+                threshold = self._threshold(
+                    (key, name, test, n),
+                    partial(
+                        self.thresholds.wasserstein, ref_sorted, n=n, alpha=self.alpha,
+                        key=(self.profile.profile_id, key, name),
+                    ),
+                )  # fmt: skip
+            else:
+                threshold = self._threshold(
+                    (key, name, test, n),
+                    partial(
+                        self.thresholds.histogram, "psi" if test == "psi" else "jensen_shannon",
+                        ref_counts, n=n, alpha=self.alpha,
+                    ),
+                )  # fmt: skip
+            readings.append(
+                self._reading(kind, label, segment, test, results[test], threshold,
+                              test == tests[0], sketch.count, name)
+            )  # fmt: skip
+        return readings
+
+    def _categorical(
+        self,
+        key: str,
+        name: str,
+        feature: FeatureProfile,
+        sketch: CategoricalSketch,
+        kind: str,
+        label: str | None,
+        segment: str | None,
+    ) -> list[Reading]:
+        settings = self.config.detectors.categorical
+        tests = list(dict.fromkeys([settings.decide, *settings.tests]))
+        ref, cur = feature.categories, sketch.counts
+        n = sum(cur.values())
+        results = categorical_statistics(ref, cur)
+        readings = []
+        for test in tests:
+            if test == "chi_square":
+                threshold = chi_square_threshold(self.alpha, int(results["chi_square_dof"][0]))
+            elif test == "unseen_rate":
+                threshold = self._checks.unseen_threshold(feature, n)
+            else:
+                threshold = self._threshold(
+                    (key, name, test, bucket(n)),
+                    partial(
+                        self.thresholds.histogram, "psi" if test == "psi" else "jensen_shannon",
+                        [ref[k] for k in sorted(ref)], n=bucket(n), alpha=self.alpha,
+                    ),
+                )  # fmt: skip
+            readings.append(
+                self._reading(kind, label, segment, test, results[test], threshold,
+                              test == tests[0], n, name)
+            )  # fmt: skip
+        return readings
+
+    def _threshold(self, key: tuple[str, str, str, int], compute: Callable[[], float]) -> float:
+        value = self._thresholds.get(key)
+        if value is None:
+            value = self._thresholds[key] = compute()
+        return value
+
+    def _reading(
+        self,
+        kind: str,
+        label: str | None,
+        segment: str | None,
+        detector: str,
+        result: tuple[float, float | None],
+        threshold: float,
+        decides: bool,
+        count: int,
+        name: str,
+    ) -> Reading:
+        statistic, p_value = result
+        breached = p_value < self.alpha if p_value is not None else bool(statistic > threshold)
+        what = {
+            "feature_drift": f"feature {name!r}",
+            "prediction_drift": f"the {name.replace(':', ' ') if name else 'prediction'}",
+        }[kind]
+        p_text = f", p={p_value:.2g}" if p_value is not None else ""
+        summary = (
+            f"{what} of model {self.model!r} drifted from the reference: {detector} "
+            f"{statistic:.4g} > {threshold:.4g}{p_text} over {count} values"
+        )
+        return Reading(
+            kind, label, segment, detector, statistic, threshold, p_value, breached,
+            decides, count, summary,
+        )  # fmt: skip

@@ -1,0 +1,396 @@
+"""The per-model judge: merges window deltas, judges closed windows, runs the alert lifecycle.
+
+One judge per model (live: one per sketches-topic key; offline: inside ``FleetMonitor``).
+Its whole state is plain JSON (``to_state``/``from_state``), so any worker can rebuild it and
+continue exactly where it was.
+
+Reference: with ``reference.source: warmup`` the first ``warmup_events`` events of the model
+version become the reference (whole deltas: a delta that crosses the boundary belongs to the
+warm-up). A new model_version takes over, with its own warm-up, once it has sent
+``warmup_events`` events and outnumbers the current version since it appeared; until then
+the current version is judged. With ``source: profile`` the reference is the configured file
+or the profile of a ``promoted`` model event (`set_reference`); deltas of other versions are
+ignored. `set_reference` resolves every firing alert (one ``resolved`` each, returned by the
+next `apply`), then starts the windows and k-of-m histories afresh against the new profile.
+
+Performance baseline: the reference's quality when it summarises >= ``baseline_labels``
+outcomes; else the outcomes joined after the warm-up accumulate (those windows' performance is
+not judged) until they do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, cast
+
+from detectors.alerting import AlertBook, Reading, alert_id, fingerprint
+from detectors.calibration import NullThresholds, per_test_alpha
+from detectors.evaluate import Evaluator, StatisticPoint, count_decisions
+from detectors.judge_state import Baseline, Coverage
+from detectors.profile_builder import profile_from_delta
+from detectors.sequential import SequentialDetector
+from detectors.window import WindowDelta
+from schemas.events import Alert, AlertKind, AlertReference, AlertWindow
+from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
+from schemas.profile import ReferenceProfile, load_profile
+
+__all__ = ["JUDGE_FORMAT", "MAX_CANDIDATES", "ModelJudge", "StatisticPoint"]
+
+JUDGE_FORMAT: Final = 1
+MAX_CANDIDATES: Final = 3
+"""New model versions warmed up at once; beyond, the oldest candidate is dropped."""
+Clock = Callable[[], datetime]
+
+
+def _finite(value: float | None) -> float:
+    return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def _joined(target: WindowDelta | None, delta: WindowDelta) -> WindowDelta:
+    if target is None:
+        return delta  # the judge owns the deltas it is given
+    delta.model_version = target.model_version  # accepted deltas count for the judged version
+    target.merge(delta)
+    return target
+
+
+class ModelJudge:
+    """Merges one model's window deltas and turns closed windows into alerts."""
+
+    def __init__(
+        self,
+        model: str,
+        config: MonitorConfig,
+        *,
+        clock: Clock,
+        on_point: Callable[[StatisticPoint], None] | None = None,
+        profile_loader: Callable[[Path], ReferenceProfile] | None = load_profile,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.settings: ModelMonitorConfig = config.for_model(model)
+        self.clock = clock
+        self.on_point = on_point
+        settings = self.settings.alerting
+        self.book = AlertBook(k=settings.k, m=settings.m, resolve_after=settings.resolve_after)
+        self.reference: ReferenceProfile | None = None
+        self.version: str | None = None
+        """The model version being judged."""
+        self.candidates: dict[str, dict[str, Any]] = {}
+        """Version ("" for none) -> its warm-up delta and the other versions' events since."""
+        self.current: WindowDelta | None = None
+        """The (sub-)window being filled."""
+        self.recent: list[WindowDelta] = []
+        """Closed sub-windows of a sliding window."""
+        self.baseline = Baseline()
+        self.coverage = Coverage()
+        self.sequential: SequentialDetector | None = None
+        self.known_new: set[str] = set()
+        self.queued: list[Alert] = []
+        self.windows = 0
+        """Windows judged against the current reference."""
+        self.ignored = 0
+        """Prediction events of versions not judged."""
+        self._thresholds = NullThresholds()
+        self._evaluator: Evaluator | None = None
+        reference = self.settings.reference
+        if reference.source == "profile" and reference.path is not None and profile_loader:
+            self._use(profile_loader(reference.path))
+
+    # -- reference -------------------------------------------------------------------------
+
+    @property
+    def alpha(self) -> float | None:
+        """The per-test significance of the current reference (None before one exists)."""
+        return None if self._evaluator is None else self._evaluator.alpha
+
+    def _use(self, profile: ReferenceProfile) -> None:
+        settings = self.settings.alerting
+        decisions = count_decisions(profile, self.settings)
+        alpha = settings.alpha or per_test_alpha(
+            settings.target_run_length, decisions, k=settings.k, m=settings.m,
+            independent=settings.assume_independent_windows,
+        )  # fmt: skip
+        self.reference = profile
+        if profile.model_version is not None or self.version is None:
+            self.version = profile.model_version
+        self._evaluator = Evaluator(
+            self.model, profile, self.settings, alpha=alpha, thresholds=self._thresholds
+        )
+        self.baseline = Baseline.start(profile, self.settings)
+        self.coverage = Coverage()
+        kind = self.settings.detectors.sequential.kind
+        params = self.settings.detectors.sequential.params
+        extra: dict[str, Any] = dict(params)
+        self.sequential = SequentialDetector(kind, **extra) if kind is not None else None
+        self.known_new = set()
+        self.candidates, self.current, self.recent = {}, None, []
+        self.windows = 0
+        self.book.reset_windows()
+
+    def set_reference(self, profile: ReferenceProfile) -> None:
+        """Switch to ``profile``: firing alerts resolve (returned by the next `apply`)."""
+        self._resolve_all(f"the reference switched to profile {profile.profile_id}")
+        self._use(profile)
+
+    def _resolve_all(self, reason: str) -> None:
+        for key in self.book.firing():
+            self.book.force_resolve(key)
+            last = self.book.tracks[key].last
+            self.queued.append(self._alert(key, "resolved", last, f"resolved: {reason}"))
+
+    # -- deltas ----------------------------------------------------------------------------
+
+    def apply(self, delta: WindowDelta) -> list[Alert]:
+        """Fold one delta of this model; the alerts its closed windows (if any) caused.
+
+        The judge takes ownership of ``delta`` (it may keep and grow it): pass a fresh one.
+        """
+        if delta.model != self.model:
+            raise ValueError(
+                f"judge of model {self.model!r} got a delta of {delta.model!r}: "
+                f"route deltas by model"
+            )
+        alerts, self.queued = self.queued, []
+        if self.reference is None:
+            if self.settings.reference.source == "warmup":
+                alerts += self._candidate(delta)
+            else:
+                self.ignored += delta.count
+            return alerts
+        version = delta.model_version
+        if version != self.version:
+            if self.reference.source == "profile" and self.reference.model_version is not None:
+                self.ignored += delta.count
+                return alerts
+            if self.reference.source == "warmup":
+                return alerts + self._candidate(delta)
+        for candidate in self.candidates.values():
+            candidate["others"] += delta.count
+        alerts += self._fill(delta)
+        return alerts
+
+    def _candidate(self, delta: WindowDelta) -> list[Alert]:
+        """Warm up ``delta``'s version; it becomes the reference once it has enough events
+        (and, when another version is being judged, more events than it since appearing)."""
+        key = delta.model_version or ""
+        entry = self.candidates.get(key)
+        if entry is None:
+            if len(self.candidates) >= MAX_CANDIDATES:
+                del self.candidates[next(iter(self.candidates))]
+            entry = self.candidates[key] = {"delta": None, "others": 0}
+        for other, candidate in self.candidates.items():
+            if other != key:
+                candidate["others"] += delta.count
+        entry["delta"] = _joined(entry["delta"], delta)
+        warm: WindowDelta = entry["delta"]
+        if warm.count < self.settings.reference.warmup_events:
+            return []
+        if self.reference is not None:
+            if warm.count <= entry["others"]:
+                return []
+            self._resolve_all(
+                f"model version {delta.model_version} replaced version {self.version}"
+            )
+        alerts, self.queued = self.queued, []
+        self.version = delta.model_version
+        self._use(profile_from_delta(warm, self.settings, source="warmup"))
+        self.baseline.absorb_warmup(warm)
+        return alerts
+
+    def _fill(self, delta: WindowDelta) -> list[Alert]:
+        window = self.settings.window
+        alerts: list[Alert] = []
+        if window.type == "time":
+            # A time window closes when the first delta beyond its end arrives.
+            span = int((window.slide or window.time_seconds or 0) * 1e6)
+            current = self.current
+            if (
+                current is not None
+                and current.start_us is not None
+                and delta.start_us is not None
+                and delta.start_us >= current.start_us + span
+            ):
+                self.current = None
+                alerts += self._close(current)
+            self.current = _joined(self.current, delta)
+            return alerts
+        self.current = _joined(self.current, delta)
+        if self.current.count >= int(window.slide or window.size):
+            current, self.current = self.current, None
+            alerts += self._close(current)
+        return alerts
+
+    def _close(self, current: WindowDelta) -> list[Alert]:
+        """A (sub-)window is complete: judge the window it completes, if any."""
+        window = self.settings.window
+        length = window.size if window.type == "count" else (window.time_seconds or 0.0)
+        parts = max(round(length / (window.slide or length)), 1)
+        self.recent.append(current)
+        if len(self.recent) < parts:
+            return []
+        judged = self.recent[0].copy() if parts > 1 else current
+        for part in self.recent[1:]:
+            judged.merge(part)
+        self.recent = self.recent[1:] if parts > 1 else []
+        if judged.count < window.min_count:
+            if parts == 1:
+                self.current = judged  # too few events: roll them into the next window
+            return []
+        return self._judge(judged)
+
+    # -- judging ---------------------------------------------------------------------------
+
+    def _judge(self, window: WindowDelta) -> list[Alert]:
+        assert self._evaluator is not None and self.reference is not None
+        self.windows += 1
+        baseline = self.baseline.current
+        readings = self._evaluator.evaluate(
+            window, baseline=baseline, coverage=self.coverage.rate(),
+            new_features=frozenset(self.known_new),
+        )  # fmt: skip
+        readings += self._sequential(readings)
+        self.baseline.observe(window, self.settings)
+        self.coverage.observe(window, readings, active=baseline is not None)
+        start, end = window.start, window.end
+        assert start is not None and end is not None
+        alerts: list[Alert] = []
+        for reading in readings:
+            if self.on_point is not None:
+                self.on_point(StatisticPoint(
+                    self.model, reading.kind, reading.feature, reading.detector,
+                    reading.statistic, reading.threshold, reading.p_value, reading.breached,
+                    start, end, reading.count, reading.segment,
+                ))  # fmt: skip
+            if not reading.decides:
+                continue
+            if reading.detector == "new_feature" and reading.breached and reading.feature:
+                self.known_new.add(reading.feature)
+            key = fingerprint(
+                self.model, reading.kind, reading.feature, reading.segment, reading.detector
+            )
+            last = {
+                "kind": reading.kind, "feature": reading.feature, "segment": reading.segment,
+                "detector": reading.detector, "statistic": reading.statistic,
+                "threshold": reading.threshold, "p_value": reading.p_value,
+                "summary": reading.summary, "model_version": window.model_version,
+                "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
+            }  # fmt: skip
+            status = self.book.observe(key, reading.breached, last)
+            if status is not None:
+                summary = reading.summary if status == "firing" else self._resolved(reading)
+                alerts.append(self._alert(key, status, last, summary))
+        return alerts
+
+    def _resolved(self, reading: Reading) -> str:
+        what = reading.feature or reading.kind.replace("_", " ")
+        return (
+            f"resolved: {reading.detector} on {what} of model {self.model!r} back within its "
+            f"threshold for {self.settings.alerting.resolve_after} windows "
+            f"({reading.statistic:.4g} vs {reading.threshold:.4g})"
+        )
+
+    def _sequential(self, readings: list[Reading]) -> list[Reading]:
+        detector = self.sequential
+        if detector is None:
+            return []
+        for reading in readings:
+            if reading.kind == "performance" and reading.segment is None:
+                baseline = self.baseline.current
+                reference = (baseline.error_rate if reading.detector == "error_rate"
+                             else baseline.mae) if baseline is not None else None  # fmt: skip
+                reference = _finite(reference)
+                value = reading.statistic
+                if detector.kind in ("ddm", "eddm", "hddm_a", "hddm_w"):
+                    value = float(value > reference)
+                fired = detector.update(value) and reading.statistic > reference
+                return [Reading(
+                    "performance", None, None, detector.kind, reading.statistic, reference,
+                    None, fired, True, reading.count,
+                    f"{detector.kind} detected a change of the {reading.detector} of model "
+                    f"{self.model!r} (now {reading.statistic:.4g}, baseline {reference:.4g})",
+                )]  # fmt: skip
+        return []
+
+    def _alert(self, key: str, status: str, last: dict[str, Any], summary: str) -> Alert:
+        assert self.reference is not None
+        kind = str(last["kind"])
+        settings = self.settings.alerting
+        runbook = settings.runbook_url.replace("{kind}", kind) if settings.runbook_url else None
+        window = WindowDelta(self.model, last["model_version"])
+        window.see_time(int(last["start_us"]), int(last["end_us"]))
+        assert window.start is not None and window.end is not None
+        p_value = last["p_value"]
+        return Alert(
+            alert_id=alert_id(key, "firing" if status == "firing" else "resolved",
+                              self.book.episode(key)),
+            fingerprint=key,
+            status="firing" if status == "firing" else "resolved",
+            severity=settings.severity.get(kind, "warning"),  # type: ignore[call-overload]
+            model=self.model, model_version=last["model_version"], kind=cast(AlertKind, kind),
+            feature=last["feature"], segment=last["segment"], detector=last["detector"],
+            statistic=_finite(last["statistic"]), threshold=_finite(last["threshold"]),
+            p_value=None if p_value is None else min(max(_finite(p_value), 0.0), 1.0),
+            window=AlertWindow(start=window.start, end=window.end, count=int(last["count"])),
+            reference=AlertReference(
+                source=self.reference.source, model_version=self.reference.model_version,
+                count=self.reference.count, profile_id=self.reference.profile_id,
+            ),
+            fired_at=window.end, emitted_at=self.clock(), summary=summary[:4096],
+            runbook_url=runbook,
+        )  # fmt: skip
+
+    # -- offline helpers -------------------------------------------------------------------
+
+    def events_until_decision(self) -> int | None:
+        """Prediction events that complete the warm-up or the current (sub-)window."""
+        if self.reference is None:
+            if self.settings.reference.source != "warmup":
+                return None
+            warmed = max((e["delta"].count for e in self.candidates.values()), default=0)
+            return self.settings.reference.warmup_events - warmed
+        window = self.settings.window
+        if window.type != "count":
+            return None
+        step = int(window.slide or window.size)
+        return step - (self.current.count if self.current else 0)
+
+    def time_of_decision(self, next_event_us: int) -> int | None:
+        """Event time (epoch us) from which events belong to the next time window."""
+        window = self.settings.window
+        if self.reference is None or window.type != "time":
+            return None
+        start = next_event_us if self.current is None else self.current.start_us
+        return (start or next_event_us) + int((window.slide or window.time_seconds or 0) * 1e6)
+
+    def flush(self) -> list[Alert]:
+        """Alerts waiting for the next `apply` (the resolves of a reference switch)."""
+        alerts, self.queued = self.queued, []
+        return alerts
+
+    # -- state -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON: everything needed to continue exactly (thresholds are recomputed)."""
+        from detectors.judge_state import judge_to_state
+
+        return judge_to_state(self)
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        config: MonitorConfig,
+        *,
+        clock: Clock,
+        on_point: Callable[[StatisticPoint], None] | None = None,
+    ) -> ModelJudge:
+        from detectors.judge_state import judge_from_state
+
+        judge = cls(str(state["model"]), config, clock=clock, on_point=on_point,
+                    profile_loader=None)  # fmt: skip
+        judge_from_state(judge, state)
+        return judge

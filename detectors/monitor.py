@@ -1,0 +1,156 @@
+"""The whole monitor in one process: joiner, accumulator and one judge per model.
+
+``driftline backtest`` feeds it recorded events; it runs the very code the workers run
+(``LabelJoiner`` -> ``PartitionAccumulator`` -> ``WindowDelta`` -> ``ModelJudge``), so its
+alerts are the ones the live system would have sent. Batches are cut where a judge's warm-up
+or window completes, so each window holds exactly ``window.size`` events (live, deltas from
+partitions may overshoot a little).
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from schemas.events import PredictionEvent
+>>> from schemas.monitor_config import parse_monitor_config
+>>> t0 = datetime(2024, 5, 1, tzinfo=UTC)
+>>> config = parse_monitor_config({"defaults": {"reference": {"warmup_events": 100},
+...                                             "window": {"size": 100}}})
+>>> monitor = FleetMonitor(config, clock=lambda: t0)
+>>> events = [PredictionEvent(event_id=str(i), model="m", timestamp=t0 + timedelta(seconds=i),
+...           features={"x": float(i % 7)}, prediction=0.5) for i in range(400)]
+>>> monitor.process(events, []), monitor.finish()
+([], [])
+>>> monitor.judges["m"].windows
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Final
+
+import numpy as np
+
+from detectors.accumulate import PartitionAccumulator
+from detectors.evaluate import StatisticPoint
+from detectors.join import LabelJoiner, epoch_us, from_epoch_us
+from detectors.judge import ModelJudge
+from schemas.events import Alert, LabelEvent, PredictionEvent
+from schemas.monitor_config import MonitorConfig
+from schemas.profile import ReferenceProfile
+
+__all__ = ["EXPIRE_EVERY_TTL_FRACTION", "FleetMonitor"]
+
+EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
+"""The join is expired whenever event time advanced by this fraction of the TTL."""
+
+
+class FleetMonitor:
+    """Every model's monitor, offline: ``process`` event-time ordered batches, then ``finish``."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        clock: Callable[[], datetime],
+        on_point: Callable[[StatisticPoint], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.on_point = on_point
+        self.joiner = LabelJoiner({}, {}, ttl_seconds=config.join.ttl_seconds)
+        self.accumulator = PartitionAccumulator(config)
+        self.judges: dict[str, ModelJudge] = {}
+        self._expired_us: int | None = None
+        self._now_us: int | None = None
+
+    def judge(self, model: str) -> ModelJudge:
+        """The judge of ``model`` (created on first use)."""
+        judge = self.judges.get(model)
+        if judge is None:
+            judge = self.judges[model] = ModelJudge(
+                model, self.config, clock=self.clock, on_point=self.on_point
+            )
+        return judge
+
+    def set_reference(self, model: str, profile: ReferenceProfile) -> None:
+        """A ``promoted`` model event: switch the model's reference."""
+        self.judge(model).set_reference(profile)
+
+    def process(
+        self, predictions: Sequence[PredictionEvent], labels: Sequence[LabelEvent] = ()
+    ) -> list[Alert]:
+        """Fold a batch of predictions and labels (merged in event-time order)."""
+        n_pred = len(predictions)
+        times = np.fromiter(
+            (epoch_us(event.timestamp) for seq in (predictions, labels) for event in seq),
+            dtype=np.int64, count=n_pred + len(labels),
+        )  # fmt: skip
+        if times.size == 0:
+            return []
+        # Predictions before labels at equal times; stable otherwise.
+        keys = times * 2 + (np.arange(times.size) >= n_pred)
+        order = np.argsort(keys, kind="stable")
+        sorted_times = times[order]
+        position = np.empty(times.size, dtype=np.int64)
+        position[order] = np.arange(times.size)
+        by_model: dict[str, list[int]] = {}
+        for index, event in enumerate(predictions):
+            by_model.setdefault(event.model, []).append(index)
+        positions = {model: np.sort(position[idx]) for model, idx in by_model.items()}
+        alerts: list[Alert] = []
+        start = 0
+        while start < times.size:
+            cut = self._next_cut(start, positions, sorted_times)
+            chunk = order[start:cut].tolist()
+            alerts += self._fold(
+                [predictions[j] for j in chunk if j < n_pred],
+                [labels[j - n_pred] for j in chunk if j >= n_pred],
+                int(sorted_times[cut - 1]),
+            )
+            start = cut
+        return alerts
+
+    def _next_cut(
+        self, start: int, positions: dict[str, np.ndarray], sorted_times: np.ndarray
+    ) -> int:
+        """End (exclusive) of the next chunk: where the first warm-up or window completes."""
+        cut = sorted_times.size
+        for model, where in positions.items():
+            done = int(np.searchsorted(where, start))
+            if done >= where.size:
+                continue
+            judge = self.judge(model)
+            need = judge.events_until_decision()
+            if need is not None and done + max(need, 1) - 1 < where.size:
+                cut = min(cut, int(where[done + max(need, 1) - 1]) + 1)
+            boundary = judge.time_of_decision(int(sorted_times[where[done]]))
+            if boundary is not None:
+                index = int(np.searchsorted(sorted_times, boundary, side="left"))
+                if index > start:
+                    cut = min(cut, index)
+        return cut
+
+    def _fold(
+        self, predictions: list[PredictionEvent], labels: list[LabelEvent], last_us: int
+    ) -> list[Alert]:
+        outcomes = self.joiner.add_predictions(predictions)
+        outcomes += self.joiner.add_labels(labels)
+        self.accumulator.add_predictions(predictions)
+        self.accumulator.add_outcomes(outcomes)
+        alerts: list[Alert] = []
+        for delta in self.accumulator.drain():
+            alerts += self.judge(delta.model).apply(delta)
+        self._now_us = last_us if self._now_us is None else max(self._now_us, last_us)
+        every = int(self.config.join.ttl_seconds * EXPIRE_EVERY_TTL_FRACTION * 1e6)
+        if self._expired_us is None:
+            self._expired_us = self._now_us
+        elif self._now_us - self._expired_us >= every:
+            self.joiner.expire(from_epoch_us(self._now_us))
+            self._expired_us = self._now_us
+        return alerts
+
+    def finish(self) -> list[Alert]:
+        """End of input: alerts still queued (a partial last window is not judged)."""
+        alerts: list[Alert] = []
+        for model in sorted(self.judges):
+            alerts += self.judges[model].flush()
+        return alerts

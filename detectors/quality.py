@@ -1,0 +1,491 @@
+"""Mergeable quality accumulators over joined outcomes (prediction, scores, label, latency).
+
+Classification labels and predictions may be bool, int, str or float; they are compared as
+str class keys (`class_key`: a bool is the 0/1 class, 1.0 is "1"). A float prediction in
+[0, 1] with a 0/1 label is a probability of class "1" (the predicted class is "1" when it is
+>= 0.5). Metrics follow scikit-learn: binary precision/recall/F1 for the positive class,
+macro averages when more than two classes are seen; None where a metric is undefined.
+
+>>> q = ClassificationSketch()
+>>> q.update([1, 0, 1, 1], [True, False, False, True])
+>>> q.accuracy, q.precision, q.recall
+(0.75, 0.6666666666666666, 1.0)
+>>> r = RegressionSketch()
+>>> r.update([1.0, 2.0], [1.5, 4.0])
+>>> r.mae, round(r.rmse, 6)
+(1.25, 1.457738)
+>>> lat = LatencySketch()
+>>> lat.update([2.0, 4.0, 60.0])
+>>> lat.mean, lat.quantile(1.0)
+(22.0, 60.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from typing import Any, Final, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import rankdata
+
+from detectors.sketches import bottom_k, uniform_keys
+
+__all__ = ["ClassificationSketch", "LatencySketch", "RegressionSketch", "class_key"]
+
+Label = str | bool | int | float
+Scores = Mapping[str, float]
+FloatArray = npt.NDArray[np.float64]
+
+_LOG_EPS: Final = float(np.finfo(np.float64).eps)  # the clipping scikit-learn's log_loss uses
+_ZERO_ONE: Final = frozenset({"0", "1"})
+_POSITIVE_NAMES: Final = ("1", "true", "True", "TRUE", "yes", "positive")
+_NEGATIVE_TO_POSITIVE: Final = {"0": "1", "false": "true", "False": "True", "no": "yes"}
+
+
+def class_key(value: Label) -> str:
+    """The str class key of a label or predicted class.
+
+    >>> [class_key(v) for v in (True, False, 1, 1.0, "cat", 2.5)]
+    ['1', '0', '1', '1', 'cat', '2.5']
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_kind(state: Mapping[str, Any], kind: str) -> None:
+    if state.get("kind") != kind:
+        raise ValueError(
+            f"state has kind {state.get('kind')!r}, expected {kind!r}: pass a state produced "
+            "by the matching class's to_state()"
+        )
+
+
+class ClassificationSketch:
+    """Confusion counts, a bounded (label, scores) reservoir for ROC AUC, and log-loss sums.
+
+    `positive_class` fixes the positive class of a binary task; by default it is "1" / "true"
+    when seen (or implied by "0" / "false"), else the second of the two sorted classes.
+    `average` "auto" is binary for at most two classes and macro beyond. ROC AUC is binary
+    only; it is exact while the scored outcomes fit in `capacity` and otherwise computed on a
+    uniform (bottom-k, seeded) sample that stays uniform under merge. Log loss is exact.
+    """
+
+    def __init__(
+        self,
+        *,
+        positive_class: str | None = None,
+        average: Literal["auto", "binary", "macro"] = "auto",
+        capacity: int = 4096,
+        seed: int = 0,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if average not in ("auto", "binary", "macro"):
+            raise ValueError(f"average must be 'auto', 'binary' or 'macro', got {average!r}")
+        self.positive_class = positive_class
+        self.average = average
+        self.capacity = capacity
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every outcome (keeps the constructor arguments)."""
+        self.confusion: dict[tuple[str, str], int] = {}  # (predicted, actual) -> count
+        self.count = 0
+        self.log_loss_sum = 0.0
+        self.log_loss_count = 0
+        self._labels: list[str] = []
+        self._scores: list[dict[str, float]] = []
+        self._keys: FloatArray = np.empty(0, dtype=np.float64)
+
+    # -- updating --------------------------------------------------------------------------
+    def update(
+        self,
+        predictions: Sequence[Label],
+        labels: Sequence[Label],
+        scores: Sequence[Scores | None] | None = None,
+    ) -> None:
+        """Fold joined outcomes: predicted class (or probability), true label, class scores."""
+        if len(predictions) != len(labels) or (scores is not None and len(scores) != len(labels)):
+            raise ValueError("predictions, labels and scores must have one entry per outcome")
+        pairs: list[tuple[str, str]] = []
+        scored_labels: list[str] = []
+        scored: list[dict[str, float]] = []
+        given_scores = scores if scores is not None else repeat(None)
+        for prediction, label, given in zip(predictions, labels, given_scores, strict=False):
+            actual = label if type(label) is str else class_key(label)
+            if type(prediction) is float and actual in _ZERO_ONE and 0.0 <= prediction <= 1.0:
+                predicted = "1" if prediction >= 0.5 else "0"
+                given = given or {"1": prediction}
+            else:
+                predicted = prediction if type(prediction) is str else class_key(prediction)
+            pairs.append((predicted, actual))
+            if given:
+                scored_labels.append(actual)
+                scored.append({k: float(v) for k, v in given.items()})
+        for pair, n in Counter(pairs).items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + n
+        self.count += len(pairs)
+        if scored:
+            p_true = np.array(
+                [_probability(s, y) for s, y in zip(scored, scored_labels, strict=True)]
+            )
+            self.log_loss_sum -= float(np.log(np.clip(p_true, _LOG_EPS, 1.0 - _LOG_EPS)).sum())
+            data = p_true.tobytes() + "\x1f".join(scored_labels).encode()
+            keys = uniform_keys(self.seed, self.log_loss_count, data, len(scored))
+            cut = self._cutoff()  # before counting the batch in
+            self.log_loss_count += len(scored)
+            self._keep_smallest(scored_labels, scored, keys, cut)
+
+    def merge(self, other: ClassificationSketch) -> None:
+        """Fold another sketch into this one (in place)."""
+        if not isinstance(other, ClassificationSketch):
+            raise TypeError(f"cannot merge {type(other).__name__} into ClassificationSketch")
+        for pair, n in other.confusion.items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + n
+        self.count += other.count
+        self.log_loss_sum += other.log_loss_sum
+        cut = min(self._cutoff(), other._cutoff())  # as NumericSketch.merge: stay uniform
+        self.log_loss_count += other.log_loss_count
+        self._keep_smallest(other._labels, other._scores, other._keys, cut)
+
+    def _cutoff(self) -> float:
+        truncated = self.log_loss_count > self._keys.size > 0
+        return float(self._keys.max()) if truncated else math.inf
+
+    def _keep_smallest(
+        self, labels: list[str], scores: list[dict[str, float]], keys: FloatArray, cut: float
+    ) -> None:
+        own, new = bottom_k(self._keys, keys, self.capacity, cut)
+        if new.size == 0 and own.size == self._keys.size:
+            return  # the common case once full: nothing enters
+        if own.size < self._keys.size:
+            self._labels = [self._labels[i] for i in own]
+            self._scores = [self._scores[i] for i in own]
+        self._labels += [labels[i] for i in new]
+        self._scores += [scores[i] for i in new]
+        self._keys = np.concatenate([self._keys[own], keys[new]])
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        """Sorted union of the predicted and true classes seen."""
+        return sorted({c for pair in self.confusion for c in pair})
+
+    @property
+    def positive(self) -> str | None:
+        """The positive class of a binary task (None when it cannot be told)."""
+        if self.positive_class is not None:
+            return self.positive_class
+        classes = self.classes
+        for name in _POSITIVE_NAMES:
+            if name in classes:
+                return name
+        for negative, positive in _NEGATIVE_TO_POSITIVE.items():
+            if negative in classes:
+                return positive
+        return classes[1] if len(classes) == 2 else None
+
+    @property
+    def is_binary(self) -> bool:
+        if self.average != "auto":
+            return self.average == "binary"
+        return len(self.classes) <= 2
+
+    @property
+    def accuracy(self) -> float | None:
+        if not self.count:
+            return None
+        hits = sum(n for (predicted, actual), n in self.confusion.items() if predicted == actual)
+        return hits / self.count
+
+    def _class_counts(self, cls: str) -> tuple[int, int, int]:
+        tp = fp = fn = 0
+        for (predicted, actual), n in self.confusion.items():
+            if predicted == cls and actual == cls:
+                tp += n
+            elif predicted == cls:
+                fp += n
+            elif actual == cls:
+                fn += n
+        return tp, fp, fn
+
+    def _metric(self, which: Literal["precision", "recall", "f1"]) -> float | None:
+        if not self.count:
+            return None
+        if self.is_binary:
+            positive = self.positive
+            return None if positive is None else _ratio(which, *self._class_counts(positive))
+        # Macro: mean over classes where the metric is defined (sklearn zero_division=nan).
+        values = [_ratio(which, *self._class_counts(c)) for c in self.classes]
+        defined = [v for v in values if v is not None]
+        return sum(defined) / len(defined) if defined else None
+
+    @property
+    def precision(self) -> float | None:
+        return self._metric("precision")
+
+    @property
+    def recall(self) -> float | None:
+        return self._metric("recall")
+
+    @property
+    def f1(self) -> float | None:
+        return self._metric("f1")
+
+    @property
+    def log_loss(self) -> float | None:
+        """Mean negative log-likelihood of the true class over scored outcomes."""
+        return self.log_loss_sum / self.log_loss_count if self.log_loss_count else None
+
+    @property
+    def roc_auc(self) -> float | None:
+        """Binary ROC AUC of the positive-class score (None for multiclass or one class)."""
+        positive = self.positive
+        if not self.is_binary or positive is None:
+            return None
+        pairs = [
+            (label == positive, score)
+            for label, probs in zip(self._labels, self._scores, strict=True)
+            if (score := _positive_score(probs, positive)) is not None
+        ]
+        is_pos = np.array([p for p, _ in pairs], dtype=bool)
+        n_pos, n_neg = int(is_pos.sum()), int((~is_pos).sum())
+        if n_pos == 0 or n_neg == 0:
+            return None
+        ranks = rankdata(np.array([s for _, s in pairs], dtype=np.float64))
+        # Mann-Whitney U with midranks for ties, as sklearn's trapezoidal AUC.
+        return float((ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": "classification",
+            "positive_class": self.positive_class,
+            "average": self.average,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "count": self.count,
+            "confusion": [[p, a, n] for (p, a), n in self.confusion.items()],
+            "log_loss_sum": self.log_loss_sum,
+            "log_loss_count": self.log_loss_count,
+            "labels": list(self._labels),
+            "scores": [dict(s) for s in self._scores],
+            "keys": self._keys.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        _check_kind(state, "classification")
+        sketch = cls(
+            positive_class=state["positive_class"],
+            average=state["average"],
+            capacity=int(state["capacity"]),
+            seed=int(state["seed"]),
+        )
+        sketch.count = int(state["count"])
+        sketch.confusion = {(str(p), str(a)): int(n) for p, a, n in state["confusion"]}
+        sketch.log_loss_sum = float(state["log_loss_sum"])
+        sketch.log_loss_count = int(state["log_loss_count"])
+        sketch._labels = [str(v) for v in state["labels"]]
+        sketch._scores = [{str(k): float(v) for k, v in s.items()} for s in state["scores"]]
+        sketch._keys = np.asarray(state["keys"], dtype=np.float64)
+        if not len(sketch._labels) == len(sketch._scores) == sketch._keys.size:
+            raise ValueError("classification state has labels, scores and keys of unequal length")
+        return sketch
+
+
+def _ratio(which: str, tp: int, fp: int, fn: int) -> float | None:
+    denominator = {"precision": tp + fp, "recall": tp + fn, "f1": 2 * tp + fp + fn}[which]
+    numerator = 2 * tp if which == "f1" else tp
+    return numerator / denominator if denominator else None
+
+
+def _probability(probs: Mapping[str, float], cls: str) -> float:
+    """P(cls) from a scores dict; a one-entry dict of a 0/1 task implies the other class."""
+    if cls in probs:
+        return probs[cls]
+    if len(probs) == 1:
+        ((only, p),) = probs.items()
+        if {only, cls} in ({"0", "1"}, {"false", "true"}):
+            return 1.0 - p
+    return 0.0
+
+
+def _positive_score(probs: Mapping[str, float], positive: str) -> float | None:
+    if positive in probs:
+        return probs[positive]
+    if len(probs) == 1:
+        return 1.0 - next(iter(probs.values()))  # the score of the only other class
+    if len(probs) == 2:
+        return 1.0 - sum(v for k, v in probs.items() if k != positive)
+    return None
+
+
+class RegressionSketch:
+    """Count and sums of absolute and squared errors (exact; merge adds)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.abs_error_sum = 0.0
+        self.sq_error_sum = 0.0
+
+    def update(self, predictions: npt.ArrayLike, labels: npt.ArrayLike) -> None:
+        """Fold predicted and true values (numbers; bool counts as 0/1)."""
+        try:
+            pred = np.asarray(predictions, dtype=np.float64).ravel()
+            true = np.asarray(labels, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"RegressionSketch takes numbers ({exc}): use ClassificationSketch for classes"
+            ) from None
+        if pred.shape != true.shape:
+            raise ValueError(f"{pred.size} predictions but {true.size} labels: pass pairs")
+        if not (np.isfinite(pred).all() and np.isfinite(true).all()):
+            raise ValueError("predictions and labels must be finite: drop NaN/inf outcomes first")
+        err = pred - true
+        self.count += err.size
+        self.abs_error_sum += float(np.abs(err).sum())
+        self.sq_error_sum += float(np.square(err).sum())
+
+    def merge(self, other: RegressionSketch) -> None:
+        if not isinstance(other, RegressionSketch):
+            raise TypeError(f"cannot merge {type(other).__name__} into RegressionSketch")
+        self.count += other.count
+        self.abs_error_sum += other.abs_error_sum
+        self.sq_error_sum += other.sq_error_sum
+
+    @property
+    def mae(self) -> float | None:
+        return self.abs_error_sum / self.count if self.count else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.sq_error_sum / self.count) if self.count else None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": "regression",
+            "count": self.count,
+            "abs_error_sum": self.abs_error_sum,
+            "sq_error_sum": self.sq_error_sum,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        _check_kind(state, "regression")
+        sketch = cls()
+        sketch.count = int(state["count"])
+        sketch.abs_error_sum = float(state["abs_error_sum"])
+        sketch.sq_error_sum = float(state["sq_error_sum"])
+        return sketch
+
+
+LATENCY_EDGES: Final = 10.0 ** (np.arange(-30, 81) / 10)
+"""Fixed bin edges in seconds: 10 per decade from 1 ms to 1e8 s (~3 years)."""
+
+
+class LatencySketch:
+    """Label latency in seconds: exact count/sum/min/max plus a fixed log-bin histogram.
+
+    `quantile` interpolates geometrically inside the bin holding the rank, clamped to the
+    observed min and max: within a factor 10**0.1 (~26 %) of the exact quantile. Negative
+    latencies (a label stamped before its prediction) count as 0.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self._min = math.inf
+        self._max = -math.inf
+        self.counts = np.zeros(LATENCY_EDGES.size + 1, dtype=np.int64)
+
+    def update(self, seconds: npt.ArrayLike) -> None:
+        values = np.asarray(seconds, dtype=np.float64).ravel()
+        if values.size == 0:
+            return
+        if not np.isfinite(values).all():
+            raise ValueError("latencies must be finite seconds")
+        values = np.maximum(values, 0.0)
+        self.count += values.size
+        self.sum += float(values.sum())
+        self._min = min(self._min, float(values.min()))
+        self._max = max(self._max, float(values.max()))
+        bins = np.searchsorted(LATENCY_EDGES, values, side="left")
+        self.counts += np.bincount(bins, minlength=self.counts.size)
+
+    def merge(self, other: LatencySketch) -> None:
+        if not isinstance(other, LatencySketch):
+            raise TypeError(f"cannot merge {type(other).__name__} into LatencySketch")
+        self.count += other.count
+        self.sum += other.sum
+        self._min = min(self._min, other._min)
+        self._max = max(self._max, other._max)
+        self.counts += other.counts
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.count if self.count else None
+
+    @property
+    def min(self) -> float | None:
+        return self._min if self.count else None
+
+    @property
+    def max(self) -> float | None:
+        return self._max if self.count else None
+
+    def quantile(self, q: float) -> float | None:
+        """Approximate q-quantile (0 <= q <= 1); None while empty."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must be within [0, 1], got {q}")
+        if not self.count:
+            return None
+        rank = q * self.count
+        cumulative = np.cumsum(self.counts)
+        b = int(np.searchsorted(cumulative, max(rank, 1e-12), side="left"))
+        before = float(cumulative[b - 1]) if b else 0.0
+        frac = (rank - before) / float(self.counts[b])
+        lo = max(float(LATENCY_EDGES[b - 1]) if b else self._min, self._min)
+        hi = min(float(LATENCY_EDGES[b]) if b < LATENCY_EDGES.size else self._max, self._max)
+        # Geometric inside a log bin; linear where the bin starts at 0.
+        geometric = lo > 0.0 and hi > lo
+        value = lo * (hi / lo) ** frac if geometric else lo + (hi - lo) * frac
+        return min(max(value, self._min), self._max)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": "latency",
+            "count": self.count,
+            "sum": self.sum,
+            "min": self.min,
+            "max": self.max,
+            "counts": {str(i): int(n) for i, n in enumerate(self.counts) if n},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        _check_kind(state, "latency")
+        sketch = cls()
+        sketch.count = int(state["count"])
+        sketch.sum = float(state["sum"])
+        sketch._min = math.inf if state["min"] is None else float(state["min"])
+        sketch._max = -math.inf if state["max"] is None else float(state["max"])
+        for i, n in state["counts"].items():
+            sketch.counts[int(i)] = int(n)
+        return sketch

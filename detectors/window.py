@@ -1,0 +1,242 @@
+"""The window delta: mergeable sketches of one model version's events over a stretch of time.
+
+Each partition folds its events into deltas (``detectors.accumulate``); the model's judge merges
+them into windows (``detectors.judge``). A delta holds one `SliceDelta` for all traffic (key
+``""``) and one per segment (``"country=DE"``); every part merges in place and has JSON state.
+
+>>> delta = WindowDelta.empty("churn", "3")
+>>> other = WindowDelta.empty("churn", "3")
+>>> other.count, other.start_us, other.end_us = 5, 10, 20
+>>> other.slice("").count = 5
+>>> delta.merge(other)
+>>> (delta.count, delta.start_us, delta.end_us, delta.slices[""].count)
+(5, 10, 20, 5)
+>>> WindowDelta.from_state(delta.to_state()).to_state() == delta.to_state()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final, Self
+
+from detectors.data_quality import FeatureTypeTracker
+from detectors.join import from_epoch_us
+from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch
+from detectors.sketches import CategoricalSketch, NumericSketch
+
+__all__ = ["ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDelta"]
+
+ALL_TRAFFIC: Final = ""
+"""The slice key of all of a model's traffic (segments are ``key=value``)."""
+DELTA_FORMAT: Final = 1
+LABEL_KINDS: Final = ("binary", "number", "string")
+"""How labels looked: 0/1 or bool, other numbers, strings (for task inference)."""
+
+
+def _merge_into(own: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """Merge sketch dicts; sketches only on the other side are merged into fresh copies."""
+    for key, sketch in other.items():
+        mine = own.get(key)
+        if mine is None:
+            own[key] = sketch.copy()
+        else:
+            mine.merge(sketch)
+
+
+def _states(sketches: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: sketch.to_state() for key, sketch in sorted(sketches.items())}
+
+
+class SliceDelta:
+    """All of a slice's sketches: features, prediction, scores, outcomes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        """Prediction events."""
+        self.numeric: dict[str, NumericSketch] = {}
+        """Feature -> its numeric values (non-null numbers)."""
+        self.categorical: dict[str, CategoricalSketch] = {}
+        """Feature -> its categorical values (strings and bools; numbers when declared)."""
+        self.types = FeatureTypeTracker()
+        self.prediction_numeric: NumericSketch | None = None
+        self.prediction_categorical: CategoricalSketch | None = None
+        self.scores: dict[str, NumericSketch] = {}
+        self.outcomes = 0
+        """Joined outcomes (labels that arrived in this delta)."""
+        self.classification: ClassificationSketch | None = None
+        self.regression: RegressionSketch | None = None
+        self.latency: LatencySketch | None = None
+        self.label_kinds: dict[str, int] = {}
+
+    def merge(self, other: SliceDelta) -> None:
+        self.count += other.count
+        _merge_into(self.numeric, other.numeric)
+        _merge_into(self.categorical, other.categorical)
+        self.types.merge(other.types)
+        self.prediction_numeric = _merged(self.prediction_numeric, other.prediction_numeric)
+        self.prediction_categorical = _merged(
+            self.prediction_categorical, other.prediction_categorical
+        )
+        _merge_into(self.scores, other.scores)
+        self.outcomes += other.outcomes
+        self.classification = _merged(self.classification, other.classification)
+        self.regression = _merged(self.regression, other.regression)
+        self.latency = _merged(self.latency, other.latency)
+        for kind, n in other.label_kinds.items():
+            self.label_kinds[kind] = self.label_kinds.get(kind, 0) + n
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "numeric": _states(self.numeric),
+            "categorical": _states(self.categorical),
+            "types": self.types.to_state(),
+            "prediction_numeric": _state(self.prediction_numeric),
+            "prediction_categorical": _state(self.prediction_categorical),
+            "scores": _states(self.scores),
+            "outcomes": self.outcomes,
+            "classification": _state(self.classification),
+            "regression": _state(self.regression),
+            "latency": _state(self.latency),
+            "label_kinds": dict(sorted(self.label_kinds.items())),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        part = cls()
+        part.count = int(state["count"])
+        part.numeric = {k: NumericSketch.from_state(v) for k, v in state["numeric"].items()}
+        part.categorical = {
+            k: CategoricalSketch.from_state(v) for k, v in state["categorical"].items()
+        }
+        part.types = FeatureTypeTracker.from_state(state["types"])
+        part.prediction_numeric = _load(NumericSketch, state["prediction_numeric"])
+        part.prediction_categorical = _load(CategoricalSketch, state["prediction_categorical"])
+        part.scores = {k: NumericSketch.from_state(v) for k, v in state["scores"].items()}
+        part.outcomes = int(state["outcomes"])
+        part.classification = _load(ClassificationSketch, state["classification"])
+        part.regression = _load(RegressionSketch, state["regression"])
+        part.latency = _load(LatencySketch, state["latency"])
+        part.label_kinds = {str(k): int(v) for k, v in state["label_kinds"].items()}
+        return part
+
+    def copy(self) -> SliceDelta:
+        fresh = SliceDelta()
+        fresh.merge(self)
+        return fresh
+
+
+def _merged(mine: Any, other: Any) -> Any:
+    if other is None:
+        return mine
+    if mine is None:
+        return other.from_state(other.to_state())
+    mine.merge(other)
+    return mine
+
+
+def _state(sketch: Any) -> dict[str, Any] | None:
+    return None if sketch is None else dict(sketch.to_state())
+
+
+def _load(kind: Any, state: Mapping[str, Any] | None) -> Any:
+    return None if state is None else kind.from_state(state)
+
+
+class WindowDelta:
+    """One model version's events between ``start_us`` and ``end_us`` (event time, epoch us)."""
+
+    def __init__(self, model: str, model_version: str | None) -> None:
+        self.model = model
+        self.model_version = model_version
+        self.start_us: int | None = None
+        """Earliest event time (predictions and labels)."""
+        self.end_us: int | None = None
+        """Latest event time: the last event a decision on this delta saw."""
+        self.count = 0
+        """Prediction events."""
+        self.outcomes = 0
+        self.slices: dict[str, SliceDelta] = {}
+
+    @classmethod
+    def empty(cls, model: str, model_version: str | None) -> WindowDelta:
+        return cls(model, model_version)
+
+    @property
+    def start(self) -> datetime | None:
+        return None if self.start_us is None else from_epoch_us(self.start_us)
+
+    @property
+    def end(self) -> datetime | None:
+        return None if self.end_us is None else from_epoch_us(self.end_us)
+
+    def slice(self, key: str) -> SliceDelta:
+        """The slice ``key`` (created empty when new)."""
+        part = self.slices.get(key)
+        if part is None:
+            part = self.slices[key] = SliceDelta()
+        return part
+
+    def see_time(self, first_us: int, last_us: int) -> None:
+        """Widen the time span to cover events from ``first_us`` to ``last_us``."""
+        self.start_us = first_us if self.start_us is None else min(self.start_us, first_us)
+        self.end_us = last_us if self.end_us is None else max(self.end_us, last_us)
+
+    def merge(self, other: WindowDelta) -> None:
+        """Fold ``other`` (same model and version) into this delta, in place."""
+        if (other.model, other.model_version) != (self.model, self.model_version):
+            raise ValueError(
+                f"cannot merge a delta of {other.model!r} version {other.model_version!r} into "
+                f"one of {self.model!r} version {self.model_version!r}: merge per model version"
+            )
+        if other.start_us is not None and other.end_us is not None:
+            self.see_time(other.start_us, other.end_us)
+        self.count += other.count
+        self.outcomes += other.outcomes
+        for key, part in other.slices.items():
+            mine = self.slices.get(key)
+            if mine is None:
+                self.slices[key] = part.copy()
+            else:
+                mine.merge(part)
+
+    def copy(self) -> WindowDelta:
+        fresh = WindowDelta(self.model, self.model_version)
+        fresh.merge(self)
+        return fresh
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON (str/int/float/bool/list/dict/None)."""
+        return {
+            "format": DELTA_FORMAT,
+            "model": self.model,
+            "model_version": self.model_version,
+            "start_us": self.start_us,
+            "end_us": self.end_us,
+            "count": self.count,
+            "outcomes": self.outcomes,
+            "slices": {key: part.to_state() for key, part in sorted(self.slices.items())},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> WindowDelta:
+        if state.get("format") != DELTA_FORMAT:
+            raise ValueError(
+                f"window delta state has format {state.get('format')!r}, expected "
+                f"{DELTA_FORMAT}: it was written by another driftline version"
+            )
+        delta = cls(str(state["model"]), state["model_version"])
+        delta.start_us = None if state["start_us"] is None else int(state["start_us"])
+        delta.end_us = None if state["end_us"] is None else int(state["end_us"])
+        delta.count = int(state["count"])
+        delta.outcomes = int(state["outcomes"])
+        delta.slices = {k: SliceDelta.from_state(v) for k, v in state["slices"].items()}
+        return delta
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowDelta({self.model!r}, {self.model_version!r}, count={self.count}, "
+            f"outcomes={self.outcomes}, slices={sorted(self.slices)})"
+        )
