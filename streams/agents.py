@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
-from streams.agents_monitor import MonitorKit
+from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
 from streams.validation import RawMessage, Source, split_messages
 
@@ -117,7 +117,10 @@ def install_pipeline(
     ledger = AlertLedger(JsonTableView(ledger_table))
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
-    async def ingest_partition(partition: int, events: list[Event]) -> None:
+    def fold_partition(
+        partition: int, events: list[Event]
+    ) -> tuple[list[DeltaOut], dict[str, int]]:
+        """Validate, join and fold one partition's events; returns deltas and new offsets."""
         _as_current(events[0])
         fresh: list[RawMessage] = []
         last_offsets: dict[str, int] = {}
@@ -136,36 +139,57 @@ def install_pipeline(
                 RawMessage(source, message.value, message.topic, partition, message.offset)
             )
         if not fresh:
-            return
+            return [], {}
         split = split_messages(fresh, now=_utc_now())
         metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
         metrics.messages_in.labels(source="labels").inc(split.label_messages)
         metrics.events_in.labels(source="predictions").inc(len(split.predictions))
         metrics.events_in.labels(source="labels").inc(len(split.labels))
-        for letter in split.dead_letters:
+        dead_letters.extend(split.dead_letters)
+        deltas = kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+        return deltas, last_offsets
+
+    dead_letters: list[Any] = []
+
+    async def ingest_batch(batch: Sequence[Event]) -> None:
+        """Fold every partition, publish the deltas in event-time order, then the offsets.
+
+        Deltas go out before the progress offsets are written, so a crash in between replays
+        the batch (and the offsets make the replay skip what was already published).
+        """
+        folded = [
+            (partition, events, *fold_partition(partition, events))
+            for partition, events in sorted(_by_partition(batch).items())
+        ]
+        for letter in dead_letters:
             source_name = source_of.get(letter.source_topic, "unknown")
             metrics.invalid_events.labels(source=source_name, error_class=letter.error_class).inc()
             await deadletter.send(key=None, value=to_json_bytes(letter))
-        deltas = kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
-        for delta in deltas:
+        dead_letters.clear()
+        ordered = sorted(
+            (delta for _, _, deltas, _ in folded for delta in deltas),
+            key=lambda delta: delta.start,
+        )
+        for delta in ordered:
             envelope = {
                 "format": SKETCH_FORMAT_VERSION,
                 "type": "delta",
                 "model": delta.model,
-                "source": partition,
                 "delta": delta.state,
             }
             await sketches.send(key=delta.model.encode(), value=_dumps(envelope))
             metrics.sketches_published.inc()
-        for key, offset in last_offsets.items():
-            progress[key] = offset
+        for _partition, events, _deltas, offsets in folded:
+            if offsets:
+                _as_current(events[0])
+                for key, offset in offsets.items():
+                    progress[key] = offset
 
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
         async for batch in stream.take_events(take_max, within=take_within_seconds):
             started = time.monotonic()
-            for partition, events in sorted(_by_partition(batch).items()):
-                await ingest_partition(partition, events)
+            await ingest_batch(batch)
             now = time.time()
             metrics.batch_duration.labels(stage="ingest").observe(time.monotonic() - started)
             newest = max(event.message.timestamp for event in batch)

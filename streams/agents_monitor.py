@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_JOIN_TTL_SECONDS", "DeltaOut", "MonitorKit"]
 
 DEFAULT_JOIN_TTL_SECONDS: Final = 7 * 24 * 3600
+DEFAULT_DELTA_EVENTS: Final = 250
+"""Events per published delta at most: half the default window, so windows close on time."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class DeltaOut:
 
     model: str
     state: dict[str, Any]
+    start: float
+    """Event time (epoch seconds) of the delta's first event: the judge gets deltas in order."""
+
+
+def _sort_key(start: datetime | None) -> float:
+    return start.timestamp() if start is not None else float("inf")
 
 
 def _wall_clock() -> datetime:
@@ -46,10 +54,14 @@ class MonitorKit:
         config: Any,
         *,
         join_ttl_seconds: float = DEFAULT_JOIN_TTL_SECONDS,
+        delta_events: int = DEFAULT_DELTA_EVENTS,
         clock: Callable[[], datetime] = _wall_clock,
     ) -> None:
+        if delta_events < 1:
+            raise ValueError(f"delta_events must be at least 1, got {delta_events}")
         self.config = config
         self.join_ttl_seconds = join_ttl_seconds
+        self.delta_events = delta_events
         self.clock = clock
 
     @classmethod
@@ -79,17 +91,43 @@ class MonitorKit:
         labels: Sequence[LabelEvent],
         metrics: WorkerMetrics,
     ) -> list[DeltaOut]:
-        """Join and fold one partition's batch; returns the deltas to publish."""
+        """Join and fold one partition's batch into deltas of at most ``delta_events`` each.
+
+        Bounded deltas keep event time roughly ordered at the judge: a replay at full speed
+        hands a worker thousands of events per partition at once, and one delta spanning all
+        of them would blur the warm-up reference with the very change it should reveal.
+        """
         from detectors.accumulate import PartitionAccumulator
         from detectors.join import LabelJoiner
 
         joiner = LabelJoiner(pending, early, ttl_seconds=self.join_ttl_seconds)
         accumulator = PartitionAccumulator(self.config)
-        accumulator.add_predictions(predictions)
-        outcomes = joiner.add_predictions(predictions)
-        outcomes += joiner.add_labels(labels)
-        accumulator.add_outcomes(outcomes)
-        return [DeltaOut(delta.model, delta.to_state()) for delta in accumulator.drain()]
+        out: list[DeltaOut] = []
+        step = self.delta_events
+        for start in range(0, len(predictions), step):
+            chunk = predictions[start : start + step]
+            accumulator.add_predictions(chunk)
+            accumulator.add_outcomes(joiner.add_predictions(chunk))
+            out.extend(self._drain(accumulator))
+        for start in range(0, len(labels), step):
+            accumulator.add_outcomes(joiner.add_labels(labels[start : start + step]))
+            out.extend(self._drain(accumulator))
+        stats = joiner.stats
+        for outcome, count in (
+            ("hit", stats.joined),
+            ("early", stats.early),
+            ("duplicate", stats.duplicate_labels),
+        ):
+            if count:
+                metrics.join_outcomes.labels(outcome=outcome).inc(count)
+        return out
+
+    @staticmethod
+    def _drain(accumulator: Any) -> list[DeltaOut]:
+        return [
+            DeltaOut(delta.model, delta.to_state(), _sort_key(delta.start))
+            for delta in accumulator.drain()
+        ]
 
     # -- judge side ----------------------------------------------------------------------------
 

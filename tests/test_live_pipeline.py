@@ -1,0 +1,305 @@
+"""Live pipeline on the real broker: workers run as subprocesses, results are read back with a
+plain confluent-kafka consumer and the workers' /metrics endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from schemas.events import PredictionEvent, to_json_bytes
+from schemas.settings import Settings
+from streams.producer import PredictionProducer
+from streams.topics import ensure_topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
+REPO = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """``python -m streams.worker`` as a real subprocess; output goes to a log file."""
+
+    def __init__(self, env: dict[str, str], datadir: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        full_env = {**os.environ, **env, "DRIFTLINE_METRICS__PORT": "0", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.worker", "--datadir", str(datadir),
+             "--loglevel", "warning"],
+            cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.metrics_url = self._wait_for_banner()
+
+    def _wait_for_banner(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            found = re.search(r"metrics=(http://\S+/metrics)", text)
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{text[-4000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()[-4000:]}")
+
+    def scrape(self) -> dict[str, float]:
+        """Metric samples as {'name{labels}': value}."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Any]], bool],
+    timeout: float,
+    settle: float = 0.0,
+) -> list[Any]:
+    """Messages of ``topic`` from the beginning until ``until(messages)`` (then ``settle``
+    seconds more, to catch anything unexpected) or the timeout."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"test-reader-{time.monotonic_ns()}",
+        "enable.auto.commit": False,
+    })
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: list[int] = []
+        while not partitions and time.monotonic() < deadline:
+            metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is not None and metadata.error is None:
+                partitions = sorted(metadata.partitions)
+            else:
+                time.sleep(0.5)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages: list[Any] = []
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                messages.append(message)
+            if settled_at is None and until(messages):
+                settled_at = time.monotonic() + settle
+            if settled_at is not None and time.monotonic() >= settled_at:
+                break
+        return messages
+    finally:
+        consumer.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def settings(kafka_env: dict[str, str]) -> Settings:
+    settings = Settings()
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def start_worker(
+    kafka_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w1") -> WorkerProcess:
+        worker = WorkerProcess(kafka_env, tmp_path / f"data-{name}", tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _prediction(index: int, x: float) -> PredictionEvent:
+    return PredictionEvent(
+        event_id=f"e-{index}", model="churn",
+        timestamp=datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=index),
+        features={"x": x, "plan": "pro"}, prediction=0.5,
+    )
+
+
+def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    worker = start_worker()
+    valid = to_json_bytes(_prediction(0, 1.0))
+    invalid = {
+        "json": b'{"event_id": "e-x", ',
+        "wrong_type": valid.replace(b'"prediction":0.5', b'"prediction":[1]'),
+        "unknown_field": valid.replace(b'"prediction":0.5', b'"prediction":0.5,"colour":"red"'),
+        "nan": valid.replace(b'"x":1.0', b'"x":NaN'),
+        "future_version": valid.replace(b'"schema_version":1', b'"schema_version":2'),
+    }
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for name, payload in invalid.items():
+        producer.produce(settings.topics.predictions, key=name.encode(), value=payload)
+    producer.produce(settings.topics.labels, key=b"l", value=b"not json at all")
+    producer.flush(10)
+    with PredictionProducer(settings) as sdk:
+        for index in range(1, 41):
+            sdk.send(_prediction(index, float(index)))
+
+    letters = read_topic(kafka_bootstrap, settings.topics.deadletter,
+                         until=lambda found: len(found) >= 6, timeout=60, settle=1.0)
+    decoded = [json.loads(message.value()) for message in letters]
+    assert len(decoded) == 6, worker.log_tail()
+    by_payload = {base64.b64decode(d["payload_base64"]): d for d in decoded}
+    for name, payload in invalid.items():
+        letter = by_payload[payload]
+        assert letter["source_topic"] == settings.topics.predictions, name
+        assert letter["error_message"], name
+    assert by_payload[invalid["json"]]["error_class"] == "json"
+    assert by_payload[invalid["future_version"]]["error_class"] == "validation"
+    assert by_payload[invalid["nan"]]["error_class"] == "validation"
+    assert "colour" in by_payload[invalid["unknown_field"]]["error_message"]
+    assert by_payload[b"not json at all"]["source_topic"] == settings.topics.labels
+
+    def counted() -> bool:
+        samples = worker.scrape()
+        return samples.get('driftline_events_received_total{source="predictions"}') == 40.0
+    assert wait_for(counted, timeout=30), worker.log_tail()
+    samples = worker.scrape()
+    invalid_total = sum(v for k, v in samples.items()
+                        if k.startswith("driftline_invalid_events_total"))
+    assert invalid_total == 6
+    assert worker.alive(), worker.log_tail()
+
+
+# -- drift through the real monitor ------------------------------------------------------------
+
+SHIFT_AT = 3_000
+TOTAL = 6_000
+START = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _shifted_stream(seed: int = 7) -> list[PredictionEvent]:
+    """``x`` moves by 1.5 standard deviations at SHIFT_AT; ``y`` and ``plan`` never change."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, TOTAL)
+    x[SHIFT_AT:] += 1.5
+    y = rng.normal(5.0, 2.0, TOTAL)
+    plans = rng.choice(["free", "pro", "team"], TOTAL, p=[0.5, 0.3, 0.2])
+    return [
+        PredictionEvent(
+            event_id=f"s-{i}", model="churn", timestamp=START + timedelta(seconds=i),
+            features={"x": float(x[i]), "y": float(y[i]), "plan": str(plans[i])},
+            prediction=float(1 / (1 + np.exp(-y[i] + 5))),
+        )
+        for i in range(TOTAL)
+    ]
+
+
+def _alerts(bootstrap: str, settings: Settings, *, want_firing: int, timeout: float,
+            settle: float = 4.0) -> list[dict[str, Any]]:
+    def enough(found: list[Any]) -> bool:
+        return sum(json.loads(m.value())["status"] == "firing" for m in found) >= want_firing
+    messages = read_topic(bootstrap, settings.topics.alerts, until=enough, timeout=timeout,
+                          settle=settle)
+    return [json.loads(m.value()) for m in messages]
+
+
+def _assert_one_firing_for_x(alerts: list[dict[str, Any]], log: str) -> None:
+    firing = [a for a in alerts if a["status"] == "firing"]
+    assert [(a["kind"], a["feature"]) for a in firing if a["kind"] == "feature_drift"] == [
+        ("feature_drift", "x")], (alerts, log)
+    assert not [a for a in alerts if a["feature"] in ("y", "plan")], alerts
+    shift_time = START + timedelta(seconds=SHIFT_AT)
+    for alert in alerts:
+        assert datetime.fromisoformat(alert["fired_at"]) >= shift_time, alert
+
+
+def test_feature_shift_fires_exactly_one_alert_for_that_feature(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    from streams.replay import replay_events
+
+    worker = start_worker()
+    result = replay_events(settings, _shifted_stream(), batch_size=200)
+    assert result.failed == 0
+    alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
+    _assert_one_firing_for_x(alerts, worker.log_tail())
+    assert worker.alive(), worker.log_tail()
+
+
+def test_kill_9_and_restart_do_not_page_twice(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    from streams.replay import replay_events
+
+    stream = _shifted_stream()
+    first = start_worker("w1")
+    replay_events(settings, stream[: SHIFT_AT + 2_000], batch_size=200)
+    alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90, settle=0.0)
+    assert any(a["status"] == "firing" for a in alerts), first.log_tail()
+    first.kill()
+    second = start_worker("w1")  # same datadir: RocksDB plus changelogs
+    replay_events(settings, stream[SHIFT_AT + 2_000 :], batch_size=200)
+    alerts = _alerts(kafka_bootstrap, settings, want_firing=2, timeout=25)
+    _assert_one_firing_for_x(alerts, second.log_tail())
+
+
+def test_two_workers_split_partitions_and_alert_like_one(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    from streams.replay import replay_events
+
+    workers = [start_worker("w1"), start_worker("w2")]
+    time.sleep(5)  # let the group settle on two members before events flow
+    replay_events(settings, _shifted_stream(), batch_size=200)
+    alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
+    _assert_one_firing_for_x(alerts, workers[0].log_tail() + workers[1].log_tail())
+    counts = [w.scrape().get('driftline_events_received_total{source="predictions"}', 0.0)
+              for w in workers]
+    assert sum(counts) == TOTAL and all(count > 0 for count in counts), counts
