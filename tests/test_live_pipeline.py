@@ -37,9 +37,19 @@ class WorkerProcess:
         self._log = log_path.open("wb")
         full_env = {**os.environ, **env, "DRIFTLINE_METRICS__PORT": "0", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker", "--datadir", str(datadir),
-             "--loglevel", "warning"],
-            cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streams.worker",
+                "--datadir",
+                str(datadir),
+                "--loglevel",
+                "warning",
+            ],
+            cwd=REPO,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.metrics_url = self._wait_for_banner()
 
@@ -99,10 +109,13 @@ def read_topic(
 ) -> list[Any]:
     """Messages of ``topic`` from the beginning until ``until(messages)`` (then ``settle``
     seconds more, to catch anything unexpected) or the timeout."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"test-reader-{time.monotonic_ns()}",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         deadline = time.monotonic() + timeout
         partitions: list[int] = []
@@ -162,9 +175,11 @@ def start_worker(
 
 def _prediction(index: int, x: float) -> PredictionEvent:
     return PredictionEvent(
-        event_id=f"e-{index}", model="churn",
+        event_id=f"e-{index}",
+        model="churn",
         timestamp=datetime(2024, 5, 1, tzinfo=UTC) + timedelta(seconds=index),
-        features={"x": x, "plan": "pro"}, prediction=0.5,
+        features={"x": x, "plan": "pro"},
+        prediction=0.5,
     )
 
 
@@ -189,8 +204,13 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
         for index in range(1, 41):
             sdk.send(_prediction(index, float(index)))
 
-    letters = read_topic(kafka_bootstrap, settings.topics.deadletter,
-                         until=lambda found: len(found) >= 6, timeout=60, settle=1.0)
+    letters = read_topic(
+        kafka_bootstrap,
+        settings.topics.deadletter,
+        until=lambda found: len(found) >= 6,
+        timeout=60,
+        settle=1.0,
+    )
     decoded = [json.loads(message.value()) for message in letters]
     assert len(decoded) == 6, worker.log_tail()
     by_payload = {base64.b64decode(d["payload_base64"]): d for d in decoded}
@@ -207,10 +227,12 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
     def counted() -> bool:
         samples = worker.scrape()
         return samples.get('driftline_events_received_total{source="predictions"}') == 40.0
+
     assert wait_for(counted, timeout=30), worker.log_tail()
     samples = worker.scrape()
-    invalid_total = sum(v for k, v in samples.items()
-                        if k.startswith("driftline_invalid_events_total"))
+    invalid_total = sum(
+        v for k, v in samples.items() if k.startswith("driftline_invalid_events_total")
+    )
     assert invalid_total == 6
     assert worker.alive(), worker.log_tail()
 
@@ -233,7 +255,9 @@ def _shifted_stream(seed: int = 7) -> list[PredictionEvent]:
     plans = rng.choice(["free", "pro", "team"], TOTAL, p=[0.5, 0.3, 0.2])
     return [
         PredictionEvent(
-            event_id=f"s-{i}", model="churn", timestamp=START + timedelta(seconds=i),
+            event_id=f"s-{i}",
+            model="churn",
+            timestamp=START + timedelta(seconds=i),
             features={"x": float(x[i]), "y": float(y[i]), "plan": str(plans[i])},
             prediction=float(1 / (1 + np.exp(-y[i] + 5))),
         )
@@ -241,19 +265,23 @@ def _shifted_stream(seed: int = 7) -> list[PredictionEvent]:
     ]
 
 
-def _alerts(bootstrap: str, settings: Settings, *, want_firing: int, timeout: float,
-            settle: float = 4.0) -> list[dict[str, Any]]:
+def _alerts(
+    bootstrap: str, settings: Settings, *, want_firing: int, timeout: float, settle: float = 4.0
+) -> list[dict[str, Any]]:
     def enough(found: list[Any]) -> bool:
         return sum(json.loads(m.value())["status"] == "firing" for m in found) >= want_firing
-    messages = read_topic(bootstrap, settings.topics.alerts, until=enough, timeout=timeout,
-                          settle=settle)
+
+    messages = read_topic(
+        bootstrap, settings.topics.alerts, until=enough, timeout=timeout, settle=settle
+    )
     return [json.loads(m.value()) for m in messages]
 
 
 def _assert_one_firing_for_x(alerts: list[dict[str, Any]], log: str) -> None:
     firing = [a for a in alerts if a["status"] == "firing"]
     assert [(a["kind"], a["feature"]) for a in firing if a["kind"] == "feature_drift"] == [
-        ("feature_drift", "x")], (alerts, log)
+        ("feature_drift", "x")
+    ], (alerts, log)
     assert not [a for a in alerts if a["feature"] in ("y", "plan")], alerts
     shift_time = START + timedelta(seconds=SHIFT_AT)
     for alert in alerts:
@@ -300,6 +328,93 @@ def test_two_workers_split_partitions_and_alert_like_one(
     replay_events(settings, _shifted_stream(), batch_size=200)
     alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
     _assert_one_firing_for_x(alerts, workers[0].log_tail() + workers[1].log_tail())
-    counts = [w.scrape().get('driftline_events_received_total{source="predictions"}', 0.0)
-              for w in workers]
+    counts = [
+        w.scrape().get('driftline_events_received_total{source="predictions"}', 0.0)
+        for w in workers
+    ]
     assert sum(counts) == TOTAL and all(count > 0 for count in counts), counts
+
+
+# -- labels, and the offline backtest as the oracle ---------------------------------------------
+
+
+def _generated(**changes: Any) -> tuple[list[Any], list[Any]]:
+    from schemas.events import LabelEvent
+    from streams.synthetic import generate_stream
+
+    raw_predictions, raw_labels = generate_stream(seed=11, n_events=8_000, features=6, **changes)
+    return (
+        [PredictionEvent.model_validate(p) for p in raw_predictions],
+        [LabelEvent.model_validate(label) for label in raw_labels],
+    )
+
+
+def _backtest_alerts(tmp_path: Path, predictions: list[Any], labels: list[Any]) -> list[Any]:
+    """What `driftline backtest` decides on the same events (the same monitor, offline)."""
+    from schemas.monitor_config import MonitorConfig
+    from streams.cli_backtest import run_backtest
+
+    pred_file, label_file = tmp_path / "p.jsonl", tmp_path / "l.jsonl"
+    pred_file.write_bytes(b"\n".join(to_json_bytes(p) for p in predictions) + b"\n")
+    label_file.write_bytes(b"\n".join(to_json_bytes(label) for label in labels) + b"\n")
+    out = tmp_path / "alerts.jsonl"
+    with out.open("wb") as sink:
+        run_backtest(pred_file, label_file, MonitorConfig(), sink)
+    return [json.loads(line) for line in out.read_text().splitlines() if line]
+
+
+def _identity(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str | None, str]]:
+    return {(a["fingerprint"], a["kind"], a["feature"], a["status"]) for a in alerts}
+
+
+def test_delayed_labels_with_a_concept_change_raise_a_performance_alert(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    from streams.replay import replay_events
+
+    predictions, labels = _generated(concept_change_at=4_000, label_delay_seconds=900.0)
+    worker = start_worker()
+    result = replay_events(
+        settings, sorted([*predictions, *labels], key=lambda e: e.timestamp), batch_size=200
+    )
+    assert result.failed == 0 and result.labels == len(labels)
+
+    def performance(found: list[Any]) -> bool:
+        return any(json.loads(m.value())["kind"] == "performance" for m in found)
+
+    messages = read_topic(kafka_bootstrap, settings.topics.alerts, until=performance, timeout=90)
+    alerts = [json.loads(m.value()) for m in messages]
+    fired = [a for a in alerts if a["kind"] == "performance" and a["status"] == "firing"]
+    assert fired, (alerts, worker.log_tail())
+    change_time = predictions[4_000].timestamp
+    assert all(datetime.fromisoformat(a["fired_at"]) >= change_time for a in fired), fired
+    samples = worker.scrape()
+    assert samples.get('driftline_label_join_total{outcome="hit"}', 0) > 0, samples
+
+
+def test_backtest_and_live_pipeline_raise_the_same_alerts(
+    settings: Settings,
+    start_worker: Callable[..., WorkerProcess],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    from streams.replay import replay_events
+
+    predictions, labels = _generated(shift_at=4_000, shift_sigma=1.0)
+    expected = _backtest_alerts(tmp_path, predictions, labels)
+    assert any(a["kind"] == "feature_drift" for a in expected), expected
+    start_worker()
+    replay_events(
+        settings, sorted([*predictions, *labels], key=lambda e: e.timestamp), batch_size=200
+    )
+    want = sum(a["status"] == "firing" for a in expected)
+    live = _alerts(kafka_bootstrap, settings, want_firing=want, timeout=90, settle=6.0)
+    # Label coverage counts labels per window of predictions as they *arrive*; a replay at full
+    # speed reads the labels topic behind the predictions topic, so live windows can see a
+    # transient dip that the offline merge never has. Known limitation (see the issue note);
+    # every other kind must agree exactly.
+    assert _identity(drop_coverage(live)) == _identity(drop_coverage(expected)), (live, expected)
+
+
+def drop_coverage(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [alert for alert in alerts if alert["kind"] != "label_coverage"]
