@@ -131,12 +131,22 @@ class MonitorKit:
 
     # -- judge side ----------------------------------------------------------------------------
 
-    def load_judge(self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics) -> Any:
+    def load_judge(
+        self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics
+    ) -> Any:
         from detectors.judge import ModelJudge
 
+        def export(point: Any) -> None:
+            # Segments would multiply the series; Prometheus gets the all-traffic statistics.
+            if point.segment is None:
+                metrics.set_statistic(
+                    point.model, point.kind, point.feature, point.detector,
+                    point.statistic, point.threshold,
+                )  # fmt: skip
+
         if state is None:
-            return ModelJudge(model, self.config, clock=self.clock)
-        return ModelJudge.from_state(state, self.config, clock=self.clock)
+            return ModelJudge(model, self.config, clock=self.clock, on_point=export)
+        return ModelJudge.from_state(state, self.config, clock=self.clock, on_point=export)
 
     def apply_delta(self, judge: Any, delta_state: dict[str, Any]) -> list[Alert]:
         from detectors.window import WindowDelta

@@ -299,6 +299,19 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
     _assert_one_firing_for_x(alerts, worker.log_tail())
     assert worker.alive(), worker.log_tail()
+    samples = worker.scrape()
+    ks_x = [
+        v
+        for k, v in samples.items()
+        if k.startswith("driftline_statistic_value") and 'feature="x"' in k and "ks" in k
+    ]
+    assert ks_x, [k for k in samples if k.startswith("driftline_statistic")]
+    assert (
+        samples.get(
+            'driftline_alert_firing{detector="ks",feature="x",kind="feature_drift",model="churn"}'
+        )
+        == 1.0
+    )
 
 
 def test_kill_9_and_restart_do_not_page_twice(
