@@ -209,7 +209,7 @@ def install_pipeline(
             emitted: list[Alert] = []
             for envelope in envelopes:
                 if envelope.get("type") == "reference":
-                    kit.switch_reference(judge, envelope["reference"])
+                    emitted.extend(kit.switch_reference(judge, envelope["reference"]))
                     metrics.reference_switches.inc()
                 else:
                     emitted.extend(kit.apply_delta(judge, envelope["delta"]))

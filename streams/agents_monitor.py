@@ -131,9 +131,7 @@ class MonitorKit:
 
     # -- judge side ----------------------------------------------------------------------------
 
-    def load_judge(
-        self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics
-    ) -> Any:
+    def load_judge(self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics) -> Any:
         from detectors.judge import ModelJudge
 
         def export(point: Any) -> None:
@@ -158,10 +156,13 @@ class MonitorKit:
         state: dict[str, Any] = judge.to_state()
         return state
 
-    def switch_reference(self, judge: Any, reference: dict[str, Any]) -> None:
+    def switch_reference(self, judge: Any, reference: dict[str, Any]) -> list[Alert]:
+        """Switch the judge's baseline; returns the resolves of alerts firing until now."""
         from schemas.profile import ReferenceProfile
 
         judge.set_reference(ReferenceProfile.model_validate(reference))
+        resolved: list[Alert] = judge.flush()
+        return resolved
 
     @staticmethod
     def resolve_reference(reference: dict[str, Any] | str) -> dict[str, Any]:

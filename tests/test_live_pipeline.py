@@ -431,3 +431,48 @@ def test_backtest_and_live_pipeline_raise_the_same_alerts(
 
 def drop_coverage(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [alert for alert in alerts if alert["kind"] != "label_coverage"]
+
+
+def test_promoted_model_event_switches_the_reference(
+    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+) -> None:
+    """After `promoted` with a profile of the shifted data, the alert resolves and the
+    stationary post-change stream raises nothing new."""
+    from detectors.profile_builder import profile_from_events
+    from schemas.events import ModelEvent
+    from streams.replay import replay_events
+
+    stream = _shifted_stream()
+    worker = start_worker()
+    replay_events(settings, stream[: SHIFT_AT + 1_500], batch_size=200)
+    alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90, settle=0.0)
+    assert any(a["feature"] == "x" and a["status"] == "firing" for a in alerts), alerts
+    profile = profile_from_events(
+        stream[SHIFT_AT : SHIFT_AT + 1_500], model="churn", profile_id="churn-v2"
+    )
+    promoted = ModelEvent(
+        event_id="m-1",
+        type="promoted",
+        model="churn",
+        version="2",
+        aliases=["champion"],
+        run_id=None,
+        trigger_alert_id=alerts[0]["alert_id"],
+        metrics={},
+        reference=profile.model_dump(mode="json"),
+        timestamp=datetime.now(UTC),
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(settings.topics.models, key=b"churn", value=to_json_bytes(promoted))
+    producer.flush(10)
+
+    def resolved(found: list[Any]) -> bool:
+        return any(json.loads(m.value())["status"] == "resolved" for m in found)
+
+    after = read_topic(kafka_bootstrap, settings.topics.alerts, until=resolved, timeout=60)
+    assert resolved(after), [json.loads(m.value()) for m in after]
+    replay_events(settings, stream[SHIFT_AT + 1_500 :], batch_size=200)
+    final = _alerts(kafka_bootstrap, settings, want_firing=99, timeout=20, settle=0.0)
+    drift = [a for a in final if a["kind"] == "feature_drift"]
+    assert [a["status"] for a in drift] == ["firing", "resolved"], (final, worker.log_tail())
+    assert worker.scrape().get("driftline_reference_switches_total") == 1.0
