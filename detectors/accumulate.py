@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -99,15 +100,19 @@ def _group(items: Iterable[Any], key: Any) -> dict[tuple[str, str | None], list[
 
 
 def _columns(rows: list[dict[str, Any]], ignore: Sequence[str]) -> dict[str, list[Any]] | None:
-    """Feature -> values when every row has the same keys in the same order (else None)."""
+    """Feature -> values when every row has the same keys (else None: the slow path)."""
     if ignore or not rows:
         return None
     names = tuple(rows[0])
-    if not all(tuple(row) == names for row in rows):
+    if not names or any(len(row) != len(names) for row in rows):
         return None
-    return dict(
-        zip(names, map(list, zip(*(row.values() for row in rows), strict=True)), strict=True)
-    )
+    try:
+        values = list(map(itemgetter(*names), rows))
+    except KeyError:
+        return None
+    if len(names) == 1:
+        return {names[0]: values}
+    return dict(zip(names, map(list, zip(*values, strict=True)), strict=True))
 
 
 def _segments(

@@ -20,12 +20,28 @@ same alerts:
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import Any, Final, Literal, cast
 
-__all__ = ["ALERT_NAMESPACE", "AlertBook", "Reading", "Track", "alert_id", "fingerprint"]
+from detectors.join import from_epoch_us
+from schemas.events import Alert, AlertKind, AlertReference, AlertWindow
+from schemas.monitor_config import AlertingConfig
+from schemas.profile import ReferenceProfile
+
+__all__ = [
+    "ALERT_NAMESPACE",
+    "AlertBook",
+    "Reading",
+    "Status",
+    "Track",
+    "alert_id",
+    "build_alert",
+    "fingerprint",
+]
 
 ALERT_NAMESPACE: Final = uuid.UUID("3c1f6a0e-5d2b-5b8e-9a51-6c0d2f7e8b14")
 Status = Literal["firing", "resolved"]
@@ -107,9 +123,17 @@ class AlertBook:
         self.tracks: dict[str, Track] = {}
 
     def observe(
-        self, key: str, breached: bool, last: Mapping[str, Any] | None = None
+        self,
+        key: str,
+        breached: bool,
+        last: Mapping[str, Any] | None = None,
+        *,
+        immediate: bool = False,
     ) -> Status | None:
-        """Record one judged window of ``key``; the status change it causes, if any."""
+        """Record one judged window of ``key``; the status change it causes, if any.
+
+        ``immediate``: one breach fires (sequential detectors confirm changes themselves).
+        """
         track = self.tracks.get(key)
         if track is None:
             if not breached:
@@ -119,7 +143,7 @@ class AlertBook:
             track.last = dict(last)
         track.history = [*track.history, breached][-self.m :]
         if not track.firing:
-            if sum(track.history) >= self.k:
+            if sum(track.history) >= (1 if immediate else self.k):
                 track.firing, track.clean = True, 0
                 track.episode += 1
                 return "firing"
@@ -166,3 +190,42 @@ class AlertBook:
         book = cls(k=int(state["k"]), m=int(state["m"]), resolve_after=int(state["resolve_after"]))
         book.tracks = {key: Track.from_state(value) for key, value in state["tracks"].items()}
         return book
+
+
+def _finite(value: float | None) -> float:
+    return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def build_alert(
+    model: str,
+    key: str,
+    status: Status,
+    episode: int,
+    last: Mapping[str, Any],
+    reference: ReferenceProfile,
+    settings: AlertingConfig,
+    *,
+    emitted_at: datetime,
+    summary: str,
+) -> Alert:
+    """The Alert of a state change; ``last`` holds the deciding reading and its window."""
+    kind = cast(AlertKind, str(last["kind"]))
+    end = from_epoch_us(int(last["end_us"]))
+    p_value = last["p_value"]
+    return Alert(
+        alert_id=alert_id(key, status, episode), fingerprint=key, status=status,
+        severity=settings.severity.get(kind, "warning"), model=model,
+        model_version=last["model_version"], kind=kind, feature=last["feature"],
+        segment=last["segment"], detector=last["detector"],
+        statistic=_finite(last["statistic"]), threshold=_finite(last["threshold"]),
+        p_value=None if p_value is None else min(max(_finite(p_value), 0.0), 1.0),
+        window=AlertWindow(
+            start=from_epoch_us(int(last["start_us"])), end=end, count=int(last["count"])
+        ),
+        reference=AlertReference(
+            source=reference.source, model_version=reference.model_version,
+            count=reference.count, profile_id=reference.profile_id,
+        ),
+        fired_at=end, emitted_at=emitted_at, summary=summary[:4096],
+        runbook_url=settings.runbook_url.replace("{kind}", kind) if settings.runbook_url else None,
+    )  # fmt: skip

@@ -9,10 +9,12 @@ reference and are rebuilt deterministically after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -146,10 +148,16 @@ class Evaluator:
                         key, f"score:{cls}", feature, part, "prediction_drift", f"score:{cls}"
                     )
             readings += quality_readings(
-                self._checks, baseline if not key else reference.quality, part, segment,
+                self._checks, baseline if not key else self._segment_baseline(reference),
+                part, segment,
                 coverage if not key else None,
             )  # fmt: skip
         return readings
+
+    def _segment_baseline(self, reference: SliceProfile) -> QualityBaseline | None:
+        quality = reference.quality
+        enough = quality is not None and quality.count >= self.config.quality.min_labels
+        return quality if enough else None
 
     # -- drift ---------------------------------------------------------------------------------
 
@@ -200,7 +208,7 @@ class Evaluator:
             cached = self._reference[(key, name)] = (sample, float(sample.std()), counts)
         ref_sorted, ref_std, ref_counts = cached
         results: dict[str, tuple[float, float | None]] = {}
-        if "ks" in tests or "wasserstein" in tests:
+        if ref_sorted.size and ("ks" in tests or "wasserstein" in tests):
             d, w = ecdf_distances(ref_sorted, ref_std, values)
             results["ks"] = (d, ks_p_value(d, values.size, ref_sorted.size))
             results["wasserstein"] = (w, None)
@@ -270,6 +278,21 @@ class Evaluator:
                               test == tests[0], n, name)
             )  # fmt: skip
         return readings
+
+    def cache_state(self) -> dict[str, list[list[str | int | float]]]:
+        """The thresholds computed so far, as JSON (a restored judge skips recomputing them)."""
+        return {
+            "drift": [[*key, value] for key, value in self._thresholds.items()
+                      if math.isfinite(value)],
+            "checks": [[*key, value] for key, value in self._checks.cache.items()
+                       if math.isfinite(value)],
+        }  # fmt: skip
+
+    def load_cache(self, state: Mapping[str, list[list[Any]]]) -> None:
+        for *key, value in state.get("drift", []):
+            self._thresholds[(str(key[0]), str(key[1]), str(key[2]), int(key[3]))] = float(value)
+        for *key, value in state.get("checks", []):
+            self._checks.cache[tuple(key)] = float(value)
 
     def _threshold(self, key: tuple[str, str, str, int], compute: Callable[[], float]) -> float:
         value = self._thresholds.get(key)

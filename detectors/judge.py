@@ -7,11 +7,12 @@ continue exactly where it was.
 Reference: with ``reference.source: warmup`` the first ``warmup_events`` events of the model
 version become the reference (whole deltas: a delta that crosses the boundary belongs to the
 warm-up). A new model_version takes over, with its own warm-up, once it has sent
-``warmup_events`` events and outnumbers the current version since it appeared; until then
-the current version is judged. With ``source: profile`` the reference is the configured file
-or the profile of a ``promoted`` model event (`set_reference`); deltas of other versions are
-ignored. `set_reference` resolves every firing alert (one ``resolved`` each, returned by the
-next `apply`), then starts the windows and k-of-m histories afresh against the new profile.
+``warmup_events`` events and twice as many as the other versions since it appeared (a canary
+does not take over, a rollout does); until then the current version is judged. With
+``source: profile`` the reference is the configured file or the profile of a ``promoted``
+model event (`set_reference`); deltas of other versions are ignored. `set_reference` resolves
+every firing alert (one ``resolved`` each, returned by the next `apply` or `flush`), then
+starts the windows and k-of-m histories afresh against the new profile.
 
 Performance baseline: the reference's quality when it summarises >= ``baseline_labels``
 outcomes; else the outcomes joined after the warm-up accumulate (those windows' performance is
@@ -24,22 +25,25 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from detectors.alerting import AlertBook, Reading, alert_id, fingerprint
+from detectors.alerting import AlertBook, Reading, Status, build_alert, fingerprint
 from detectors.calibration import NullThresholds, per_test_alpha
 from detectors.evaluate import Evaluator, StatisticPoint, count_decisions
 from detectors.judge_state import Baseline, Coverage
 from detectors.profile_builder import profile_from_delta
 from detectors.sequential import SequentialDetector
 from detectors.window import WindowDelta
-from schemas.events import Alert, AlertKind, AlertReference, AlertWindow
+from schemas.events import Alert
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
 from schemas.profile import ReferenceProfile, load_profile
 
-__all__ = ["JUDGE_FORMAT", "MAX_CANDIDATES", "ModelJudge", "StatisticPoint"]
+__all__ = ["JUDGE_FORMAT", "MAX_CANDIDATES", "TAKEOVER_SHARE", "ModelJudge", "StatisticPoint"]
 
 JUDGE_FORMAT: Final = 1
+TAKEOVER_SHARE: Final = 2
+"""A new version takes over once it sent this many times the events of the others since it
+appeared (two thirds of the traffic): a canary does not, a rollout does."""
 MAX_CANDIDATES: Final = 3
 """New model versions warmed up at once; beyond, the oldest candidate is dropped."""
 Clock = Callable[[], datetime]
@@ -94,7 +98,6 @@ class ModelJudge:
         """Windows judged against the current reference."""
         self.ignored = 0
         """Prediction events of versions not judged."""
-        self._thresholds = NullThresholds()
         self._evaluator: Evaluator | None = None
         reference = self.settings.reference
         if reference.source == "profile" and reference.path is not None and profile_loader:
@@ -118,7 +121,7 @@ class ModelJudge:
         if profile.model_version is not None or self.version is None:
             self.version = profile.model_version
         self._evaluator = Evaluator(
-            self.model, profile, self.settings, alpha=alpha, thresholds=self._thresholds
+            self.model, profile, self.settings, alpha=alpha, thresholds=NullThresholds()
         )
         self.baseline = Baseline.start(profile, self.settings)
         self.coverage = Coverage()
@@ -132,7 +135,8 @@ class ModelJudge:
         self.book.reset_windows()
 
     def set_reference(self, profile: ReferenceProfile) -> None:
-        """Switch to ``profile``: firing alerts resolve (returned by the next `apply`)."""
+        """Switch to ``profile``; firing alerts resolve (returned by `flush` or the next
+        `apply`), windows and k-of-m histories start afresh."""
         self._resolve_all(f"the reference switched to profile {profile.profile_id}")
         self._use(profile)
 
@@ -175,7 +179,7 @@ class ModelJudge:
 
     def _candidate(self, delta: WindowDelta) -> list[Alert]:
         """Warm up ``delta``'s version; it becomes the reference once it has enough events
-        (and, when another version is being judged, more events than it since appearing)."""
+        (and, when another version is being judged, most of the traffic since appearing)."""
         key = delta.model_version or ""
         entry = self.candidates.get(key)
         if entry is None:
@@ -190,7 +194,7 @@ class ModelJudge:
         if warm.count < self.settings.reference.warmup_events:
             return []
         if self.reference is not None:
-            if warm.count <= entry["others"]:
+            if warm.count < TAKEOVER_SHARE * entry["others"]:
                 return []
             self._resolve_all(
                 f"model version {delta.model_version} replaced version {self.version}"
@@ -279,7 +283,8 @@ class ModelJudge:
                 "summary": reading.summary, "model_version": window.model_version,
                 "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
             }  # fmt: skip
-            status = self.book.observe(key, reading.breached, last)
+            immediate = self.sequential is not None and reading.detector == self.sequential.kind
+            status = self.book.observe(key, reading.breached, last, immediate=immediate)
             if status is not None:
                 summary = reading.summary if status == "firing" else self._resolved(reading)
                 alerts.append(self._alert(key, status, last, summary))
@@ -315,32 +320,11 @@ class ModelJudge:
                 )]  # fmt: skip
         return []
 
-    def _alert(self, key: str, status: str, last: dict[str, Any], summary: str) -> Alert:
+    def _alert(self, key: str, status: Status, last: dict[str, Any], summary: str) -> Alert:
         assert self.reference is not None
-        kind = str(last["kind"])
-        settings = self.settings.alerting
-        runbook = settings.runbook_url.replace("{kind}", kind) if settings.runbook_url else None
-        window = WindowDelta(self.model, last["model_version"])
-        window.see_time(int(last["start_us"]), int(last["end_us"]))
-        assert window.start is not None and window.end is not None
-        p_value = last["p_value"]
-        return Alert(
-            alert_id=alert_id(key, "firing" if status == "firing" else "resolved",
-                              self.book.episode(key)),
-            fingerprint=key,
-            status="firing" if status == "firing" else "resolved",
-            severity=settings.severity.get(kind, "warning"),  # type: ignore[call-overload]
-            model=self.model, model_version=last["model_version"], kind=cast(AlertKind, kind),
-            feature=last["feature"], segment=last["segment"], detector=last["detector"],
-            statistic=_finite(last["statistic"]), threshold=_finite(last["threshold"]),
-            p_value=None if p_value is None else min(max(_finite(p_value), 0.0), 1.0),
-            window=AlertWindow(start=window.start, end=window.end, count=int(last["count"])),
-            reference=AlertReference(
-                source=self.reference.source, model_version=self.reference.model_version,
-                count=self.reference.count, profile_id=self.reference.profile_id,
-            ),
-            fired_at=window.end, emitted_at=self.clock(), summary=summary[:4096],
-            runbook_url=runbook,
+        return build_alert(
+            self.model, key, status, self.book.episode(key), last, self.reference,
+            self.settings.alerting, emitted_at=self.clock(), summary=summary,
         )  # fmt: skip
 
     # -- offline helpers -------------------------------------------------------------------
@@ -363,8 +347,15 @@ class ModelJudge:
         window = self.settings.window
         if self.reference is None or window.type != "time":
             return None
-        start = next_event_us if self.current is None else self.current.start_us
-        return (start or next_event_us) + int((window.slide or window.time_seconds or 0) * 1e6)
+        span = int((window.slide or window.time_seconds or 0) * 1e6)
+        current = self.current
+        if (
+            current is not None
+            and current.start_us is not None
+            and (next_event_us < current.start_us + span)
+        ):
+            return current.start_us + span
+        return next_event_us + span  # the next event closes the open window and starts one
 
     def flush(self) -> list[Alert]:
         """Alerts waiting for the next `apply` (the resolves of a reference switch)."""
@@ -372,6 +363,13 @@ class ModelJudge:
         return alerts
 
     # -- state -----------------------------------------------------------------------------
+
+    def evaluator_cache(self) -> dict[str, Any]:
+        return {} if self._evaluator is None else dict(self._evaluator.cache_state())
+
+    def load_evaluator_cache(self, state: dict[str, Any]) -> None:
+        if self._evaluator is not None:
+            self._evaluator.load_cache(state)
 
     def to_state(self) -> dict[str, Any]:
         """Plain JSON: everything needed to continue exactly (thresholds are recomputed)."""

@@ -149,6 +149,7 @@ def judge_to_state(judge: ModelJudge) -> dict[str, Any]:
         "queued": [alert.model_dump(mode="json") for alert in judge.queued],
         "windows": judge.windows,
         "ignored": judge.ignored,
+        "thresholds": judge.evaluator_cache(),
     }
 
 
@@ -185,3 +186,4 @@ def judge_from_state(judge: ModelJudge, state: dict[str, Any]) -> None:
     judge.queued = [Alert.model_validate(item) for item in state["queued"]]
     judge.windows = int(state["windows"])
     judge.ignored = int(state["ignored"])
+    judge.load_evaluator_cache(state.get("thresholds") or {})

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.events import AlertKind
 
@@ -174,6 +182,11 @@ class AlertingConfig(_Section):
     severity: dict[AlertKind, Severity] = Field(default_factory=_default_severity)
     runbook_url: str | None = None
     """Put in every alert; ``{kind}`` is replaced by the alert kind."""
+
+    @field_validator("severity", mode="after")
+    @classmethod
+    def _all_kinds(cls, value: dict[AlertKind, Severity]) -> dict[AlertKind, Severity]:
+        return {**_default_severity(), **value}  # kinds not named keep their default
 
     @model_validator(mode="after")
     def _k_of_m(self) -> Self:
