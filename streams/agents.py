@@ -146,7 +146,15 @@ def install_pipeline(
         metrics.events_in.labels(source="predictions").inc(len(split.predictions))
         metrics.events_in.labels(source="labels").inc(len(split.labels))
         dead_letters.extend(split.dead_letters)
-        deltas = kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+        deltas = kit.fold_partition(
+            pending,
+            early,
+            split.predictions,
+            split.labels,
+            metrics,
+            partition=partition,
+            partitions=topics.partitions,
+        )
         return deltas, last_offsets
 
     dead_letters: list[Any] = []

@@ -8,22 +8,25 @@ back window-delta states to publish and alerts to emit. Everything crossing Kafk
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
+from detectors.join import LabelJoiner
 from schemas.events import Alert, LabelEvent, PredictionEvent
+from schemas.monitor_config import MonitorConfig
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DEFAULT_JOIN_TTL_SECONDS", "DeltaOut", "MonitorKit"]
+__all__ = ["DeltaOut", "MonitorKit", "PartitionKeys"]
 
-DEFAULT_JOIN_TTL_SECONDS: Final = 7 * 24 * 3600
+EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
+"""A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
 DEFAULT_DELTA_EVENTS: Final = 250
 """Events per published delta at most: half the default window, so windows close on time."""
 
@@ -51,28 +54,24 @@ class MonitorKit:
 
     def __init__(
         self,
-        config: Any,
+        config: MonitorConfig,
         *,
-        join_ttl_seconds: float = DEFAULT_JOIN_TTL_SECONDS,
         delta_events: int = DEFAULT_DELTA_EVENTS,
         clock: Callable[[], datetime] = _wall_clock,
     ) -> None:
         if delta_events < 1:
             raise ValueError(f"delta_events must be at least 1, got {delta_events}")
         self.config = config
-        self.join_ttl_seconds = join_ttl_seconds
+        self.join_ttl_seconds = config.join.ttl_seconds
         self.delta_events = delta_events
         self.clock = clock
+        self._expired_at: dict[int, float] = {}
+        """Partition -> event time (epoch s) of its last expiry, in memory: after a restart
+        the first batch of each partition expires once more, which is harmless."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorKit:
-        try:
-            from schemas.monitor_config import MonitorConfig, load_monitor_config
-        except ImportError as exc:
-            raise RuntimeError(
-                f"the monitor configuration module is missing ({exc}); install driftline with "
-                f"its detectors and schemas.monitor_config"
-            ) from exc
+        from schemas.monitor_config import load_monitor_config
 
         config = (
             load_monitor_config(settings.monitor_config)
@@ -90,6 +89,9 @@ class MonitorKit:
         predictions: Sequence[PredictionEvent],
         labels: Sequence[LabelEvent],
         metrics: WorkerMetrics,
+        *,
+        partition: int | None = None,
+        partitions: int = 1,
     ) -> list[DeltaOut]:
         """Join and fold one partition's batch into deltas of at most ``delta_events`` each.
 
@@ -98,7 +100,6 @@ class MonitorKit:
         of them would blur the warm-up reference with the very change it should reveal.
         """
         from detectors.accumulate import PartitionAccumulator
-        from detectors.join import LabelJoiner
 
         joiner = LabelJoiner(pending, early, ttl_seconds=self.join_ttl_seconds)
         accumulator = PartitionAccumulator(self.config)
@@ -112,15 +113,50 @@ class MonitorKit:
         for start in range(0, len(labels), step):
             accumulator.add_outcomes(joiner.add_labels(labels[start : start + step]))
             out.extend(self._drain(accumulator))
+        if partition is not None and (predictions or labels):
+            self._maybe_expire(joiner, partition, partitions, predictions, labels)
         stats = joiner.stats
         for outcome, count in (
             ("hit", stats.joined),
             ("early", stats.early),
             ("duplicate", stats.duplicate_labels),
+            ("orphan", stats.orphans),
+            ("expired", stats.unlabelled),
         ):
             if count:
                 metrics.join_outcomes.labels(outcome=outcome).inc(count)
         return out
+
+    def _maybe_expire(
+        self,
+        joiner: LabelJoiner,
+        partition: int,
+        partitions: int,
+        predictions: Sequence[PredictionEvent],
+        labels: Sequence[LabelEvent],
+    ) -> None:
+        """Forget this partition's join entries older than the TTL, now and then.
+
+        Only keys that hash to ``partition`` are touched: a worker's local table holds every
+        partition it owns, and a delete is logged to the changelog of the current partition.
+        """
+        newest = max(
+            [event.timestamp for event in predictions[-1:]]
+            + [event.timestamp for event in labels[-1:]]
+        )
+        now = newest.timestamp()
+        last = self._expired_at.setdefault(partition, now)
+        if now - last < self.join_ttl_seconds * EXPIRE_EVERY_TTL_FRACTION:
+            return
+        self._expired_at[partition] = now
+        scoped = LabelJoiner(
+            PartitionKeys(joiner.pending, partition, partitions),
+            PartitionKeys(joiner.early, partition, partitions),
+            ttl_seconds=self.join_ttl_seconds,
+        )
+        scoped.expire(newest)
+        joiner.stats.orphans += scoped.stats.orphans
+        joiner.stats.unlabelled += scoped.stats.unlabelled
 
     @staticmethod
     def _drain(accumulator: Any) -> list[DeltaOut]:
@@ -180,3 +216,42 @@ class MonitorKit:
         if not isinstance(loaded, dict):
             raise ValueError(f"reference file {str(path)!r} must hold a JSON object")
         return loaded
+
+
+class PartitionKeys(MutableMapping[str, Any]):
+    """The entries of ``table`` whose keys Kafka's default partitioner puts in ``partition``.
+
+    Predictions and labels are keyed by ``event_id`` and placed with murmur2 (the SDK, Java
+    clients and Faust), so this is exactly the partition's share of the join.
+
+    >>> table = {f"e-{i}": i for i in range(6)}
+    >>> sorted([*PartitionKeys(table, 0, 2), *PartitionKeys(table, 1, 2)]) == sorted(table)
+    True
+    """
+
+    def __init__(self, table: MutableMapping[str, Any], partition: int, partitions: int) -> None:
+        self.table = table
+        self.partition = partition
+        self.partitions = partitions
+
+    def _mine(self, key: str) -> bool:
+        from streams.partitioning import partition_for
+
+        return partition_for(key.encode(), self.partitions) == self.partition
+
+    def __getitem__(self, key: str) -> Any:
+        if not self._mine(key):
+            raise KeyError(key)
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in list(self.table) if self._mine(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -23,8 +23,9 @@ NOW = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def _event(event_id: str = "e-1") -> PredictionEvent:
-    return PredictionEvent(event_id=event_id, model="churn", timestamp=NOW,
-                           features={"x": 1.0}, prediction=0.5)
+    return PredictionEvent(
+        event_id=event_id, model="churn", timestamp=NOW, features={"x": 1.0}, prediction=0.5
+    )
 
 
 def test_split_messages_keeps_valid_events_and_dead_letters_the_rest() -> None:
@@ -40,7 +41,11 @@ def test_split_messages_keeps_valid_events_and_dead_letters_the_rest() -> None:
     assert [e.event_id for e in split.predictions] == ["e-1"]
     assert split.labels == []
     assert [(d.error_class, d.offset) for d in split.dead_letters] == [
-        ("json", 2), ("validation", 3), ("validation", 4), ("json", 5)]
+        ("json", 2),
+        ("validation", 3),
+        ("validation", 4),
+        ("json", 5),
+    ]
     assert base64.b64decode(split.dead_letters[0].payload_base64) == b"{"
     assert split.dead_letters[2].source_topic == "l"
     assert (split.prediction_messages, split.label_messages) == (4, 1)
@@ -83,13 +88,17 @@ def test_statistic_series_are_capped() -> None:
     assert metrics.set_statistic("m", "feature_drift", "a", "psi", 3.0, 2.0)
     text = metrics.exposition().decode()
     assert 'feature="c"' not in text
-    assert 'driftline_statistic_value{detector="psi",feature="a",kind="feature_drift",' \
+    assert (
+        'driftline_statistic_value{detector="psi",feature="a",kind="feature_drift",'
         'model="m"} 3.0' in text
+    )
 
 
 class _NoMonitor(MonitorKit):
     def __init__(self) -> None:
-        super().__init__(None)
+        from schemas.monitor_config import MonitorConfig
+
+        super().__init__(MonitorConfig())
 
     def fold_partition(self, *args: Any, **kwargs: Any) -> list[DeltaOut]:
         return []
@@ -105,11 +114,20 @@ def test_factory_derives_group_and_changelogs_from_the_topic_prefix(tmp_path: Pa
     assert app.conf.topic_partitions == 4
     assert app.conf.web_enabled is False
     assert set(app.tables.keys()) == {
-        "join-pending", "join-early", "ingest-progress", "judge-state", "alert-ledger"}
-    assert app.tables["join-pending"].changelog_topic.get_topic_name() == \
-        "unit.worker-join-pending-changelog"
-    agent_topics = {name: set(agent.channel.topics) for name, agent in
-                    ((a.name.rsplit(".", 1)[-1], a) for a in app.agents.values())}
+        "join-pending",
+        "join-early",
+        "ingest-progress",
+        "judge-state",
+        "alert-ledger",
+    }
+    assert (
+        app.tables["join-pending"].changelog_topic.get_topic_name()
+        == "unit.worker-join-pending-changelog"
+    )
+    agent_topics = {
+        name: set(agent.channel.topics)
+        for name, agent in ((a.name.rsplit(".", 1)[-1], a) for a in app.agents.values())
+    }
     assert agent_topics["ingest"] == {"unit.predictions", "unit.labels"}
     assert agent_topics["judge"] == {"unit.sketches"}
     assert agent_topics["models"] == {"unit.models"}
@@ -138,3 +156,47 @@ def test_live_commands_have_help() -> None:
         assert flag in result.output
     bad = runner.invoke(cli, ["replay", "--predictions", "nope.jsonl", "--speed", "0"])
     assert bad.exit_code == 2
+
+
+def test_live_join_expires_only_its_partition_and_counts_orphans() -> None:
+    from datetime import timedelta
+
+    from schemas.events import LabelEvent
+    from schemas.monitor_config import MonitorConfig
+    from streams.partitioning import partition_for
+
+    kit = MonitorKit(MonitorConfig.model_validate({"join": {"ttl_seconds": 60}}))
+    metrics = WorkerMetrics()
+    pending: dict[str, Any] = {}
+    early: dict[str, Any] = {}
+    ids = [f"e-{i}" for i in range(40)]
+    mine = [i for i in ids if partition_for(i.encode(), 2) == 0]
+    theirs = [i for i in ids if i not in mine]
+    for key in theirs:  # another partition's entries share the local table
+        pending[key] = [0, "churn", None, 0.5, None, None]
+    old = [
+        PredictionEvent(
+            event_id=i, model="churn", timestamp=NOW, features={"x": 1.0}, prediction=0.5
+        )
+        for i in mine
+    ]
+    orphan = LabelEvent(event_id="never-predicted", model="churn", timestamp=NOW, label=1)
+    kit.fold_partition(pending, early, old, [orphan], metrics, partition=0, partitions=2)
+    assert set(mine) <= set(pending) and "never-predicted" in early
+    later = NOW + timedelta(seconds=61)
+    fresh = PredictionEvent(
+        event_id=mine[0] + "-new",
+        model="churn",
+        timestamp=later,
+        features={"x": 1.0},
+        prediction=0.5,
+    )
+    kit.fold_partition(pending, early, [fresh], [], metrics, partition=0, partitions=2)
+    assert not set(mine) & set(pending), "expired predictions of this partition stay"
+    assert set(theirs) <= set(pending), "another partition's entries were touched"
+    samples = metrics.exposition().decode()
+    orphan_partition = partition_for(b"never-predicted", 2)
+    assert ("never-predicted" in early) == (orphan_partition != 0)
+    if orphan_partition == 0:
+        assert 'driftline_label_join_total{outcome="orphan"} 1.0' in samples
+    assert f'driftline_label_join_total{{outcome="expired"}} {len(mine)}.0' in samples
