@@ -19,6 +19,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "retrainer": {"faust", "aiokafka", "streams"},
     "streams": {"mlflow", "retrainer"},
 }
+COMPOSITION_ROOT = "streams/cli.py"
+"""The one module allowed to reach across: it registers the retrainer's commands (lazily)."""
 
 
 def _imported_roots(path: Path) -> set[str]:
@@ -39,6 +41,8 @@ def test_package_imports_only_what_the_dependency_rule_allows(package: str) -> N
         str(path.relative_to(ROOT)): sorted(_imported_roots(path) & FORBIDDEN[package])
         for path in files
     }
+    if COMPOSITION_ROOT in offenders:
+        offenders[COMPOSITION_ROOT] = [m for m in offenders[COMPOSITION_ROOT] if m != "retrainer"]
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
