@@ -1,0 +1,275 @@
+"""The benchmark's measurements: worker and baseline throughput, and the sustained paced run.
+
+Each returns plain numbers; ``bench/worker_throughput.py`` turns them into the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from live.backlog import ShiftPlan, paced_stream
+from live.kafka_io import group_caught_up, read_all
+from live.procs import Proc, ProcessGroup, cpu_seconds, log_time, rss_mib, scrape
+from schemas.settings import Settings
+
+__all__ = [
+    "EVENTS_PER_MODEL",
+    "REPO",
+    "SustainedResult",
+    "Throughput",
+    "WorkerProbe",
+    "baseline_throughput",
+    "settings_for",
+    "sustained_run",
+    "worker_throughput",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+_EVENTS = 'driftline_events_received_total{source="predictions"}'
+_SKETCHES = "driftline_sketches_published_total"
+_STAGE = 'driftline_batch_duration_seconds_{}{{stage="{}"}}'
+WARMUP_EVENTS = 2_000
+"""Default reference warm-up per model (MonitorConfig): no alert can fire before it ends."""
+EVENTS_PER_MODEL = 4_500
+"""Enough for warm-up, a window, a shift and two windows to decide (k=2 of m=3)."""
+
+
+def settings_for(bootstrap: str, prefix: str) -> Settings:
+    return Settings(
+        kafka={"bootstrap_servers": bootstrap}, topics={"prefix": prefix, "partitions": 3}
+    )
+
+
+def worker_env(bootstrap: str, prefix: str) -> dict[str, str]:
+    """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    return {
+        **env,
+        "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTLINE_TOPICS__PREFIX": prefix,
+        "DRIFTLINE_TOPICS__PARTITIONS": "3",
+        "DRIFTLINE_METRICS__PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@dataclass
+class Throughput:
+    """Predictions handled between the first message consumed and the last one processed."""
+
+    predictions: int
+    seconds: float
+    cpu_seconds: float | None
+    partial: bool = False
+    judge_seconds: float | None = None
+    """Our worker only: until the judge had applied every published delta."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.predictions / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_cpu(self) -> float | None:
+        return self.predictions / self.cpu_seconds if self.cpu_seconds else None
+
+
+@dataclass
+class WorkerProbe:
+    """A running ``python -m streams.worker`` and where to read it."""
+
+    proc: Proc
+    url: str
+    ready_at: float
+    group: str
+
+
+def start_worker(
+    procs: ProcessGroup, name: str, bootstrap: str, prefix: str, datadir: Path,
+    profile: Path | None = None,
+) -> WorkerProbe:  # fmt: skip
+    """Start a worker at log level info: its ``[^Worker]: Ready`` line is when fetching starts."""
+    argv = [sys.executable]
+    if profile is not None:
+        argv += ["-m", "cProfile", "-o", str(profile)]
+    argv += ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "info"]
+    proc = procs.start(name, argv, env=worker_env(bootstrap, prefix), cwd=REPO)
+    _, banner = proc.wait_for(r"metrics=(http://\S+/metrics)", 120)
+    arrived, ready = proc.wait_for(r"\[\^Worker\]: Ready", 180)
+    return WorkerProbe(proc, banner.group(1), log_time(ready.string, arrived), f"{prefix}worker")
+
+
+def worker_throughput(
+    probe: WorkerProbe, bootstrap: str, settings: Settings, total: int, timeout: float
+) -> Throughput:
+    """Poll /metrics until every prediction is counted and the group committed everything.
+
+    Done = events_received reached ``total`` and the worker's group committed the predictions
+    and sketches topics to their ends (the judge applied every delta). The ingest end is the
+    first poll that saw the final events and sketches_published counts; the judge end the first
+    that saw the final judge batch count.
+    """
+    pid = probe.proc.pid
+    topics = [settings.topics.predictions, settings.topics.sketches]
+    history: list[tuple[float, float, float, float, float | None]] = []
+    last_check, done = 0.0, False
+    deadline = time.monotonic() + timeout
+    samples: dict[str, float] = {}
+    while time.monotonic() < deadline and probe.proc.alive():
+        samples = scrape(probe.url)
+        now = time.time()
+        events, sketches = samples.get(_EVENTS, 0.0), samples.get(_SKETCHES, 0.0)
+        judged = samples.get(_STAGE.format("count", "judge"), 0.0)
+        history.append((now, events, sketches, judged, cpu_seconds(pid)))
+        if events >= total and now - last_check >= 1.0:
+            last_check = now
+            if group_caught_up(bootstrap, probe.group, topics):
+                done = True
+                break
+        time.sleep(0.2)
+    if not history:
+        raise RuntimeError(f"worker produced no metrics:\n{probe.proc.tail()}")
+    cpu0 = next((h[4] for h in history if h[0] >= probe.ready_at and h[4] is not None), None)
+    final = history[-1]
+    ingest_end = next(h for h in history if h[1] == final[1] and h[2] == final[2])
+    judge_end = next(h for h in history if h[1:4] == final[1:4])
+    cpu_end = judge_end[4]
+    result = Throughput(
+        predictions=int(final[1]),
+        seconds=ingest_end[0] - probe.ready_at,
+        cpu_seconds=cpu_end - cpu0 if cpu_end is not None and cpu0 is not None else None,
+        partial=not done,
+        judge_seconds=judge_end[0] - probe.ready_at if done else None,
+    )
+    ingest_busy = samples.get(_STAGE.format("sum", "ingest"), 0.0)
+    judge_busy = samples.get(_STAGE.format("sum", "judge"), 0.0)
+    wall = judge_end[0] - probe.ready_at
+    result.notes.append(
+        f"busy: ingest batches {ingest_busy:.1f} s + judge batches {judge_busy:.1f} s of "
+        f"{wall:.1f} s wall; {int(final[2]):,} deltas; RSS {rss_mib(pid) or 0:.0f} MiB"
+    )
+    if not done:
+        lag = sum(
+            value
+            for name, value in samples.items()
+            if name.startswith("driftline_consumer_lag_messages{")
+            and f'topic="{settings.topics.sketches}"' in name
+        )
+        result.notes.append(f"stopped at the time cap; judge {lag:,.0f} deltas behind")
+    return result
+
+
+def baseline_throughput(proc: Proc, total: int, timeout: float) -> Throughput:
+    """Wait for a baseline app's ``done`` line (or time out and use its last progress line)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not proc.json_lines("done") and proc.alive():
+        time.sleep(0.2)
+    done = proc.json_lines("done")
+    if done:
+        line = done[0]
+        result = Throughput(
+            predictions=int(line["count"]),
+            seconds=float(line["t_done"]) - float(line["t_first"]),
+            cpu_seconds=float(line["cpu_seconds"]),
+        )
+        if "tests" in line:
+            result.notes.append(f"{line['tests']:,} KS tests, {line['drifts']} below alpha")
+        return result
+    first, progress = proc.json_lines("first"), proc.json_lines("progress")
+    if not first or not progress:
+        raise RuntimeError(f"{proc.name} reported nothing:\n{proc.tail()}")
+    last = progress[-1]
+    return Throughput(
+        predictions=int(last["count"]),
+        seconds=float(last["t"]) - float(first[0]["t"]),
+        cpu_seconds=float(last["cpu_seconds"]),
+        partial=True,
+        notes=["stopped at the time cap"],
+    )
+
+
+@dataclass
+class SustainedResult:
+    rate: float
+    sent: int
+    seconds: float
+    behind_at_end: int
+    caught_up_seconds: float | None
+    latencies: list[float]
+    alerts: int
+    models_alerted: int
+    models: int
+    rss: list[tuple[float, float]]
+    warmup_seconds: float
+    """When every model's reference warm-up is over (models x 2,000 events / rate)."""
+
+    def slope(self, after: float = 0.0) -> float:
+        """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s."""
+        points = [(t, m) for t, m in self.rss if t >= after]
+        if len(points) < 3:
+            return float("nan")
+        minutes = np.array([t for t, _ in points]) / 60.0
+        return float(np.polyfit(minutes, np.array([m for _, m in points]), 1)[0])
+
+
+def sustained_run(
+    probe: WorkerProbe, bootstrap: str, settings: Settings, *, rate: float, seconds: float,
+    models: int, rss_interval: float,
+) -> SustainedResult:  # fmt: skip
+    """Paced shifted stream for ``seconds``: RSS every ``rss_interval`` s, then alert latency.
+
+    Latency of a firing alert = its Kafka timestamp (set when the worker hands it to its
+    producer) minus ``fired_at`` (event time of the last event its deciding window saw, which
+    is that event's produce time here).
+    """
+    plan = ShiftPlan.staggered(models, int(rate * seconds / models))
+    warmup_seconds = models * WARMUP_EVENTS / rate
+    pid = probe.proc.pid
+    rss: list[tuple[float, float]] = []
+
+    def on_tick(elapsed: float, sent: int) -> None:
+        if not rss or elapsed - rss[-1][0] >= rss_interval:
+            value = rss_mib(pid)
+            if value is not None:
+                rss.append((elapsed, value))
+
+    sent, elapsed = paced_stream(settings, plan, rate=rate, seconds=seconds, on_tick=on_tick)
+    on_tick(elapsed + rss_interval, sent)
+    behind = sent - int(scrape(probe.url).get(_EVENTS, 0.0))
+    caught_up: float | None = None
+    started = time.monotonic()
+    topics = [settings.topics.predictions, settings.topics.sketches]
+    while time.monotonic() - started < 90 and probe.proc.alive():
+        if scrape(probe.url).get(_EVENTS, 0.0) >= sent and group_caught_up(
+            bootstrap, probe.group, topics
+        ):
+            caught_up = time.monotonic() - started
+            break
+        time.sleep(0.5)
+    latencies: list[float] = []
+    alerted: set[str] = set()
+    firing = 0
+    for message in read_all(bootstrap, settings.topics.alerts):
+        alert = json.loads(message.value())
+        if alert["status"] != "firing":
+            continue
+        firing += 1
+        _, stamp_ms = message.timestamp()
+        latencies.append(stamp_ms / 1000 - datetime.fromisoformat(alert["fired_at"]).timestamp())
+        if alert["model"] in plan.models:
+            index = plan.models.index(alert["model"])
+            if alert["kind"] == "feature_drift" and alert["feature"] == plan.feature[index]:
+                alerted.add(alert["model"])
+    return SustainedResult(
+        rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
+        caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
+        models_alerted=len(alerted), models=models, rss=rss, warmup_seconds=warmup_seconds,
+    )  # fmt: skip

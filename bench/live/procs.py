@@ -1,0 +1,224 @@
+"""Subprocesses the benchmark starts, and what it reads from them (stdout, /metrics, /proc).
+
+Every process goes through :class:`ProcessGroup`, which stops each one by its own pid (SIGTERM,
+then SIGKILL) when the benchmark ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = [
+    "Proc",
+    "ProcessGroup",
+    "cpu_seconds",
+    "interrupt_on_sigterm",
+    "log_time",
+    "rss_mib",
+    "scrape",
+]
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_LOG_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+
+class Proc:
+    """One subprocess; a thread copies its output to a log file and keeps timed lines."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], *, env: dict[str, str], cwd: Path, log_path: Path
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.lines: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._log = log_path.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"read-{name}")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            arrived = time.time()
+            with self._lock:
+                self.lines.append((arrived, line.rstrip("\n")))
+            self._log.write(line)
+            self._log.flush()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def find(self, pattern: str | re.Pattern[str]) -> tuple[float, re.Match[str]] | None:
+        """The first output line matching ``pattern``: (arrival wall time, match)."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        with self._lock:
+            snapshot = list(self.lines)
+        for arrived, line in snapshot:
+            found = regex.search(line)
+            if found:
+                return arrived, found
+        return None
+
+    def wait_for(self, pattern: str, timeout: float) -> tuple[float, re.Match[str]]:
+        """Block until a line matches; raises with the log tail if the process dies or stalls."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.find(pattern)
+            if found is not None:
+                return found
+            if not self.alive():
+                raise RuntimeError(
+                    f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: no line matching {pattern!r} in {timeout:.0f} s:\n"
+                           f"{self.tail()}")  # fmt: skip
+
+    def json_lines(self, event: str) -> list[dict[str, Any]]:
+        """Lines the baseline apps print: JSON objects with an ``event`` field."""
+        found: list[dict[str, Any]] = []
+        with self._lock:
+            snapshot = [line for _, line in self.lines]
+        for line in snapshot:
+            start = line.find('{"event"')  # Faust may prefix terminal escape codes
+            if start >= 0 and f'"{event}"' in line:
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line[start:])
+                    if record.get("event") == event:
+                        found.append(record)
+        return found
+
+    def tail(self, lines: int = 30) -> str:
+        with self._lock:
+            return "\n".join(line for _, line in self.lines[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; only this process's own pid."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+        self._log.close()
+
+
+class ProcessGroup:
+    """Starts processes and guarantees they are stopped (use as a context manager)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Proc] = []
+
+    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str], cwd: Path) -> Proc:
+        proc = Proc(name, argv, env=env, cwd=cwd, log_path=self.log_dir / f"{name}.log")
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            with contextlib.suppress(Exception):
+                proc.stop()
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so ``finally`` blocks stop our children."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
+    """Prometheus samples as ``{'name{labels}': value}``."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size (VmRSS) of ``pid`` in MiB, None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` (all its threads) in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def log_time(line: str, fallback: float) -> float:
+    """Wall time of a Faust/mode log line from its own ``[YYYY-mm-dd HH:MM:SS,mmm]`` stamp.
+
+    >>> log_time("no stamp here", 12.5)
+    12.5
+    """
+    found = _LOG_STAMP.match(line)
+    if not found:
+        return fallback
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

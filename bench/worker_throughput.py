@@ -1,0 +1,292 @@
+"""The live pipeline against naive Faust and Quix Streams consumers: same run, same broker.
+
+    .venv/bin/python bench/worker_throughput.py [--events 100000] [--memory-minutes 2]
+        [--rate N] [--only a,b,c,d,e,s] [--profile out.prof]      (needs `make kafka-up`)
+
+1. Throughput per process (one process each, 3 partitions, a pre-filled backlog of
+   ``--events`` predictions of one model with 10 features), from the first message consumed
+   until all are processed:
+   a. ``python -m streams.worker`` (rocksdb), one prediction per message. Its clock starts at
+      the worker's ``[^Worker]: Ready`` log line (fetching starts there) and stops at the first
+      /metrics scrape showing every prediction counted and ``sketches_published`` final; it is
+      done once its group committed the predictions and sketches topics to their ends. The
+      "judge" time runs until the last judge batch (every delta applied).
+   b. the same with SDK batch envelopes (``send_batch``, 500 per envelope);
+   c. a naive Faust agent and d. a naive Quix Streams app: per event, parse + one sketch
+      update per feature + KS per numeric feature every 500 events (bench/live/naive_logic.py);
+   e. Faust and Quix apps that only count messages (reference ceilings).
+   The baselines time themselves (first message -> last processed) and read the backlog of a.
+   A row still running after ``--row-timeout`` seconds reports its rate so far ("partial").
+2+3. One sustained paced run (``--memory-minutes``, default 2) at ``--rate`` (default half of
+   a's rate): up to ``--models`` (20) models, fewer if the run is too short for each to get
+   4,500 events (warm-up, shift, decision); each shifts one feature at a staggered point. Event
+   timestamps are the wall clock at produce time. Alert latency = alert's Kafka timestamp -
+   ``fired_at``; the worker's VmRSS is sampled every ``--rss-interval`` seconds.
+Rates also per CPU-second of the measured process (the machine may be shared). Goals are
+reported, never asserted. Quix runs in ``.venv-bench`` (else ``/tmp/dl/evvenv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from live.backlog import fill_backlog
+from live.kafka_io import delete_topics_with_prefix
+from live.phases import (
+    EVENTS_PER_MODEL,
+    REPO,
+    SustainedResult,
+    Throughput,
+    baseline_throughput,
+    settings_for,
+    start_worker,
+    sustained_run,
+    worker_throughput,
+)
+from live.procs import ProcessGroup, interrupt_on_sigterm
+from live.profile_notes import broker_answers, print_profile
+from rich.console import Console
+from rich.table import Table
+
+from streams.topics import ensure_topics
+
+BASELINE_VENVS = (REPO / ".venv-bench", Path("/tmp/dl/evvenv"))
+ROWS = {
+    "a": "our worker, 1 prediction/message (rocksdb)",
+    "b": "our worker, SDK envelopes of 500 (rocksdb)",
+    "c": "naive Faust agent (per-event parse + sketches + KS)",
+    "d": "naive Quix Streams app (same per-event logic)",
+    "e-faust": "Faust agent that only counts",
+    "e-quix": "Quix Streams app that only counts",
+}
+
+
+def baseline_python(explicit: str | None) -> tuple[Path | None, str]:
+    if explicit:
+        return Path(explicit), "--baseline-python"
+    for venv in BASELINE_VENVS:
+        if (venv / "bin" / "python").exists():
+            note = "" if venv.name == ".venv-bench" else " (fallback: .venv-bench missing)"
+            return venv / "bin" / "python", f"{venv}{note}"
+    return None, "no baseline venv found"
+
+
+def check_quix(python: Path) -> str | None:
+    """None when quixstreams, schemas and detectors import in the baseline venv, else why not."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [str(python), str(REPO / "bench/live/quix_app.py"), "--check-imports"]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return None if '"imports"' in done.stdout else (done.stdout + done.stderr)[-600:]
+
+
+def note_load(result: Throughput | None) -> None:
+    if result is not None:
+        result.notes.append(f"load avg {os.getloadavg()[0]:.1f}")
+
+
+def fmt_rate(result: Throughput | None) -> tuple[str, str]:
+    if result is None:
+        return "skipped", ""
+    rate = f"{result.rate:,.0f} /s" + (" (partial)" if result.partial else "")
+    per_cpu = f"{result.per_cpu:,.0f}" if result.per_cpu else "?"
+    return rate, per_cpu
+
+
+def goal_text(key: str, result: Throughput | None, rows: dict[str, Throughput | None]) -> str:
+    naive = [r.rate for k, r in rows.items() if k in ("c", "d") and r is not None]
+    if result is None or key not in ("a", "b"):
+        return {"c": "baseline", "d": "baseline", "e-faust": "issue: ~14k/s",
+                "e-quix": "issue: ~120k/s"}.get(key, "")  # fmt: skip
+    parts = []
+    if naive:
+        times = result.rate / max(naive)
+        parts.append(f">=2x faster naive ({2 * max(naive):,.0f}/s): "
+                     f"{'met' if times >= 2 else 'NOT met'} ({times:.2f}x)")  # fmt: skip
+    if key == "b":
+        parts.append(f">=200,000/s: {'met' if result.rate >= 200_000 else 'NOT met'}")
+    return "; ".join(parts)
+
+
+def render(
+    rows: dict[str, Throughput | None], sustained: SustainedResult | None, header: str
+) -> None:
+    table = Table(title="driftline live pipeline vs baselines (same run, same broker)")
+    for column in ("#", "measurement", "result", "per CPU-s", "goal", "notes"):
+        table.add_column(column, overflow="fold")
+    for key, result in rows.items():
+        rate, per_cpu = fmt_rate(result)
+        notes = ""
+        if result is not None:
+            notes = f"{result.predictions:,} in {result.seconds:.1f} s"
+            if result.judge_seconds is not None:
+                notes += f"; incl. judge {result.predictions / result.judge_seconds:,.0f}/s"
+            notes = "; ".join([notes, *result.notes])
+        table.add_row(key, ROWS[key], rate, per_cpu, goal_text(key, result, rows), notes)
+    if sustained is not None:
+        s = sustained
+        lat = np.array(s.latencies) * 1000
+        if len(lat):
+            p50, p99, top = np.percentile(lat, 50), np.percentile(lat, 99), lat.max()
+            text = f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms, max {top:,.0f} ms"
+            goal = f"p99 <= 250 ms: {'met' if p99 <= 250 else 'NOT met'}"
+        else:
+            text, goal = "no firing alerts", "p99 <= 250 ms: no data"
+        caught = f"{s.caught_up_seconds:.0f} s" if s.caught_up_seconds is not None else "NO"
+        table.add_row(
+            "2", f"alert latency, {s.models} models at {s.rate:,.0f} pred/s", text, "", goal,
+            f"{s.alerts} firing alerts, {s.models_alerted}/{s.models} models alerted on their "
+            f"shifted feature; {s.sent:,} sent in {s.seconds:.0f} s; worker {s.behind_at_end:,} "
+            f"events behind when sending stopped, caught up after {caught}",
+        )  # fmt: skip
+        mib = [m for _, m in s.rss]
+        slope, late = s.slope(), s.slope(after=s.warmup_seconds)
+        verdict = (
+            "no data (run ends within warm-up)"
+            if np.isnan(late)
+            else (f"{'yes' if abs(late) < 1.0 else 'NO'} ({late:+.1f} MiB/min after warm-up)")
+        )
+        table.add_row(
+            "3", f"worker RSS over {s.seconds / 60:.1f} min at {s.rate:,.0f} pred/s",
+            f"start {mib[0]:.0f} / max {max(mib):.0f} / end {mib[-1]:.0f} MiB, "
+            f"slope {slope:+.1f} MiB/min", "", f"flat (|slope| < 1 MiB/min): {verdict}",
+            f"{len(mib)} samples every {s.rss[1][0] - s.rss[0][0]:.0f} s; warm-up of all "
+            f"models over at {s.warmup_seconds:.0f} s (first sample: idle worker)",
+        )  # fmt: skip
+    console = Console(width=200)
+    console.print(header)
+    console.print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="backlog size (predictions)")
+    parser.add_argument("--bootstrap", default=os.environ.get(
+        "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"))  # fmt: skip
+    parser.add_argument("--rate", type=float, default=None, help="sustained rate; default a/2")
+    parser.add_argument("--memory-minutes", type=float, default=2.0)
+    parser.add_argument("--rss-interval", type=float, default=5.0)
+    parser.add_argument("--models", type=int, default=20, help="at most, in the sustained run")
+    parser.add_argument(
+        "--row-timeout", type=float, default=60.0,
+        help="measuring time cap per throughput row; a capped row reports a partial rate",
+    )  # fmt: skip
+    parser.add_argument("--only", default="a,b,c,d,e,s", help="subset of a,b,c,d,e,s")
+    parser.add_argument("--baseline-python", default=None, help="python with quixstreams")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile row a's worker")
+    parser.add_argument("--keep", action="store_true", help="keep topics and logs")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not broker_answers(args.bootstrap):
+        print(f"no Kafka broker at {args.bootstrap}: run `make kafka-up`", file=sys.stderr)
+        return 2
+    run_id = f"wtb{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
+    quix_python, venv_note = baseline_python(args.baseline_python)
+    rows: dict[str, Throughput | None] = {key: None for key in ROWS}
+    sustained: SustainedResult | None = None
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    prefix_a, prefix_b = f"{run_id}.a.", f"{run_id}.b."
+    settings_a = settings_for(args.bootstrap, prefix_a)
+    settings_b = settings_for(args.bootstrap, prefix_b)
+    log = Console(stderr=True).log
+    try:
+        with interrupt_on_sigterm(), ProcessGroup(workdir) as procs:
+            fills = []
+            if only & {"a", "c", "d", "e"}:
+                ensure_topics(settings_a)
+                fills.append(("single", fill_backlog(settings_a, args.events, per_message=1)))
+            if "b" in only:
+                ensure_topics(settings_b)
+                fills.append(("batch", fill_backlog(settings_b, args.events, per_message=500)))
+            for kind, fill in fills:
+                log(f"backlog {kind}: {fill.predictions:,} predictions in {fill.messages:,} "
+                    f"messages, {fill.seconds:.1f} s, {fill.failed} failed")  # fmt: skip
+            for key, settings, prefix in (("a", settings_a, prefix_a), ("b", settings_b, prefix_b)):
+                if key not in only:
+                    continue
+                profile = args.profile if key == "a" else None
+                probe = start_worker(procs, f"worker-{key}", args.bootstrap, prefix,
+                                     workdir / f"data-{key}", profile)  # fmt: skip
+                rows[key] = measured = worker_throughput(
+                    probe, args.bootstrap, settings, args.events, args.row_timeout
+                )
+                probe.proc.stop()
+                if profile is not None:
+                    measured.notes.append("UNDER cProfile")
+                note_load(rows[key])
+                log(f"row {key}: {fmt_rate(rows[key])[0]}")
+            baselines: list[tuple[str, list[str], dict[str, str]]] = []
+            faust_app = str(REPO / "bench/live/naive_faust.py")
+            quix_app = str(REPO / "bench/live/quix_app.py")
+            for key, mode in (("c", "naive"), ("e-faust", "count")):
+                if key[0] in only:
+                    baselines.append((key, [sys.executable, faust_app, "--mode", mode], {}))
+            quix_problem = check_quix(quix_python) if quix_python else venv_note
+            if quix_problem:
+                log(f"Quix rows skipped: {quix_problem}")
+            for key, mode in (("d", "naive"), ("e-quix", "count")):
+                if key[0] in only and quix_python and not quix_problem:
+                    argv = [str(quix_python), quix_app, "--mode", mode]
+                    baselines.append((key, argv, {"PYTHONPATH": str(REPO)}))
+            for key, argv, extra_env in baselines:
+                group = f"{prefix_a}bench-{key}"
+                argv = [*argv, "--bootstrap", args.bootstrap, "--topic",
+                        settings_a.topics.predictions, "--group", group,
+                        "--events", str(args.events), "--datadir",
+                        str(workdir / f"state-{key}")]  # fmt: skip
+                env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
+                proc = procs.start(f"baseline-{key}", argv, env=env, cwd=REPO)
+                rows[key] = baseline_throughput(proc, args.events, args.row_timeout)
+                proc.stop()
+                note_load(rows[key])
+                log(f"row {key}: {fmt_rate(rows[key])[0]}")
+            if "s" in only:
+                rate = args.rate or (rows["a"].rate / 2 if rows["a"] else None)
+                if rate is None:
+                    raise SystemExit("the sustained run needs row a or --rate")
+                prefix_s = f"{run_id}.s."
+                settings_s = settings_for(args.bootstrap, prefix_s)
+                ensure_topics(settings_s)
+                probe = start_worker(procs, "worker-s", args.bootstrap, prefix_s,
+                                     workdir / "data-s")  # fmt: skip
+                seconds = args.memory_minutes * 60
+                # Every model must get far enough to shift and be decided on.
+                models = max(1, min(args.models, int(rate * seconds / EVENTS_PER_MODEL)))
+                log(f"sustained run: {rate:,.0f} pred/s for {args.memory_minutes} min, "
+                    f"{models} models")  # fmt: skip
+                sustained = sustained_run(
+                    probe, args.bootstrap, settings_s, rate=rate, seconds=seconds,
+                    models=models, rss_interval=args.rss_interval,
+                )  # fmt: skip
+                probe.proc.stop()
+    finally:
+        if not args.keep:
+            deleted = delete_topics_with_prefix(args.bootstrap, f"{run_id}.")
+            log(f"deleted {deleted} topics of run {run_id}")
+            shutil.rmtree(workdir, ignore_errors=True)
+    load_after = os.getloadavg()
+    header = (
+        f"run {run_id}: {args.events:,} predictions backlog, 3 partitions, broker "
+        f"{args.bootstrap}; {os.cpu_count()} CPUs, load avg {load_before[0]:.1f} before / "
+        f"{load_after[0]:.1f} after; {time.monotonic() - started:.0f} s total; Quix python "
+        f"{venv_note}" + (f"; logs in {workdir}" if args.keep else "")
+    )
+    render(rows, sustained, header)
+    if args.profile is not None and args.profile.exists():
+        print_profile(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
