@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.driftline-installed
 BROKERS ?= 1
 
-.PHONY: help venv tools kafka-up kafka-down kafka-status test test-unit lint demo clean lock
+.PHONY: help venv bench-venv tools kafka-up kafka-down kafka-status test test-unit lint demo clean lock
 
 help:
 	@echo "make demo        run the whole loop on a bundled example (starts and stops Kafka)"
@@ -17,6 +17,7 @@ help:
 	@echo "make kafka-up    start Kafka on 127.0.0.1:9092 (BROKERS=3 for a 3-node cluster)"
 	@echo "make kafka-down  stop the Kafka processes this checkout started"
 	@echo "make clean       remove the venv and all local state under .driftline/"
+	@echo "make bench-venv  create .venv-bench with the benchmark baselines (evidently, quixstreams)"
 
 # The venv is rebuilt only when the project's dependency list or lock changes.
 venv: $(STAMP)
@@ -25,6 +26,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# The baselines of bench/ in their own venv: evidently's pins conflict with ours, so the bench
+# scripts call it as a subprocess. The .gitignore inside keeps the venv out of git.
+BENCH_VENV := .venv-bench
+bench-venv: $(BENCH_VENV)/.bench-installed
+$(BENCH_VENV)/.bench-installed: bench/requirements-baselines.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo '*' > $(BENCH_VENV)/.gitignore
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r bench/requirements-baselines.txt
+	@touch $@
 
 # Debian tools the integration tests drive as a user would (kcat); root on CI, sudo elsewhere.
 tools:
