@@ -70,4 +70,4 @@ lock:
 
 clean:
 	-@bash deploy/kafka/kafka.sh down >/dev/null 2>&1 || true
-	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .driftline .pytest_cache .mypy_cache .ruff_cache
