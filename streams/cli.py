@@ -130,6 +130,7 @@ def register_commands() -> None:
 
     Their modules import heavy dependencies lazily inside the command bodies, so this is cheap.
     """
+    from retrainer.cli import models_app, retrainer_command
     from streams.cli_backtest import backtest_command, generate_command, report_command
     from streams.cli_live import alerts_tail_command, replay_command, worker_command
 
@@ -140,6 +141,9 @@ def register_commands() -> None:
     app.command("worker")(worker_command)
     app.command("replay")(replay_command)
     alerts_app.command("tail")(alerts_tail_command)
+
+    app.command("retrainer")(retrainer_command)
+    app.add_typer(models_app, name="models")
 
 
 def main() -> None:
