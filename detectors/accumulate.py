@@ -26,16 +26,17 @@ sketch that matches the reference's kind and reports the rest as type changes.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from operator import itemgetter
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, Final, cast
 
 import numpy as np
 
 from detectors.join import Outcome, epoch_us
 from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch, class_key
-from detectors.sketches import CategoricalSketch, NumericSketch, category_key
+from detectors.sketches import CategoricalSketch, NumericSketch, category_key, update_rows
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.events import PredictionEvent
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
@@ -63,9 +64,20 @@ class PartitionAccumulator:
             delta = self._deltas[key] = WindowDelta(model, version)
         return delta
 
-    def add_predictions(self, predictions: Iterable[PredictionEvent]) -> None:
-        for (model, version), events in _group(predictions, _prediction_key).items():
-            fold_predictions(self._delta(model, version), events, self.config.for_model(model))
+    def add_predictions(
+        self, predictions: Iterable[PredictionEvent], *, times_us: Sequence[int] | None = None
+    ) -> None:
+        """Fold prediction events; ``times_us``: their ``epoch_us`` timestamps if known."""
+        predictions = list(predictions)
+        for (model, version), where in _group_positions(predictions, _prediction_key).items():
+            events = predictions if where is None else [predictions[i] for i in where]
+            span = None
+            if times_us is not None:
+                mine = times_us if where is None else [times_us[i] for i in where]
+                span = (min(mine), max(mine))
+            fold_predictions(
+                self._delta(model, version), events, self.config.for_model(model), span=span
+            )
 
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for (model, version), group in _group(outcomes, _outcome_key).items():
@@ -78,33 +90,39 @@ class PartitionAccumulator:
         return deltas
 
 
-def _prediction_key(event: PredictionEvent) -> tuple[str, str | None]:
-    return event.model, event.model_version
-
-
-def _outcome_key(outcome: Outcome) -> tuple[str, str | None]:
-    return outcome.model, outcome.model_version
+_prediction_key = _outcome_key = attrgetter("model", "model_version")
+"""(model, model_version) of a prediction or an outcome."""
 
 
 def _group(items: Iterable[Any], key: Any) -> dict[tuple[str, str | None], list[Any]]:
     items = list(items)
+    return {
+        group: items if where is None else [items[i] for i in where]
+        for group, where in _group_positions(items, key).items()
+    }
+
+
+def _group_positions(items: list[Any], key: Any) -> dict[tuple[str, str | None], list[int] | None]:
+    """Group -> positions of its items (None: all of them, the common case)."""
     if not items:
         return {}
-    first = key(items[0])
-    if all(key(item) == first for item in items):  # the common case: one model version
-        return {first: items}
-    groups: dict[tuple[str, str | None], list[Any]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
+    keys = list(map(key, items))
+    if keys.count(keys[0]) == len(keys):
+        return {keys[0]: None}
+    groups: dict[tuple[str, str | None], list[int] | None] = {}
+    for i, group in enumerate(keys):
+        where = groups.setdefault(group, [])
+        assert where is not None
+        where.append(i)
     return groups
 
 
-def _columns(rows: list[dict[str, Any]], ignore: Sequence[str]) -> dict[str, list[Any]] | None:
+def _columns(rows: list[dict[str, Any]], ignore: Sequence[str]) -> dict[str, Sequence[Any]] | None:
     """Feature -> values when every row has the same keys (else None: the slow path)."""
     if ignore or not rows:
         return None
     names = tuple(rows[0])
-    if not names or any(len(row) != len(names) for row in rows):
+    if not names or set(map(len, rows)) != {len(names)}:
         return None
     try:
         values = list(map(itemgetter(*names), rows))
@@ -112,7 +130,7 @@ def _columns(rows: list[dict[str, Any]], ignore: Sequence[str]) -> dict[str, lis
         return None
     if len(names) == 1:
         return {names[0]: values}
-    return dict(zip(names, map(list, zip(*values, strict=True)), strict=True))
+    return dict(zip(names, zip(*values, strict=True), strict=True))
 
 
 def _segments(
@@ -133,13 +151,22 @@ def _segments(
 
 
 def fold_predictions(
-    delta: WindowDelta, events: Sequence[PredictionEvent], config: ModelMonitorConfig
+    delta: WindowDelta,
+    events: Sequence[PredictionEvent],
+    config: ModelMonitorConfig,
+    *,
+    span: tuple[int, int] | None = None,
 ) -> None:
-    """Fold one model version's prediction events into ``delta``."""
+    """Fold one model version's prediction events into ``delta``.
+
+    ``span``: the earliest and latest ``epoch_us`` of the events, when the caller knows them.
+    """
     if not events:
         return
-    times = [epoch_us(event.timestamp) for event in events]
-    delta.see_time(min(times), max(times))
+    if span is None:
+        times = [epoch_us(event.timestamp) for event in events]
+        span = (min(times), max(times))
+    delta.see_time(*span)
     delta.count += len(events)
     _fold_slice(delta.slice(ALL_TRAFFIC), events, config)
     if config.segments.keys:
@@ -155,9 +182,21 @@ def _fold_slice(
     columns = _columns(rows, config.ignore)
     if columns is not None:
         part.types.add_rows(len(rows))
+        numbers: list[str] = []
         for name in sorted(columns):
-            part.types.update_column(name, columns[name])
-            _fold_column(part, name, columns[name], config.features.get(name))
+            column = columns[name]
+            kinds = set(map(type, column))
+            part.types.update_column(name, column, kinds=kinds)
+            declared = config.features.get(name)
+            if kinds <= _NUMBER and declared != "categorical":
+                numbers.append(name)  # folded together below
+            else:
+                _fold_column(part, name, column, declared, kinds)
+        if numbers:
+            sketches = [part.numeric.get(name) or NumericSketch() for name in numbers]
+            part.numeric.update(zip(numbers, sketches, strict=True))
+            # array("d") converts a tuple of numbers faster than numpy does.
+            update_rows(sketches, np.array([array("d", columns[name]) for name in numbers]))
     else:
         ignore = set(config.ignore)
         names = sorted({name for row in rows for name in row} - ignore)
@@ -173,17 +212,45 @@ def _fold_slice(
             part.prediction_categorical = part.prediction_categorical or CategoricalSketch()
             part.prediction_categorical.update(categorical)
     if config.detectors.scores:
-        classes = sorted({c for event in events if event.scores for c in event.scores})
-        for cls in classes:
-            values = [event.scores.get(cls) if event.scores else None for event in events]
-            sketch = part.scores.get(cls)
-            if sketch is None:
-                sketch = part.scores[cls] = NumericSketch()
-            sketch.update(np.array([v for v in values if v is not None], dtype=np.float64))
+        _fold_scores(part, events)
 
 
-def _fold_column(part: SliceDelta, name: str, column: list[Any], declared: str | None) -> None:
-    numeric, categorical = _split(column, declared)
+def _fold_scores(part: SliceDelta, events: Sequence[PredictionEvent]) -> None:
+    scores = [event.scores for event in events]
+    first = scores[0]
+    if first and None not in scores:
+        scored = cast(list[dict[str, float]], scores)
+        classes = sorted(first)
+        pick: Callable[[Any], Any] = itemgetter(*classes)
+        try:  # every event scores the same classes: one block, a row per class
+            same = set(map(len, scored)) == {len(classes)}
+            picked = list(map(pick, scored)) if same else []
+        except KeyError:  # other classes
+            same = False
+        if same:
+            rows = list(zip(*picked, strict=True)) if len(classes) > 1 else [tuple(picked)]
+            if all(set(map(type, row)) <= _NUMBER for row in rows):
+                sketches = [part.scores.get(cls) or NumericSketch() for cls in classes]
+                part.scores.update(zip(classes, sketches, strict=True))
+                update_rows(sketches, np.array([array("d", row) for row in rows]))
+                return
+    classes = sorted({c for s in scores if s for c in s})
+    for cls in classes:
+        values = [s.get(cls) if s else None for s in scores]
+        sketch = part.scores.get(cls)
+        if sketch is None:
+            sketch = part.scores[cls] = NumericSketch()
+        sketch.update(np.array([v for v in values if v is not None], dtype=np.float64))
+
+
+def _fold_column(
+    part: SliceDelta,
+    name: str,
+    column: Sequence[Any],
+    declared: str | None,
+    kinds: set[type] | None = None,
+) -> None:
+    numeric, categorical = _split(column, declared, kinds)
     if numeric is not None and numeric.size:
         sketch = part.numeric.get(name)
         if sketch is None:
@@ -196,9 +263,12 @@ def _fold_column(part: SliceDelta, name: str, column: list[Any], declared: str |
         cat.update(categorical)
 
 
-def _split(column: list[Any], declared: str | None) -> tuple[np.ndarray | None, list[Any]]:
+def _split(
+    column: Sequence[Any], declared: str | None, kinds: set[type] | None = None
+) -> tuple[np.ndarray | None, list[Any]]:
     """(non-null numbers as floats, non-null categorical values) of one column."""
-    kinds = set(map(type, column))
+    if kinds is None:
+        kinds = set(map(type, column))
     if declared == "categorical":
         values = [
             v if isinstance(v, str | bool) else category_key(v) for v in column if v is not None
@@ -214,6 +284,11 @@ def _split(column: list[Any], declared: str | None) -> tuple[np.ndarray | None, 
 
 
 def _label_kind(label: Any) -> str:
+    kind = type(label)
+    if kind is str:
+        return "string"
+    if kind is int or kind is float:  # the common cases first, as the checks below
+        return "binary" if label in (0, 1) else "number"
     if isinstance(label, bool):
         return "binary"
     if isinstance(label, int | float):
@@ -244,7 +319,7 @@ def _fold_outcome_slice(
     latency: bool = False,
 ) -> None:
     part.outcomes += len(outcomes)
-    kinds = [_label_kind(o.label) for o in outcomes]
+    kinds = list(map(_label_kind, [o.label for o in outcomes]))
     for kind, n in Counter(kinds).items():
         part.label_kinds[kind] = part.label_kinds.get(kind, 0) + n
     if latency:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, cast
@@ -47,9 +47,13 @@ ALERT_NAMESPACE: Final = uuid.UUID("3c1f6a0e-5d2b-5b8e-9a51-6c0d2f7e8b14")
 Status = Literal["firing", "resolved"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
-    """One statistic of one window; ``decides`` marks the ones alerts follow."""
+    """One statistic of one window; ``decides`` marks the ones alerts follow (treat as
+    read-only: not frozen because windows make hundreds and a frozen init costs 5x).
+
+    ``describe`` is the summary or a function writing it: few readings become an alert.
+    """
 
     kind: str
     feature: str | None
@@ -61,7 +65,12 @@ class Reading:
     breached: bool
     decides: bool
     count: int
-    summary: str
+    describe: str | Callable[[], str]
+
+    @property
+    def summary(self) -> str:
+        text = self.describe
+        return text if isinstance(text, str) else text()
 
 
 def fingerprint(

@@ -14,7 +14,7 @@ rates, type changes and missing or new features against the reference.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from numbers import Number
 from typing import Any, Final, Self
 
@@ -83,13 +83,21 @@ class FeatureTypeTracker:
             (name, type(value)) for row in rows for name, value in row.items()
         )
         for (name, kind), n in seen.items():
-            self._add(name, _BY_PYTHON_TYPE.get(kind) or _slow_type(kind), n)
+            self._add(name, _type_name(kind), n)
         self.rows += len(rows)
 
-    def update_column(self, name: str, values: Sequence[object]) -> None:
-        """Fold one feature's values (does not count rows: pair with `add_rows`)."""
+    def update_column(
+        self, name: str, values: Sequence[object], *, kinds: Set[type] | None = None
+    ) -> None:
+        """Fold one feature's values (does not count rows: pair with `add_rows`).
+
+        ``kinds``: the set of Python types in ``values``, when the caller has it already.
+        """
+        if kinds is not None and len(names := {_type_name(kind) for kind in kinds}) == 1:
+            self._add(name, names.pop(), len(values))  # one type name: no need to count
+            return
         for kind, n in Counter(map(type, values)).items():
-            self._add(name, _BY_PYTHON_TYPE.get(kind) or _slow_type(kind), n)
+            self._add(name, _type_name(kind), n)
 
     def add_rows(self, n: int) -> None:
         """Count `n` events fed column by column through `update_column`."""
@@ -146,6 +154,10 @@ class FeatureTypeTracker:
             for name, per_type in state["counts"].items()
         }
         return tracker
+
+
+def _type_name(kind: type) -> str:
+    return _BY_PYTHON_TYPE.get(kind) or _slow_type(kind)
 
 
 def _slow_type(kind: type) -> str:

@@ -10,10 +10,9 @@ reference and are rebuilt deterministically after a restart.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,14 @@ from detectors.alerting import Reading
 from detectors.calibration import NullThresholds, chi_square_threshold, ks_threshold
 from detectors.evaluate_checks import CheckContext, data_quality_readings, quality_readings
 from detectors.kernels import (
+    ReferenceBins,
+    bins_statistics,
     categorical_statistics,
     ecdf_distances,
-    histogram_statistics,
+    histogram_counts,
+    ks_distance,
     ks_p_value,
+    reference_bins,
 )
 from detectors.sketches import CategoricalSketch, NumericSketch
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
@@ -107,9 +110,18 @@ class Evaluator:
         self.config = config
         self.alpha = alpha
         self.thresholds = thresholds or NullThresholds()
-        self._reference: dict[tuple[str, str], tuple[FloatArray, float, FloatArray]] = {}
+        self._reference: dict[tuple[str, str], _NumericReference] = {}
         self._thresholds: dict[tuple[str, str, str, int], float] = {}
+        self._ks: dict[tuple[int, int], float] = {}
         self._checks = CheckContext(alpha=alpha, config=config)
+        self._everything = True
+        detectors = config.detectors
+        self._numeric_tests = list(
+            dict.fromkeys([detectors.numeric.decide, *detectors.numeric.tests])
+        )
+        self._categorical_tests = list(
+            dict.fromkeys([detectors.categorical.decide, *detectors.categorical.tests])
+        )
 
     def evaluate(
         self,
@@ -118,8 +130,15 @@ class Evaluator:
         baseline: QualityBaseline | None,
         coverage: float | None,
         new_features: frozenset[str] = frozenset(),
+        everything: bool = True,
     ) -> list[Reading]:
-        """Readings of every slice of ``window`` that has enough events."""
+        """Readings of every slice of ``window`` that has enough events.
+
+        ``everything=False``: only the deciding readings (alerts follow those alone), so the
+        statistics only reported (PSI, JS, Wasserstein by default) and their simulated
+        thresholds are not computed; for judges whose points nobody reads.
+        """
+        self._everything = everything
         readings: list[Reading] = []
         slices: list[tuple[str, SliceProfile]] = [
             (ALL_TRAFFIC, self.profile),
@@ -198,48 +217,52 @@ class Evaluator:
         label: str | None,
         segment: str | None,
     ) -> list[Reading]:
-        settings = self.config.detectors.numeric
-        tests = list(dict.fromkeys([settings.decide, *settings.tests]))
-        values = sketch.values()
-        cached = self._reference.get((key, name))
-        if cached is None:
-            sample = np.sort(np.asarray(feature.sample, dtype=np.float64))
-            counts = np.asarray(feature.counts, dtype=np.float64)
-            cached = self._reference[(key, name)] = (sample, float(sample.std()), counts)
-        ref_sorted, ref_std, ref_counts = cached
+        tests = self._numeric_tests if self._everything else self._numeric_tests[:1]
+        values = sketch.reservoir
+        ref = self._reference.get((key, name))
+        if ref is None:
+            ref = self._reference[(key, name)] = _NumericReference.of(feature)
         results: dict[str, tuple[float, float | None]] = {}
-        if ref_sorted.size and ("ks" in tests or "wasserstein" in tests):
-            d, w = ecdf_distances(ref_sorted, ref_std, values)
-            results["ks"] = (d, ks_p_value(d, values.size, ref_sorted.size))
+        m = ref.sorted.size
+        if m and "wasserstein" in tests:
+            d, w = ecdf_distances(ref.sorted, ref.std, values)
+            results["ks"] = (d, ks_p_value(d, values.size, m))
             results["wasserstein"] = (w, None)
-        if ref_counts.size >= 2 and ("psi" in tests or "jensen_shannon" in tests):
-            psi, js = histogram_statistics(ref_counts, sketch.histogram(np.asarray(feature.edges)))
+        elif m and "ks" in tests:  # no Wasserstein wanted: the cheaper way to the same KS
+            d = ks_distance(ref.sorted, values)
+            results["ks"] = (d, ks_p_value(d, values.size, m))
+        if ref.bins is not None and ("psi" in tests or "jensen_shannon" in tests):
+            psi, js = bins_statistics(ref.bins, histogram_counts(values, ref.edges, sketch.count))
             results["psi"], results["jensen_shannon"] = (psi, None), (js, None)
         n = bucket(sketch.count)
         readings = []
         for test in tests:
-            if test not in results:
+            result = results.get(test)
+            if result is None:
                 continue
             if test == "ks":
-                threshold = ks_threshold(self.alpha, values.size, ref_sorted.size)
-            elif test == "wasserstein":
-                threshold = self._threshold(
-                    (key, name, test, n),
-                    partial(
-                        self.thresholds.wasserstein, ref_sorted, n=n, alpha=self.alpha,
-                        key=(self.profile.profile_id, key, name),
-                    ),
-                )  # fmt: skip
+                threshold = self._ks.get((values.size, m))
+                if threshold is None:
+                    threshold = self._ks[(values.size, m)] = ks_threshold(
+                        self.alpha, values.size, m
+                    )
             else:
-                threshold = self._threshold(
-                    (key, name, test, n),
-                    partial(
-                        self.thresholds.histogram, "psi" if test == "psi" else "jensen_shannon",
-                        ref_counts, n=n, alpha=self.alpha,
-                    ),
-                )  # fmt: skip
+                cached = self._thresholds.get((key, name, test, n))
+                if cached is None:
+                    if test == "wasserstein":
+                        cached = self.thresholds.wasserstein(
+                            ref.sorted, n=n, alpha=self.alpha,
+                            key=(self.profile.profile_id, key, name),
+                        )  # fmt: skip
+                    else:
+                        cached = self.thresholds.histogram(
+                            "psi" if test == "psi" else "jensen_shannon", ref.counts, n=n,
+                            alpha=self.alpha,
+                        )  # fmt: skip
+                    self._thresholds[(key, name, test, n)] = cached
+                threshold = cached
             readings.append(
-                self._reading(kind, label, segment, test, results[test], threshold,
+                self._reading(kind, label, segment, test, result, threshold,
                               test == tests[0], sketch.count, name)
             )  # fmt: skip
         return readings
@@ -254,8 +277,7 @@ class Evaluator:
         label: str | None,
         segment: str | None,
     ) -> list[Reading]:
-        settings = self.config.detectors.categorical
-        tests = list(dict.fromkeys([settings.decide, *settings.tests]))
+        tests = self._categorical_tests if self._everything else self._categorical_tests[:1]
         ref, cur = feature.categories, sketch.counts
         n = sum(cur.values())
         results = categorical_statistics(ref, cur)
@@ -266,13 +288,15 @@ class Evaluator:
             elif test == "unseen_rate":
                 threshold = self._checks.unseen_threshold(feature, n)
             else:
-                threshold = self._threshold(
-                    (key, name, test, bucket(n)),
-                    partial(
-                        self.thresholds.histogram, "psi" if test == "psi" else "jensen_shannon",
-                        [ref[k] for k in sorted(ref)], n=bucket(n), alpha=self.alpha,
-                    ),
-                )  # fmt: skip
+                cached = self._thresholds.get((key, name, test, bucket(n)))
+                if cached is None:
+                    cached = self._thresholds[(key, name, test, bucket(n))] = (
+                        self.thresholds.histogram(
+                            "psi" if test == "psi" else "jensen_shannon",
+                            [ref[k] for k in sorted(ref)], n=bucket(n), alpha=self.alpha,
+                        )
+                    )  # fmt: skip
+                threshold = cached
             readings.append(
                 self._reading(kind, label, segment, test, results[test], threshold,
                               test == tests[0], n, name)
@@ -294,12 +318,6 @@ class Evaluator:
         for *key, value in state.get("checks", []):
             self._checks.cache[tuple(key)] = float(value)
 
-    def _threshold(self, key: tuple[str, str, str, int], compute: Callable[[], float]) -> float:
-        value = self._thresholds.get(key)
-        if value is None:
-            value = self._thresholds[key] = compute()
-        return value
-
     def _reading(
         self,
         kind: str,
@@ -314,16 +332,39 @@ class Evaluator:
     ) -> Reading:
         statistic, p_value = result
         breached = p_value < self.alpha if p_value is not None else bool(statistic > threshold)
-        what = {
-            "feature_drift": f"feature {name!r}",
-            "prediction_drift": f"the {name.replace(':', ' ') if name else 'prediction'}",
-        }[kind]
-        p_text = f", p={p_value:.2g}" if p_value is not None else ""
-        summary = (
-            f"{what} of model {self.model!r} drifted from the reference: {detector} "
-            f"{statistic:.4g} > {threshold:.4g}{p_text} over {count} values"
-        )
+
+        def summary() -> str:
+            what = {
+                "feature_drift": f"feature {name!r}",
+                "prediction_drift": f"the {name.replace(':', ' ') if name else 'prediction'}",
+            }[kind]
+            p_text = f", p={p_value:.2g}" if p_value is not None else ""
+            return (
+                f"{what} of model {self.model!r} drifted from the reference: {detector} "
+                f"{statistic:.4g} > {threshold:.4g}{p_text} over {count} values"
+            )
+
         return Reading(
             kind, label, segment, detector, statistic, threshold, p_value, breached,
             decides, count, summary,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _NumericReference:
+    """What the drift statistics need of one numeric reference feature, computed once."""
+
+    sorted: FloatArray
+    std: float
+    counts: FloatArray
+    edges: FloatArray
+    bins: ReferenceBins | None
+    """None when the reference has fewer than two bins (no PSI / JS)."""
+
+    @classmethod
+    def of(cls, feature: FeatureProfile) -> _NumericReference:
+        sample = np.sort(np.asarray(feature.sample, dtype=np.float64))
+        counts = np.asarray(feature.counts, dtype=np.float64)
+        edges = np.asarray(feature.edges, dtype=np.float64)
+        bins = reference_bins(counts) if counts.size >= 2 else None
+        return cls(sample, float(sample.std()), counts, edges, bins)

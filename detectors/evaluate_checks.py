@@ -17,14 +17,16 @@ a reference feature with no value at all in the window, a feature the reference 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+from scipy import special
 from scipy import stats as _scipy_stats
 
 from detectors.alerting import Reading
-from detectors.data_quality import out_of_range_rate, type_changes
 from detectors.window import SliceDelta
 from schemas.monitor_config import ModelMonitorConfig
 from schemas.profile import FeatureProfile, QualityBaseline, SliceProfile
@@ -52,6 +54,9 @@ class CheckContext:
 
     def null_threshold(self, feature: FeatureProfile, n: int) -> float:
         """Window null rate above which the null-rate check breaches."""
+        cached = self.cache.get(("null", feature.nulls, feature.count, n))
+        if cached is not None:  # every window of the same size: skip building the closure
+            return cached
         a, b = feature.nulls + 0.5, feature.count + 0.5  # Jeffreys prior on the null rate
 
         def compute() -> float:
@@ -62,6 +67,9 @@ class CheckContext:
 
     def range_threshold(self, feature: FeatureProfile, n: int) -> float:
         m = feature.count
+        cached = self.cache.get(("range", m, n))
+        if cached is not None:
+            return cached
 
         def compute() -> float:
             critical = float(_scipy_stats.binom.isf(self.alpha, n, 2.0 / (m + 1))) / n
@@ -93,12 +101,50 @@ class CheckContext:
 
 def _reading(
     kind: str, feature: str | None, segment: str | None, detector: str, statistic: float,
-    threshold: float, p_value: float | None, breached: bool, count: int, summary: str,
+    threshold: float, p_value: float | None, breached: bool, count: int,
+    summary: str | Callable[[], str],
 ) -> Reading:  # fmt: skip
     return Reading(
         kind, feature, segment, detector, float(statistic), float(threshold), p_value, breached,
         True, count, summary,
     )  # fmt: skip
+
+
+def _poisson_cdf(k: int, mu: float) -> float:
+    """``scipy.stats.poisson.cdf(k, mu)`` for k >= 0 (the same special function, without the
+    ~70 us of argument handling; tested equal)."""
+    if k < 0 or not mu >= 0:
+        return float(_scipy_stats.poisson.cdf(k, mu))
+    return min(max(float(special.pdtr(k, mu)), 0.0), 1.0)
+
+
+def _poisson_ppf(q: float, mu: float) -> float:
+    """``scipy.stats.poisson.ppf(q, mu)`` for 0 < q < 1 (scipy's own formula; tested equal)."""
+    if not (0.0 < q < 1.0 and mu >= 0):
+        return float(_scipy_stats.poisson.ppf(q, mu))
+    vals = math.ceil(float(special.pdtrik(q, mu)))
+    lower = max(vals - 1, 0)
+    return float(lower if float(special.pdtr(lower, mu)) >= q else vals)
+
+
+def _outside(values: npt.NDArray[np.float64], low: float | None, high: float | None) -> float:
+    """`out_of_range_rate` of a non-empty reservoir (the same float: count / size)."""
+    if low is not None and high is not None and low > high:  # not a profile's range
+        return float(((values < low) | (values > high)).mean())
+    count = 0 if low is None else int(np.count_nonzero(values < low))
+    count += 0 if high is None else int(np.count_nonzero(values > high))
+    return count / values.size
+
+
+def _type_change(known: Mapping[str, int], types: Mapping[str, int]) -> float:
+    """`type_changes` of one feature: the share of non-null values of a type never seen."""
+    total = new = 0
+    for kind, n in types.items():
+        if kind != "null" and n > 0:
+            total += n
+            if known.get(kind, 0) <= 0:
+                new += n
+    return new / total if total and new else 0.0
 
 
 def data_quality_readings(
@@ -123,9 +169,7 @@ def data_quality_readings(
             missing = values == 0 and feature.count > 0
             readings.append(_reading(
                 "data_quality", name, segment, "missing_feature", 1.0 if missing else 0.0, 1.0,
-                None, missing, rows,
-                f"feature {name!r} had no value in {rows} events (the reference had "
-                f"{feature.count})",
+                None, missing, rows, _missing_text(name, rows, feature.count),
             ))  # fmt: skip
             if missing:
                 continue
@@ -138,28 +182,27 @@ def data_quality_readings(
             p_value = float(_scipy_stats.betabinom.sf(nulls - 1, rows, a, b))
         readings.append(_reading(
             "data_quality", name, segment, "null_rate", rate, threshold, p_value, breached, rows,
-            f"null rate of feature {name!r} rose to {rate:.1%} (reference "
-            f"{feature.null_rate:.1%}, threshold {threshold:.1%})",
+            _null_text(name, rate, feature.null_rate, threshold),
         ))  # fmt: skip
-        changed = type_changes({name: feature.types}, {name: types}).get(name, 0.0)
         if values:
+            changed = _type_change(feature.types, types)
             floor = settings.type_change_rate
             readings.append(_reading(
                 "data_quality", name, segment, "type_change", changed, floor, None,
-                changed >= floor, values,
-                f"{changed:.1%} of feature {name!r} values have a type the reference never had "
-                f"(it had {sorted(k for k in feature.types if k != 'null')})",
+                changed >= floor, values, _type_text(name, changed, feature.types),
             ))  # fmt: skip
         sketch = part.numeric.get(name)
         if feature.kind == "numeric" and feature.count and sketch is not None and sketch.count:
-            outside = out_of_range_rate(sketch, feature.min, feature.max) or 0.0
+            low, high = feature.min, feature.max
+            lo, hi = sketch.min, sketch.max
+            assert lo is not None and hi is not None  # count > 0
+            inside = (low is None or lo >= low) and (high is None or hi <= high)
+            # Every value within the reference range (the exact min/max say so): no scan.
+            outside = 0.0 if inside else _outside(sketch.reservoir, low, high)
             threshold = ctx.range_threshold(feature, sketch.count)
-            breached = outside > threshold
             readings.append(_reading(
                 "data_quality", name, segment, "out_of_range", outside, threshold, None,
-                breached, sketch.count,
-                f"{outside:.1%} of feature {name!r} values fell outside the reference range "
-                f"[{feature.min:.4g}, {feature.max:.4g}]",
+                outside > threshold, sketch.count, _range_text(name, outside, low, high),
             ))  # fmt: skip
     if settings.new_features:
         present = {
@@ -173,6 +216,36 @@ def data_quality_readings(
                 f"feature {name!r} is not in the reference but {share:.1%} of events have it",
             ))  # fmt: skip
     return readings
+
+
+# Summaries are written only for the readings that become alerts.
+
+
+def _missing_text(name: str, rows: int, count: int) -> Callable[[], str]:
+    return lambda: f"feature {name!r} had no value in {rows} events (the reference had {count})"
+
+
+def _null_text(name: str, rate: float, reference: float, threshold: float) -> Callable[[], str]:
+    return lambda: (
+        f"null rate of feature {name!r} rose to {rate:.1%} (reference {reference:.1%}, "
+        f"threshold {threshold:.1%})"
+    )
+
+
+def _type_text(name: str, changed: float, known: Mapping[str, int]) -> Callable[[], str]:
+    return lambda: (
+        f"{changed:.1%} of feature {name!r} values have a type the reference never had "
+        f"(it had {sorted(k for k in known if k != 'null')})"
+    )
+
+
+def _range_text(
+    name: str, outside: float, low: float | None, high: float | None
+) -> Callable[[], str]:
+    return lambda: (
+        f"{outside:.1%} of feature {name!r} values fell outside the reference range "
+        f"[{low:.4g}, {high:.4g}]"
+    )
 
 
 def quality_readings(
@@ -221,12 +294,12 @@ def quality_readings(
     if coverage is not None and settings.label_coverage and part.count:
         expected = coverage * part.count
         if expected >= MIN_EXPECTED_LABELS:
-            critical = float(_scipy_stats.poisson.ppf(ctx.alpha, expected))
+            critical = _poisson_ppf(ctx.alpha, expected)
             threshold = min(critical / part.count, settings.coverage_floor * coverage)
             rate = part.outcomes / part.count
             readings.append(_reading(
                 "label_coverage", None, segment, "label_coverage", rate, threshold,
-                float(_scipy_stats.poisson.cdf(part.outcomes, expected)), rate < threshold,
+                _poisson_cdf(part.outcomes, expected), rate < threshold,
                 part.count,
                 f"labels joined for {rate:.1%} of predictions (baseline {coverage:.1%}, "
                 f"threshold {threshold:.1%})",

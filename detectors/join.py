@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.events import LabelEvent, PredictionEvent
 
@@ -57,9 +57,8 @@ def from_epoch_us(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A prediction joined with its label."""
+class Outcome(NamedTuple):
+    """A prediction joined with its label (a named tuple: joins make one per label)."""
 
     event_id: str
     model: str
@@ -113,16 +112,35 @@ class LabelJoiner:
         self.ttl_seconds = ttl_seconds
         self.stats = JoinStats()
 
-    def add_predictions(self, predictions: Iterable[PredictionEvent]) -> list[Outcome]:
-        """Remember predictions; returns the outcomes of those whose label came first."""
+    def add_predictions(
+        self, predictions: Iterable[PredictionEvent], *, times_us: Iterable[int] | None = None
+    ) -> list[Outcome]:
+        """Remember predictions; returns the outcomes of those whose label came first.
+
+        ``times_us``: the predictions' ``epoch_us`` timestamps, in order, if already known.
+        """
         outcomes: list[Outcome] = []
         pending, early, stats = self.pending, self.early, self.stats
-        for event in predictions:
+        predictions = list(predictions)
+        times = (
+            list(map(epoch_us, [event.timestamp for event in predictions]))
+            if times_us is None else list(times_us)
+        )  # fmt: skip
+        if type(pending) is dict and type(early) is dict and not early:
+            ids = [event.event_id for event in predictions]
+            if pending.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+                # No label waits and nothing repeats (offline, the common case): all pend.
+                pending.update(zip(ids, [
+                    [at, event.model, event.model_version, event.prediction, event.scores,
+                     event.segment]
+                    for event, at in zip(predictions, times, strict=True)
+                ], strict=True))  # fmt: skip
+                return outcomes
+        for event, at in zip(predictions, times, strict=True):
             key = event.event_id
             if key in pending:
                 stats.duplicate_predictions += 1
                 continue
-            at = epoch_us(event.timestamp)
             held = early.get(key)
             if held is None:
                 pending[key] = [
@@ -144,18 +162,29 @@ class LabelJoiner:
             )  # fmt: skip
         return outcomes
 
-    def add_labels(self, labels: Iterable[LabelEvent]) -> list[Outcome]:
-        """Join labels to waiting predictions; early labels are held, duplicates ignored."""
+    def add_labels(
+        self, labels: Iterable[LabelEvent], *, times_us: Iterable[int] | None = None
+    ) -> list[Outcome]:
+        """Join labels to waiting predictions; early labels are held, duplicates ignored.
+
+        ``times_us``: the labels' ``epoch_us`` timestamps, in order, if already known.
+        """
         outcomes: list[Outcome] = []
+        append = outcomes.append
         pending, early, stats = self.pending, self.early, self.stats
-        for label in labels:
+        labels = list(labels)
+        times = (
+            list(map(epoch_us, [label.timestamp for label in labels]))
+            if times_us is None else list(times_us)
+        )  # fmt: skip
+        for label, labelled in zip(labels, times, strict=True):
             key = label.event_id
             entry = pending.get(key)
             if entry is None:
                 if key in early:
                     stats.duplicate_labels += 1
                 else:
-                    early[key] = [epoch_us(label.timestamp), label.model, label.label]
+                    early[key] = [labelled, label.model, label.label]
                     stats.early += 1
                 continue
             if len(entry) == 1:
@@ -167,10 +196,10 @@ class LabelJoiner:
                 continue
             pending[key] = [at]
             stats.joined += 1
-            outcomes.append(
+            append(
                 Outcome(
-                    key, model, version, prediction, scores, label.label, int(at),
-                    epoch_us(label.timestamp), segment,
+                    key, model, version, prediction, scores, label.label, int(at), labelled,
+                    segment,
                 )
             )  # fmt: skip
         return outcomes
@@ -194,4 +223,5 @@ class LabelJoiner:
 
 
 def _older(mapping: MutableMapping[str, Any], horizon: int) -> Sequence[str]:
-    return [key for key, entry in list(mapping.items()) if int(entry[0]) < horizon]
+    # Keys are collected before anything is deleted, so iterating the live view is safe.
+    return [key for key, entry in mapping.items() if entry[0] < horizon]

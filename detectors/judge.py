@@ -40,7 +40,8 @@ from schemas.profile import ReferenceProfile, load_profile
 
 __all__ = ["JUDGE_FORMAT", "MAX_CANDIDATES", "TAKEOVER_SHARE", "ModelJudge", "StatisticPoint"]
 
-JUDGE_FORMAT: Final = 1
+JUDGE_FORMAT: Final = 2
+"""2: the reference's samples and the deltas' arrays are packed; format 1 states still load."""
 TAKEOVER_SHARE: Final = 2
 """A new version takes over once it sent this many times the events of the others since it
 appeared (two thirds of the traffic): a canary does not, a rollout does."""
@@ -99,6 +100,8 @@ class ModelJudge:
         self.ignored = 0
         """Prediction events of versions not judged."""
         self._evaluator: Evaluator | None = None
+        self._fingerprints: dict[tuple[str, str | None, str | None, str], str] = {}
+        self._reference_state: dict[str, Any] | None = None
         reference = self.settings.reference
         if reference.source == "profile" and reference.path is not None and profile_loader:
             self._use(profile_loader(reference.path))
@@ -110,8 +113,11 @@ class ModelJudge:
         """The per-test significance of the current reference (None before one exists)."""
         return None if self._evaluator is None else self._evaluator.alpha
 
-    def _use(self, profile: ReferenceProfile) -> None:
+    def _use(self, profile: ReferenceProfile, *, packed: dict[str, Any] | None = None) -> None:
         settings = self.settings.alerting
+        # The reference as the state stores it, kept while the reference stays (the state of
+        # a live judge is written after every batch; the profile never changes in between).
+        self._reference_state = packed
         decisions = count_decisions(profile, self.settings)
         alpha = settings.alpha or per_test_alpha(
             settings.target_run_length, decisions, k=settings.k, m=settings.m,
@@ -254,7 +260,7 @@ class ModelJudge:
         baseline = self.baseline.current
         readings = self._evaluator.evaluate(
             window, baseline=baseline, coverage=self.coverage.rate(),
-            new_features=frozenset(self.known_new),
+            new_features=frozenset(self.known_new), everything=self.on_point is not None,
         )  # fmt: skip
         readings += self._sequential(readings)
         self.baseline.observe(window, self.settings)
@@ -262,9 +268,11 @@ class ModelJudge:
         start, end = window.start, window.end
         assert start is not None and end is not None
         alerts: list[Alert] = []
+        on_point, book, fingerprints = self.on_point, self.book, self._fingerprints
+        sequential = self.sequential.kind if self.sequential is not None else None
         for reading in readings:
-            if self.on_point is not None:
-                self.on_point(StatisticPoint(
+            if on_point is not None:
+                on_point(StatisticPoint(
                     self.model, reading.kind, reading.feature, reading.detector,
                     reading.statistic, reading.threshold, reading.p_value, reading.breached,
                     start, end, reading.count, reading.segment,
@@ -273,9 +281,12 @@ class ModelJudge:
                 continue
             if reading.detector == "new_feature" and reading.breached and reading.feature:
                 self.known_new.add(reading.feature)
-            key = fingerprint(
-                self.model, reading.kind, reading.feature, reading.segment, reading.detector
-            )
+            what = (reading.kind, reading.feature, reading.segment, reading.detector)
+            key = fingerprints.get(what)
+            if key is None:
+                key = fingerprints[what] = fingerprint(self.model, *what)
+            if not reading.breached and key not in book.tracks:
+                continue  # a clean fingerprint with no history: nothing to record
             last = {
                 "kind": reading.kind, "feature": reading.feature, "segment": reading.segment,
                 "detector": reading.detector, "statistic": reading.statistic,
@@ -283,8 +294,8 @@ class ModelJudge:
                 "summary": reading.summary, "model_version": window.model_version,
                 "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
             }  # fmt: skip
-            immediate = self.sequential is not None and reading.detector == self.sequential.kind
-            status = self.book.observe(key, reading.breached, last, immediate=immediate)
+            immediate = reading.detector == sequential
+            status = book.observe(key, reading.breached, last, immediate=immediate)
             if status is not None:
                 summary = reading.summary if status == "firing" else self._resolved(reading)
                 alerts.append(self._alert(key, status, last, summary))
@@ -370,6 +381,16 @@ class ModelJudge:
     def load_evaluator_cache(self, state: dict[str, Any]) -> None:
         if self._evaluator is not None:
             self._evaluator.load_cache(state)
+
+    def reference_state(self) -> dict[str, Any] | None:
+        """The reference as JSON, its samples packed (``judge_state.pack_profile``)."""
+        if self.reference is None:
+            return None
+        if self._reference_state is None:
+            from detectors.judge_state import pack_profile
+
+            self._reference_state = pack_profile(self.reference)
+        return self._reference_state
 
     def to_state(self) -> dict[str, Any]:
         """Plain JSON: everything needed to continue exactly (thresholds are recomputed)."""

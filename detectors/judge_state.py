@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 from detectors.alerting import AlertBook, Reading
 from detectors.profile_builder import infer_task, quality_baseline
 from detectors.quality import ClassificationSketch, RegressionSketch
+from detectors.reservoir import pack_floats, unpack_floats
 from detectors.sequential import SequentialDetector
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.events import Alert
@@ -17,7 +18,15 @@ from schemas.profile import QualityBaseline, ReferenceProfile, load_profile
 if TYPE_CHECKING:
     from detectors.judge import ModelJudge
 
-__all__ = ["COVERAGE_WINDOWS", "Baseline", "Coverage", "judge_from_state", "judge_to_state"]
+__all__ = [
+    "COVERAGE_WINDOWS",
+    "Baseline",
+    "Coverage",
+    "judge_from_state",
+    "judge_to_state",
+    "pack_profile",
+    "unpack_profile",
+]
 
 COVERAGE_WINDOWS: Final = 3
 """Judged windows with labels before label coverage has a baseline."""
@@ -127,13 +136,63 @@ def _delta(state: dict[str, Any] | None) -> WindowDelta | None:
     return None if state is None else WindowDelta.from_state(state)
 
 
+def _packed_samples(part: dict[str, Any]) -> dict[str, Any]:
+    """A slice profile's JSON with each feature's sample packed (`pack_floats`)."""
+    out = dict(part)
+    for field in ("features", "scores"):
+        out[field] = {name: _packed(feature) for name, feature in part[field].items()}
+    if part["prediction"] is not None:
+        out["prediction"] = _packed(part["prediction"])
+    return out
+
+
+def _packed(feature: dict[str, Any]) -> dict[str, Any]:
+    return {**feature, "sample": pack_floats(feature["sample"])} if feature["sample"] else feature
+
+
+def _unpacked_samples(part: dict[str, Any]) -> dict[str, Any]:
+    out = dict(part)
+    for field in ("features", "scores"):
+        if field in part:
+            out[field] = {name: _unpacked(feature) for name, feature in part[field].items()}
+    if part.get("prediction") is not None:
+        out["prediction"] = _unpacked(part["prediction"])
+    return out
+
+
+def _unpacked(feature: dict[str, Any]) -> dict[str, Any]:
+    sample = feature.get("sample")
+    return (
+        {**feature, "sample": unpack_floats(sample).tolist()}
+        if isinstance(sample, str)
+        else feature
+    )
+
+
+def pack_profile(profile: ReferenceProfile) -> dict[str, Any]:
+    """The profile's JSON with every numeric sample as packed float64 (about 40 % smaller than
+    a list of numbers, and much faster to encode); `unpack_profile` restores it exactly."""
+    state = _packed_samples(profile.model_dump(mode="json"))
+    state["segments"] = {key: _packed_samples(part) for key, part in state["segments"].items()}
+    return state
+
+
+def unpack_profile(state: dict[str, Any]) -> ReferenceProfile:
+    """The ReferenceProfile of `pack_profile` output (plain profile JSON loads too)."""
+    data = _unpacked_samples(state)
+    data["segments"] = {
+        key: _unpacked_samples(part) for key, part in state.get("segments", {}).items()
+    }
+    return ReferenceProfile.model_validate(data)
+
+
 def judge_to_state(judge: ModelJudge) -> dict[str, Any]:
     from detectors.judge import JUDGE_FORMAT
 
     return {
         "format": JUDGE_FORMAT,
         "model": judge.model,
-        "reference": None if judge.reference is None else judge.reference.model_dump(mode="json"),
+        "reference": judge.reference_state(),
         "version": judge.version,
         "candidates": {
             version: {"delta": _delta_state(entry["delta"]), "others": entry["others"]}
@@ -156,15 +215,16 @@ def judge_to_state(judge: ModelJudge) -> dict[str, Any]:
 def judge_from_state(judge: ModelJudge, state: dict[str, Any]) -> None:
     from detectors.judge import JUDGE_FORMAT
 
-    if state.get("format") != JUDGE_FORMAT:
+    if state.get("format") not in (1, JUDGE_FORMAT):
         raise ValueError(
-            f"judge state has format {state.get('format')!r}, expected {JUDGE_FORMAT}: it was "
-            f"written by another driftline version; drop it to start the model afresh"
+            f"judge state has format {state.get('format')!r}, expected 1 or {JUDGE_FORMAT}: it "
+            f"was written by another driftline version; drop it to start the model afresh"
         )
     reference = state["reference"]
     settings = judge.settings.reference
     if reference is not None:
-        judge._use(ReferenceProfile.model_validate(reference))
+        packed = reference if state["format"] == JUDGE_FORMAT else None  # reused by to_state
+        judge._use(unpack_profile(reference), packed=packed)
     elif settings.source == "profile" and settings.path is not None:
         judge._use(load_profile(settings.path))
     judge.version = state["version"]

@@ -92,20 +92,33 @@ class FleetMonitor:
         sorted_times = times[order]
         position = np.empty(times.size, dtype=np.int64)
         position[order] = np.arange(times.size)
-        by_model: dict[str, list[int]] = {}
-        for index, event in enumerate(predictions):
-            by_model.setdefault(event.model, []).append(index)
-        positions = {model: np.sort(position[idx]) for model, idx in by_model.items()}
+        models = [event.model for event in predictions]
+        if models and models.count(models[0]) == n_pred:  # the common case: one model
+            positions = {models[0]: np.sort(position[:n_pred])}
+        else:
+            by_model: dict[str, list[int]] = {}
+            for index, model in enumerate(models):
+                by_model.setdefault(model, []).append(index)
+            positions = {model: np.sort(position[idx]) for model, idx in by_model.items()}
         alerts: list[Alert] = []
         start = 0
         while start < times.size:
             cut = self._next_cut(start, positions, sorted_times)
-            chunk = order[start:cut].tolist()
+            chunk = order[start:cut]
+            is_label = chunk >= n_pred
+            if not is_label.any():  # predictions only, in event-time order
+                chunk_predictions = [predictions[j] for j in chunk.tolist()]
+                chunk_labels: list[LabelEvent] = []
+                chunk_times, label_times = sorted_times[start:cut].tolist(), []
+            else:
+                mine, theirs = chunk[~is_label], chunk[is_label]
+                chunk_predictions = [predictions[j] for j in mine.tolist()]
+                chunk_labels = [labels[j] for j in (theirs - n_pred).tolist()]
+                chunk_times, label_times = times[mine].tolist(), times[theirs].tolist()
             alerts += self._fold(
-                [predictions[j] for j in chunk if j < n_pred],
-                [labels[j - n_pred] for j in chunk if j >= n_pred],
-                int(sorted_times[cut - 1]),
-            )
+                chunk_predictions, chunk_labels, int(sorted_times[cut - 1]),
+                chunk_times, label_times,
+            )  # fmt: skip
             start = cut
         return alerts
 
@@ -130,11 +143,16 @@ class FleetMonitor:
         return cut
 
     def _fold(
-        self, predictions: list[PredictionEvent], labels: list[LabelEvent], last_us: int
+        self,
+        predictions: list[PredictionEvent],
+        labels: list[LabelEvent],
+        last_us: int,
+        times_us: list[int],
+        label_times_us: list[int],
     ) -> list[Alert]:
-        outcomes = self.joiner.add_predictions(predictions)
-        outcomes += self.joiner.add_labels(labels)
-        self.accumulator.add_predictions(predictions)
+        outcomes = self.joiner.add_predictions(predictions, times_us=times_us)
+        outcomes += self.joiner.add_labels(labels, times_us=label_times_us)
+        self.accumulator.add_predictions(predictions, times_us=times_us)
         self.accumulator.add_outcomes(outcomes)
         alerts: list[Alert] = []
         for delta in self.accumulator.drain():

@@ -23,8 +23,9 @@ macro averages when more than two classes are seen; None where a metric is undef
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, Final, Literal, Self
 
@@ -32,16 +33,37 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from detectors.sketches import bottom_k, uniform_keys
+from detectors.reservoir import (
+    KeyRun,
+    bottom_k,
+    joined_runs,
+    keys_from_state,
+    keys_size,
+    keys_to_state,
+    pack_floats,
+    run_keys,
+    runs_keys,
+    unpack_floats,
+)
 
-__all__ = ["ClassificationSketch", "LatencySketch", "RegressionSketch", "class_key"]
+__all__ = [
+    "CLASSIFICATION_STATE_FORMAT",
+    "ClassificationSketch",
+    "LatencySketch",
+    "RegressionSketch",
+    "class_key",
+]
 
 Label = str | bool | int | float
 Scores = Mapping[str, float]
 FloatArray = npt.NDArray[np.float64]
 
+CLASSIFICATION_STATE_FORMAT: Final = 2
+"""`ClassificationSketch.to_state` layout: 2 packs scores and keys; 1 (lists) still loads."""
 _LOG_EPS: Final = float(np.finfo(np.float64).eps)  # the clipping scikit-learn's log_loss uses
 _ZERO_ONE: Final = frozenset({"0", "1"})
+_BINARY_KEYS: Final[dict[Label, str]] = {0: "0", 1: "1"}
+"""`class_key` of 0/1 labels (also False/True, 0.0/1.0: equal keys), looked up not computed."""
 _POSITIVE_NAMES: Final = ("1", "true", "True", "TRUE", "yes", "positive")
 _NEGATIVE_TO_POSITIVE: Final = {"0": "1", "false": "true", "False": "True", "no": "yes"}
 
@@ -105,7 +127,10 @@ class ClassificationSketch:
         self.log_loss_count = 0
         self._labels: list[str] = []
         self._scores: list[dict[str, float]] = []
-        self._keys: FloatArray = np.empty(0, dtype=np.float64)
+        # As in NumericSketch: the key runs are stored instead of the keys, and the keys are
+        # computed only when a selection needs them (None until then).
+        self._runs: list[KeyRun] | None = []
+        self._keys: FloatArray | None = None
 
     # -- updating --------------------------------------------------------------------------
     def update(
@@ -122,16 +147,19 @@ class ClassificationSketch:
         scored: list[dict[str, float]] = []
         given_scores = scores if scores is not None else repeat(None)
         for prediction, label, given in zip(predictions, labels, given_scores, strict=False):
-            actual = label if type(label) is str else class_key(label)
+            actual = label if type(label) is str else _BINARY_KEYS.get(label) or class_key(label)
             if type(prediction) is float and actual in _ZERO_ONE and 0.0 <= prediction <= 1.0:
                 predicted = "1" if prediction >= 0.5 else "0"
                 given = given or {"1": prediction}
             else:
-                predicted = prediction if type(prediction) is str else class_key(prediction)
+                predicted = (
+                    prediction if type(prediction) is str
+                    else _BINARY_KEYS.get(prediction) or class_key(prediction)
+                )  # fmt: skip
             pairs.append((predicted, actual))
             if given:
                 scored_labels.append(actual)
-                scored.append({k: float(v) for k, v in given.items()})
+                scored.append(dict(zip(given, map(float, given.values()), strict=True)))
         for pair, n in Counter(pairs).items():
             self.confusion[pair] = self.confusion.get(pair, 0) + n
         self.count += len(pairs)
@@ -141,10 +169,10 @@ class ClassificationSketch:
             )
             self.log_loss_sum -= float(np.log(np.clip(p_true, _LOG_EPS, 1.0 - _LOG_EPS)).sum())
             data = p_true.tobytes() + "\x1f".join(scored_labels).encode()
-            keys = uniform_keys(self.seed, self.log_loss_count, data, len(scored))
+            run = (self.seed, self.log_loss_count, zlib.crc32(data), len(scored))
             cut = self._cutoff()  # before counting the batch in
             self.log_loss_count += len(scored)
-            self._keep_smallest(scored_labels, scored, keys, cut)
+            self._keep_smallest(scored_labels, scored, lambda: run_keys(run), cut, [run])
 
     def merge(self, other: ClassificationSketch) -> None:
         """Fold another sketch into this one (in place)."""
@@ -156,24 +184,64 @@ class ClassificationSketch:
         self.log_loss_sum += other.log_loss_sum
         cut = min(self._cutoff(), other._cutoff())  # as NumericSketch.merge: stay uniform
         self.log_loss_count += other.log_loss_count
-        self._keep_smallest(other._labels, other._scores, other._keys, cut)
+        self._keep_smallest(other._labels, other._scores, other._key_array, cut, other._runs)
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        clone = type(self)(
+            positive_class=self.positive_class, average=self.average, capacity=self.capacity,
+            seed=self.seed,
+        )  # fmt: skip
+        clone.confusion = dict(self.confusion)
+        clone.count, clone.log_loss_sum = self.count, self.log_loss_sum
+        clone.log_loss_count = self.log_loss_count
+        clone._labels, clone._scores = list(self._labels), list(self._scores)
+        clone._keys = self._keys  # arrays are replaced, never changed in place
+        clone._runs = None if self._runs is None else list(self._runs)
+        return clone
 
     def _cutoff(self) -> float:
-        truncated = self.log_loss_count > self._keys.size > 0
-        return float(self._keys.max()) if truncated else math.inf
+        truncated = self.log_loss_count > len(self._labels) > 0
+        return float(self._key_array().max()) if truncated else math.inf
+
+    def _key_array(self) -> FloatArray:
+        if self._keys is None:
+            assert self._runs is not None  # keys are only left out while runs describe them
+            self._keys = runs_keys(self._runs)
+        return self._keys
 
     def _keep_smallest(
-        self, labels: list[str], scores: list[dict[str, float]], keys: FloatArray, cut: float
+        self,
+        labels: list[str],
+        scores: list[dict[str, float]],
+        keys: Callable[[], FloatArray],
+        cut: float,
+        runs: list[KeyRun] | None,
     ) -> None:
-        own, new = bottom_k(self._keys, keys, self.capacity, cut)
-        if new.size == 0 and own.size == self._keys.size:
+        if cut == math.inf and len(self._labels) + len(labels) <= self.capacity:
+            # Nothing truncated and everything fits: bottom-k keeps it all, in arrival order.
+            if not labels:
+                return
+            if self._runs is not None and runs is not None:
+                self._runs.extend(runs)  # every sketch owns its list of runs
+                self._keys = None
+            else:
+                self._keys, self._runs = np.concatenate([self._key_array(), keys()]), None
+            self._labels += labels
+            self._scores += scores
+            return
+        own_keys, new_keys = self._key_array(), keys()
+        own, new = bottom_k(own_keys, new_keys, self.capacity, cut)
+        if new.size == 0 and own.size == own_keys.size:
             return  # the common case once full: nothing enters
-        if own.size < self._keys.size:
+        whole = own.size == own_keys.size and new.size == new_keys.size
+        self._runs = joined_runs(self._runs, runs) if whole else None
+        if own.size < own_keys.size:
             self._labels = [self._labels[i] for i in own]
             self._scores = [self._scores[i] for i in own]
         self._labels += [labels[i] for i in new]
         self._scores += [scores[i] for i in new]
-        self._keys = np.concatenate([self._keys[own], keys[new]])
+        self._keys = np.concatenate([own_keys[own], new_keys[new]])
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -279,8 +347,9 @@ class ClassificationSketch:
             "log_loss_sum": self.log_loss_sum,
             "log_loss_count": self.log_loss_count,
             "labels": list(self._labels),
-            "scores": [dict(s) for s in self._scores],
-            "keys": self._keys.tolist(),
+            "scores": _scores_state(self._scores),
+            "keys": keys_to_state(self._key_array, self._runs, len(self._labels)),
+            "format": CLASSIFICATION_STATE_FORMAT,
         }
 
     @classmethod
@@ -297,11 +366,31 @@ class ClassificationSketch:
         sketch.log_loss_sum = float(state["log_loss_sum"])
         sketch.log_loss_count = int(state["log_loss_count"])
         sketch._labels = [str(v) for v in state["labels"]]
-        sketch._scores = [{str(k): float(v) for k, v in s.items()} for s in state["scores"]]
-        sketch._keys = np.asarray(state["keys"], dtype=np.float64)
-        if not len(sketch._labels) == len(sketch._scores) == sketch._keys.size:
+        sketch._scores = _scores_from_state(state["scores"])
+        sketch._keys, sketch._runs = keys_from_state(state["keys"], lazy=True)
+        size = keys_size(sketch._keys, sketch._runs)
+        if not len(sketch._labels) == len(sketch._scores) == size:
             raise ValueError("classification state has labels, scores and keys of unequal length")
         return sketch
+
+
+def _scores_state(scores: list[dict[str, float]]) -> list[dict[str, float]] | dict[str, Any]:
+    """Scores of the same classes (in the same order): the classes and one packed matrix."""
+    names = list(scores[0]) if scores else []
+    if not names or any(list(s) != names for s in scores):
+        return [dict(s) for s in scores]
+    return {"classes": names, "values": pack_floats([s[c] for s in scores for c in names])}
+
+
+def _scores_from_state(state: Any) -> list[dict[str, float]]:
+    if isinstance(state, dict):  # format 2, packed
+        names = [str(c) for c in state["classes"]]
+        values = unpack_floats(state["values"])
+        if not names or values.size % len(names):
+            raise ValueError("classification state has packed scores that do not fit its classes")
+        rows = values.reshape(-1, len(names)).tolist()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+    return [{str(k): float(v) for k, v in s.items()} for s in state]
 
 
 def _ratio(which: str, tp: int, fp: int, fn: int) -> float | None:
@@ -359,6 +448,14 @@ class RegressionSketch:
         self.count += err.size
         self.abs_error_sum += float(np.abs(err).sum())
         self.sq_error_sum += float(np.square(err).sum())
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        clone = type(self)()
+        clone.count, clone.abs_error_sum, clone.sq_error_sum = (
+            self.count, self.abs_error_sum, self.sq_error_sum,
+        )  # fmt: skip
+        return clone
 
     def merge(self, other: RegressionSketch) -> None:
         if not isinstance(other, RegressionSketch):
@@ -428,6 +525,13 @@ class LatencySketch:
         self._max = max(self._max, float(values.max()))
         bins = np.searchsorted(LATENCY_EDGES, values, side="left")
         self.counts += np.bincount(bins, minlength=self.counts.size)
+
+    def copy(self) -> Self:
+        """An independent copy."""
+        clone = type(self)()
+        clone.count, clone.sum, clone._min, clone._max = self.count, self.sum, self._min, self._max
+        clone.counts = self.counts.copy()
+        return clone
 
     def merge(self, other: LatencySketch) -> None:
         if not isinstance(other, LatencySketch):

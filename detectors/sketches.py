@@ -24,25 +24,47 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.reservoir import (
+    KeyRun,
+    bottom_k,
+    joined_runs,
+    keys_from_state,
+    keys_size,
+    keys_to_state,
+    pack_floats,
+    run_keys,
+    runs_keys,
+    uniform_keys,
+    unpack_floats,
+)
+
 __all__ = [
+    "NUMERIC_STATE_FORMAT",
     "OTHER",
     "CategoricalSketch",
     "NumericSketch",
     "bottom_k",
     "category_key",
+    "pack_floats",
     "uniform_keys",
+    "unpack_floats",
+    "update_rows",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 
 OTHER = "__other__"
 """The category that absorbs every key beyond `max_categories`."""
+_EMPTY: Final = np.empty(0, dtype=np.float64)
+_EMPTY.flags.writeable = False
+NUMERIC_STATE_FORMAT: Final = 2
+"""`NumericSketch.to_state` layout: 2 = base64 arrays and key runs; 1 (lists) still loads."""
 
 
 def category_key(value: str | bool | int | float) -> str:
@@ -69,66 +91,6 @@ def _check_kind(state: Mapping[str, Any], kind: str) -> None:
             f"state has kind {state.get('kind')!r}, expected {kind!r}: pass a state produced "
             f"by the matching class's to_state()"
         )
-
-
-_MASK64: Final = (1 << 64) - 1
-_GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)
-_MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2: Final = np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    z = z ^ (z >> np.uint64(30))
-    z = z * _MIX1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-def uniform_keys(seed: int, start: int, data: bytes, n: int) -> FloatArray:
-    """`n` pseudo-random keys in [0, 1) for stream positions start..start+n-1.
-
-    SplitMix64 of (seed, position, CRC32 of the batch's bytes): reproducible without any
-    generator state to save, cheap per call, and different for different data.
-
-    >>> keys = uniform_keys(0, 10, b"batch", 3)
-    >>> keys.shape, bool(((keys >= 0) & (keys < 1)).all())
-    ((3,), True)
-    """
-    salt = (((seed & 0xFFFFFFFF) << 32) | zlib.crc32(data)) * 0xD1B54A32D192ED03 & _MASK64
-    positions = np.arange(start, start + n, dtype=np.uint64)
-    bits = _splitmix(positions * _GOLDEN + np.uint64(salt))
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def bottom_k(
-    own: FloatArray, new: FloatArray, capacity: int, cut: float = math.inf
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Indices of the `own` and `new` keys a bottom-k reservoir keeps, in arrival order.
-
-    Keys above `cut` are dropped (see `NumericSketch`), then the `capacity` smallest stay.
-
-    >>> bottom_k(np.array([0.5, 0.1]), np.array([0.3, 0.9]), capacity=2)
-    (array([1]), array([0]))
-    """
-    own_max = float(own.max()) if own.size else -math.inf
-    if own.size >= capacity:
-        cut = min(cut, own_max)  # full: larger keys cannot survive
-    keep_own = np.arange(own.size) if own_max <= cut else np.flatnonzero(own <= cut)
-    keep_new = np.flatnonzero(new <= cut)
-    if keep_own.size + keep_new.size > capacity:
-        kept_own, kept_new = own[keep_own], new[keep_new]
-        # The capacity-th smallest key; a mask (not a sort) keeps arrival order.
-        keys = np.concatenate([kept_own, kept_new])
-        limit = np.partition(keys, capacity - 1)[capacity - 1]
-        own_in, new_in = kept_own <= limit, kept_new <= limit
-        if int(own_in.sum() + new_in.sum()) > capacity:
-            # Equal keys at the limit (a sketch merged with its own copy): pick exactly.
-            chosen = np.zeros(keys.size, dtype=bool)
-            chosen[np.argpartition(keys, capacity - 1)[:capacity]] = True
-            own_in, new_in = chosen[: kept_own.size], chosen[kept_own.size :]
-        keep_own, keep_new = keep_own[own_in], keep_new[new_in]
-    return keep_own, keep_new
 
 
 class NumericSketch:
@@ -165,8 +127,13 @@ class NumericSketch:
         self._m2 = 0.0
         self._min = math.inf
         self._max = -math.inf
-        self._sample: FloatArray = np.empty(0, dtype=np.float64)
-        self._keys: FloatArray = np.empty(0, dtype=np.float64)
+        # Arrays are replaced, never changed in place, so copies may share them.
+        self._sample: FloatArray = _EMPTY
+        # The update batches whose keys are the reservoir's keys, in order (None once a
+        # selection dropped some): the state stores these instead of the keys, and the keys
+        # themselves are only computed when a selection needs them (None until then).
+        self._runs: list[KeyRun] | None = []
+        self._keys: FloatArray | None = None
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -193,6 +160,11 @@ class NumericSketch:
     def values(self) -> FloatArray:
         """A copy of the reservoir (all finite values while count <= capacity)."""
         return self._sample.copy()
+
+    @property
+    def reservoir(self) -> FloatArray:
+        """The reservoir itself, without a copy (for hot paths): read it, never change it."""
+        return self._sample
 
     def histogram(self, edges: npt.ArrayLike) -> FloatArray:
         """Counts over (-inf, e1], (e1, e2], ..., (ek, inf), from the reservoir scaled to count.
@@ -223,21 +195,38 @@ class NumericSketch:
             arr = arr[finite]
             if arr.size == 0:
                 return
+        arr = np.ascontiguousarray(arr)
         total = float(np.add.reduce(arr))
         # ufunc reductions directly: ndarray.mean()/min() wrappers cost more than the work here.
-        batch_mean = (
-            total / arr.size if math.isfinite(total) else float(np.add.reduce(arr / arr.size))
-        )
-        dev = arr - batch_mean
         lo, hi = float(np.minimum.reduce(arr)), float(np.maximum.reduce(arr))
-        self._combine_moments(arr.size, batch_mean, float(np.dot(dev, dev)), lo, hi)
-        keys = uniform_keys(self.seed, self.count, arr.tobytes(), arr.size)
-        if self._sample.size >= self.capacity and not (keys <= self._keys.max()).any():
-            self.count += arr.size  # full, and no key is small enough to enter
+        self._fold_finite(
+            arr, total, lo, hi, (self.seed, self.count, zlib.crc32(arr.data), arr.size)
+        )
+
+    def _fold_finite(
+        self, arr: FloatArray, total: float, lo: float, hi: float, run: KeyRun
+    ) -> None:
+        """Count a batch of finite values with their sum and extremes; ``run``: their keys."""
+        n = arr.size
+        if n == 1:  # one value: its own mean, no spread (what the general path computes)
+            self._combine_moments(1, total, 0.0, lo, hi)
+        else:
+            batch_mean = total / n if math.isfinite(total) else float(np.add.reduce(arr / n))
+            dev = arr - batch_mean
+            self._combine_moments(n, batch_mean, float(np.dot(dev, dev)), lo, hi)
+        size = self._sample.size
+        if self.count == size and size + n <= self.capacity:
+            # Not truncated and everything fits: bottom-k keeps every value, in arrival order.
+            self.count += n
+            self._append(arr, [run], lambda: run_keys(run))
+            return
+        keys = run_keys(run)
+        if size >= self.capacity and not (keys <= self._key_array().max()).any():
+            self.count += n  # full, and no key is small enough to enter
             return
         cut = self._cutoff()  # before counting the batch in
-        self.count += arr.size
-        self._keep_smallest(arr, keys, cut)
+        self.count += n
+        self._keep_smallest(arr, keys, cut, [run])
 
     def merge(self, other: NumericSketch) -> None:
         """Fold another sketch into this one (in place); keeps this sketch's capacity."""
@@ -249,13 +238,25 @@ class NumericSketch:
         if other.count == 0:
             return
         self._combine_moments(other.count, other._mean, other._m2, other._min, other._max)
+        size, other_size = self._sample.size, other._sample.size
+        if self.count == size and other.count == other_size and size + other_size <= self.capacity:
+            self.count += other.count  # neither side truncated and both fit: keep everything
+            self._append(other._sample, other._runs, other._key_array)
+            return
         cut = min(self._cutoff(), other._cutoff())
         self.count += other.count
-        self._keep_smallest(other._sample, other._keys, cut)
+        self._keep_smallest(other._sample, other._key_array(), cut, other._runs)
 
     def copy(self) -> Self:
         """An independent copy."""
-        return self.from_state(self.to_state())
+        clone = type(self)(capacity=self.capacity, seed=self.seed)
+        clone.count, clone.nulls, clone.nans, clone.infs = (
+            self.count, self.nulls, self.nans, self.infs,
+        )  # fmt: skip
+        clone._mean, clone._m2, clone._min, clone._max = self._mean, self._m2, self._min, self._max
+        clone._sample, clone._keys = self._sample, self._keys  # never changed in place
+        clone._runs = None if self._runs is None else list(self._runs)
+        return clone
 
     def _combine_moments(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         # Chan et al. parallel update: exact up to floating point, order-independent.
@@ -277,14 +278,40 @@ class NumericSketch:
         smaller capacity never lets the other side's values in at a higher rate.
         """
         truncated = self.count > self._sample.size > 0
-        return float(self._keys.max()) if truncated else math.inf
+        return float(self._key_array().max()) if truncated else math.inf
 
-    def _keep_smallest(self, values: FloatArray, keys: FloatArray, cut: float) -> None:
-        own, new = bottom_k(self._keys, keys, self.capacity, cut)
-        if new.size == 0 and own.size == self._keys.size:
+    def _key_array(self) -> FloatArray:
+        """The reservoir's keys (computed from the key runs on first use)."""
+        if self._keys is None:
+            assert self._runs is not None  # keys are only left out while runs describe them
+            self._keys = runs_keys(self._runs)
+        return self._keys
+
+    def _append(
+        self, values: FloatArray, runs: list[KeyRun] | None, keys: Callable[[], FloatArray]
+    ) -> None:
+        """Keep every value of a batch; ``keys()`` gives their keys if runs cannot."""
+        if values.size == 0:
+            return
+        if self._runs is not None and runs is not None:
+            self._runs.extend(runs)  # every sketch owns its list of runs
+            self._keys = None
+        else:
+            self._keys = np.concatenate([self._key_array(), keys()])
+            self._runs = None
+        self._sample = np.concatenate([self._sample, values])
+
+    def _keep_smallest(
+        self, values: FloatArray, keys: FloatArray, cut: float, runs: list[KeyRun] | None
+    ) -> None:
+        own_keys = self._key_array()
+        own, new = bottom_k(own_keys, keys, self.capacity, cut)
+        whole = own.size == own_keys.size
+        if new.size == 0 and whole:
             return  # the common case once full: nothing enters
         self._sample = np.concatenate([self._sample[own], values[new]])
-        self._keys = np.concatenate([self._keys[own], keys[new]])
+        self._keys = np.concatenate([own_keys[own], keys[new]])
+        self._runs = joined_runs(self._runs, runs) if whole and new.size == keys.size else None
 
     @staticmethod
     def _as_float_array(
@@ -315,9 +342,15 @@ class NumericSketch:
 
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """JSON-able state (floats are finite; min/max are None while empty)."""
+        """JSON-able state (floats are finite; min/max are None while empty).
+
+        The reservoir is base64 of little-endian float64 (`pack_floats`); its keys are the
+        update batches they came from (``[seed, start, crc32, length]`` each, regenerated on
+        load) while that is shorter, else packed like the values.
+        """
         return {
             "kind": "numeric",
+            "format": NUMERIC_STATE_FORMAT,
             "capacity": self.capacity,
             "seed": self.seed,
             "count": self.count,
@@ -328,8 +361,8 @@ class NumericSketch:
             "m2": self._m2,
             "min": self.min,
             "max": self.max,
-            "sample": self._sample.tolist(),
-            "keys": self._keys.tolist(),
+            "sample": pack_floats(self._sample),
+            "keys": keys_to_state(self._key_array, self._runs, self._sample.size),
         }
 
     @classmethod
@@ -344,9 +377,13 @@ class NumericSketch:
         sketch._m2 = float(state["m2"])
         sketch._min = math.inf if state["min"] is None else float(state["min"])
         sketch._max = -math.inf if state["max"] is None else float(state["max"])
-        sketch._sample = np.asarray(state["sample"], dtype=np.float64)
-        sketch._keys = np.asarray(state["keys"], dtype=np.float64)
-        if sketch._sample.shape != sketch._keys.shape:
+        sample = state["sample"]
+        # Format 1 stored plain lists.
+        sketch._sample = (
+            unpack_floats(sample) if isinstance(sample, str) else np.asarray(sample, np.float64)
+        )
+        sketch._keys, sketch._runs = keys_from_state(state["keys"], lazy=True)
+        if keys_size(sketch._keys, sketch._runs) != sketch._sample.size:
             raise ValueError("numeric sketch state has sample and keys of different lengths")
         return sketch
 
@@ -355,6 +392,33 @@ class NumericSketch:
             f"NumericSketch(count={self.count}, nulls={self.nulls}, nans={self.nans}, "
             f"infs={self.infs}, mean={self.mean}, std={self.std}, reservoir={self._sample.size})"
         )
+
+
+def update_rows(sketches: Sequence[NumericSketch], block: npt.NDArray[Any]) -> None:
+    """``sketches[i].update(block[i])`` for every row of a 2-d numeric block, with the work
+    shared across rows (one finiteness check, one key generation): exactly the same results.
+
+    >>> a, b = NumericSketch(), NumericSketch()
+    >>> update_rows([a, b], np.array([[1.0, 2.0], [3.0, 5.0]]))
+    >>> (a.count, a.mean, b.max)
+    (2, 1.5, 5.0)
+    """
+    rows = np.ascontiguousarray(block, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] != len(sketches):
+        raise ValueError(f"need one row per sketch, got a block of shape {rows.shape}")
+    n = rows.shape[1]
+    if n == 0 or not sketches:
+        return
+    if not np.isfinite(rows).all():
+        for sketch, row in zip(sketches, rows, strict=True):
+            sketch.update(row)
+        return
+    totals = np.add.reduce(rows, axis=1).tolist()  # per row, bitwise as a 1-d reduce
+    lows = np.minimum.reduce(rows, axis=1).tolist()
+    highs = np.maximum.reduce(rows, axis=1).tolist()
+    for i, sketch in enumerate(sketches):
+        run = (sketch.seed, sketch.count, zlib.crc32(rows[i].data), n)
+        sketch._fold_finite(rows[i], totals[i], lows[i], highs[i], run)
 
 
 class CategoricalSketch:

@@ -30,7 +30,9 @@ __all__ = ["ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDe
 
 ALL_TRAFFIC: Final = ""
 """The slice key of all of a model's traffic (segments are ``key=value``)."""
-DELTA_FORMAT: Final = 1
+DELTA_FORMAT: Final = 2
+"""2: sketches pack their arrays (base64) and key runs; format 1 states still load."""
+_READABLE_FORMATS: Final = frozenset({1, DELTA_FORMAT})
 LABEL_KINDS: Final = ("binary", "number", "string")
 """How labels looked: 0/1 or bool, other numbers, strings (for task inference)."""
 
@@ -132,7 +134,7 @@ def _merged(mine: Any, other: Any) -> Any:
     if other is None:
         return mine
     if mine is None:
-        return other.from_state(other.to_state())
+        return other.copy()
     mine.merge(other)
     return mine
 
@@ -222,10 +224,10 @@ class WindowDelta:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> WindowDelta:
-        if state.get("format") != DELTA_FORMAT:
+        if state.get("format") not in _READABLE_FORMATS:
             raise ValueError(
-                f"window delta state has format {state.get('format')!r}, expected "
-                f"{DELTA_FORMAT}: it was written by another driftline version"
+                f"window delta state has format {state.get('format')!r}, expected one of "
+                f"{sorted(_READABLE_FORMATS)}: it was written by another driftline version"
             )
         delta = cls(str(state["model"]), state["model_version"])
         delta.start_us = None if state["start_us"] is None else int(state["start_us"])
