@@ -45,6 +45,7 @@ from detectors.reservoir import (
     runs_keys,
     unpack_floats,
 )
+from detectors.sketches import check_state_kind
 
 __all__ = [
     "CLASSIFICATION_STATE_FORMAT",
@@ -81,14 +82,6 @@ def class_key(value: Label) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _check_kind(state: Mapping[str, Any], kind: str) -> None:
-    if state.get("kind") != kind:
-        raise ValueError(
-            f"state has kind {state.get('kind')!r}, expected {kind!r}: pass a state produced "
-            "by the matching class's to_state()"
-        )
 
 
 class ClassificationSketch:
@@ -354,7 +347,7 @@ class ClassificationSketch:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
-        _check_kind(state, "classification")
+        check_state_kind(state, "classification")
         sketch = cls(
             positive_class=state["positive_class"],
             average=state["average"],
@@ -482,7 +475,7 @@ class RegressionSketch:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
-        _check_kind(state, "regression")
+        check_state_kind(state, "regression")
         sketch = cls()
         sketch.count = int(state["count"])
         sketch.abs_error_sum = float(state["abs_error_sum"])
@@ -584,7 +577,7 @@ class LatencySketch:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
-        _check_kind(state, "latency")
+        check_state_kind(state, "latency")
         sketch = cls()
         sketch.count = int(state["count"])
         sketch.sum = float(state["sum"])

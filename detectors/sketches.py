@@ -85,7 +85,8 @@ def category_key(value: str | bool | int | float) -> str:
     return str(value)
 
 
-def _check_kind(state: Mapping[str, Any], kind: str) -> None:
+def check_state_kind(state: Mapping[str, Any], kind: str) -> None:
+    """Raise when ``state`` was exported by another class (its ``kind`` differs)."""
     if state.get("kind") != kind:
         raise ValueError(
             f"state has kind {state.get('kind')!r}, expected {kind!r}: pass a state produced "
@@ -367,7 +368,7 @@ class NumericSketch:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
-        _check_kind(state, "numeric")
+        check_state_kind(state, "numeric")
         sketch = cls(capacity=int(state["capacity"]), seed=int(state["seed"]))
         sketch.count = int(state["count"])
         sketch.nulls = int(state["nulls"])
@@ -484,7 +485,7 @@ class CategoricalSketch:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
-        _check_kind(state, "categorical")
+        check_state_kind(state, "categorical")
         sketch = cls(max_categories=int(state["max_categories"]))
         sketch.counts = {str(k): int(v) for k, v in state["counts"].items()}
         sketch.nulls = int(state["nulls"])
