@@ -105,13 +105,20 @@ class MonitorKit:
         accumulator = PartitionAccumulator(self.config)
         out: list[DeltaOut] = []
         step = self.delta_events
+        observe_latency = metrics.label_latency.observe
         for start in range(0, len(predictions), step):
             chunk = predictions[start : start + step]
             accumulator.add_predictions(chunk)
-            accumulator.add_outcomes(joiner.add_predictions(chunk))
+            outcomes = joiner.add_predictions(chunk)
+            for joined in outcomes:
+                observe_latency(joined.latency_seconds)
+            accumulator.add_outcomes(outcomes)
             out.extend(self._drain(accumulator))
         for start in range(0, len(labels), step):
-            accumulator.add_outcomes(joiner.add_labels(labels[start : start + step]))
+            outcomes = joiner.add_labels(labels[start : start + step])
+            for joined in outcomes:
+                observe_latency(joined.latency_seconds)
+            accumulator.add_outcomes(outcomes)
             out.extend(self._drain(accumulator))
         if partition is not None and (predictions or labels):
             self._maybe_expire(joiner, partition, partitions, predictions, labels)

@@ -8,10 +8,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from streams.processes import ProcessGroup
+
 BOOTSTRAP_ENV = "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _broker_answers(bootstrap: str) -> bool:
@@ -55,3 +61,13 @@ def kafka_env(
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     yield values
+
+
+@pytest.fixture
+def driftline_processes(kafka_env: dict[str, str], tmp_path: Path) -> Iterator[ProcessGroup]:
+    """Start ``driftline`` workers/retrainers as subprocesses on the test's topics; all are
+    stopped (SIGTERM, then SIGKILL) when the test ends. Logs are in ``tmp_path/*.log``."""
+    from streams.processes import ProcessGroup
+
+    with ProcessGroup(env=kafka_env, log_dir=tmp_path, cwd=REPO) as group:
+        yield group

@@ -322,7 +322,10 @@ def test_concept_drift_is_retrained_promoted_and_switches_the_worker(
         and datetime.fromisoformat(a["fired_at"]) >= cut
     ]  # fmt: skip
     assert late == [], (late, worker.log()[-3000:])
-    assert any(a["status"] == "resolved" and a["fingerprint"] == trigger.fingerprint for a in final)
+    episodes = [(a["status"], a["kind"], a["detector"], a["fingerprint"][:8]) for a in final]
+    assert any(
+        a["status"] == "resolved" and a["fingerprint"] == trigger.fingerprint for a in final
+    ), (trigger.fingerprint[:8], episodes, worker.log()[-3000:])
     assert worker.alive() and retrainer.alive()
     outcome = re.search(
         r"outcome alert=\S+ model=fraud-scorer kind=promoted version=1 seconds=(\S+)",
