@@ -111,13 +111,26 @@ def produce(
 
 @app.command()
 def demo(
-    seed: Annotated[int, typer.Option(help="Seed of the example stream.")] = 7,
-    events: Annotated[int, typer.Option(help="Predictions to publish.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed of the example stream.")] = 11,
+    speed: Annotated[
+        str, typer.Option(help="Replay pace: 'max' or event-time seconds per second.")
+    ] = "300",
 ) -> None:
-    """Run the bundled example end to end against the configured Kafka (make demo)."""
-    from streams.demo import run_demo
+    """Run the whole loop on a seeded example: alert, retrain, promotion, report (make demo).
 
-    if not run_demo(seed=seed, count=events, console=console):
+    Starts a worker and a retrainer against the configured Kafka; logs, the MLflow store and
+    the report go to .driftline/demo/."""
+    from retrainer.serving import rescore_with_version
+    from streams.demo import DemoPlan, run_demo
+    from streams.replay import parse_speed
+
+    try:
+        pace = parse_speed(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--speed") from exc
+    plan = DemoPlan(seed=seed, speed=pace)
+    outcome = run_demo(rescore=rescore_with_version, plan=plan, console=console)
+    if not outcome.ok:
         raise typer.Exit(1)
 
 
@@ -131,8 +144,10 @@ def register_commands() -> None:
     Their modules import heavy dependencies lazily inside the command bodies, so this is cheap.
     """
     from retrainer.cli import models_app, retrainer_command
-    from streams.cli_backtest import backtest_command, generate_command, report_command
+    from streams.cli_alertmanager import alertmanager_bridge_command
+    from streams.cli_backtest import backtest_command, generate_command
     from streams.cli_live import alerts_tail_command, replay_command, worker_command
+    from streams.cli_report import report_command
 
     app.command("backtest")(backtest_command)
     app.command("report")(report_command)
@@ -144,6 +159,7 @@ def register_commands() -> None:
 
     app.command("retrainer")(retrainer_command)
     app.add_typer(models_app, name="models")
+    app.command("alertmanager-bridge")(alertmanager_bridge_command)
 
 
 def main() -> None:

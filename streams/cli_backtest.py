@@ -1,4 +1,4 @@
-"""``driftline backtest``, ``driftline report`` and ``driftline generate``: offline, no Kafka.
+"""``driftline backtest`` and ``driftline generate``: offline, no Kafka.
 
 The backtest reads recorded predictions (and labels), merges them in event-time order and drives
 ``detectors.monitor.FleetMonitor``, the monitor the workers run, so its alerts are the ones the
@@ -9,8 +9,7 @@ live system would have sent. Plain functions with typer-annotated parameters, re
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ __all__ = [
     "BacktestResult",
     "backtest_command",
     "generate_command",
-    "report_command",
     "run_backtest",
 ]
 
@@ -84,6 +82,7 @@ def run_backtest(
     ``streams.readers.InputFileError`` for a file that cannot be read at all.
     """
     from schemas.events import to_json_bytes
+    from streams.monitor_feed import ReferenceSwitch, feed_monitor
     from streams.readers import MergeStats, merge_by_event_time, read_labels, read_predictions
 
     prediction_reader = read_predictions(
@@ -106,25 +105,17 @@ def run_backtest(
             alerts_out.write(to_json_bytes(alert) + b"\n")
         result.alerts.extend(alerts)
 
-    pending = deque(sorted(switches, key=lambda switch: switch[0]))
-    for batch_predictions, batch_labels in merge_by_event_time(
-        prediction_reader, label_reader if label_reader is not None else (), stats=stats
-    ):
-        result.predictions += len(batch_predictions)
-        result.labels += len(batch_labels)
-        while pending:  # cut the batch where a reference switch happens
-            at, switched_model, profile = pending[0]
-            p_cut = bisect_left(batch_predictions, at, key=lambda e: e.timestamp)
-            l_cut = bisect_left(batch_labels, at, key=lambda e: e.timestamp)
-            if p_cut == len(batch_predictions) and l_cut == len(batch_labels):
-                break
-            emit(monitor.process(batch_predictions[:p_cut], batch_labels[:l_cut]))
-            monitor.set_reference(switched_model, profile)
-            result.switches += 1
-            pending.popleft()
-            batch_predictions, batch_labels = batch_predictions[p_cut:], batch_labels[l_cut:]
-        emit(monitor.process(batch_predictions, batch_labels))
-    emit(monitor.finish())
+    fed = feed_monitor(
+        monitor,
+        merge_by_event_time(
+            prediction_reader, label_reader if label_reader is not None else (), stats=stats
+        ),
+        emit,
+        [ReferenceSwitch(name, profile, at=at) for at, name, profile in switches],
+    )
+    result.predictions, result.labels, result.switches = (
+        fed.predictions, fed.labels, len(fed.switched)
+    )  # fmt: skip
     result.seconds = time.perf_counter() - started
     result.out_of_order = stats.out_of_order
     result.invalid_predictions = prediction_reader.invalid
@@ -340,33 +331,6 @@ def _read_jsonl(path: Path, what: str) -> list[Any]:
     except OSError as exc:
         raise _fail(f"{path}: cannot read it: {exc}") from exc
     return loaded
-
-
-def report_command(
-    alerts: Annotated[Path, typer.Option(help="Alerts JSONL written by backtest.")],
-    points: Annotated[Path, typer.Option(help="Statistic points JSONL (backtest --points-out).")],
-    out: Annotated[Path, typer.Option(help="HTML file to write.")],
-    models: Annotated[
-        Path | None, typer.Option(help="ModelEvents (JSONL) to show versions and promotions.")
-    ] = None,
-    title: Annotated[str, typer.Option(help="Report title.")] = "driftline report",
-) -> None:
-    """Rebuild the HTML report from a backtest's alerts and statistic points."""
-    from streams.report import ReportError, read_points, write_report
-
-    alert_events = _read_jsonl(alerts, "Alert")
-    model_events = _read_jsonl(models, "ModelEvent") if models is not None else []
-    try:
-        statistic_points = read_points(points)
-    except (ReportError, OSError) as exc:
-        raise _fail(str(exc)) from exc
-    try:
-        write_report(out, statistic_points, alert_events, model_events, title=title)
-    except OSError as exc:
-        raise _fail(f"cannot write {out}: {exc.strerror}") from exc
-    typer.echo(
-        f"wrote report to {out} ({len(statistic_points)} points, {len(alert_events)} alerts)"
-    )
 
 
 def generate_command(

@@ -1,13 +1,16 @@
 """A self-contained HTML report of a backtest: statistics over time, alerts, model versions.
 
 One file, no JavaScript, no external CSS, fonts or images: charts are inline SVG drawn here.
-Per model: the alert episodes, the model versions (from ModelEvents), then one chart per
-monitored feature or model-level statistic. A feature checked by several detectors shows the
-deciding one (the one that alerted or breached most); the others fold into ``<details>``, and
-past ``max_charts`` the quietest statistics fold away too.
+At the top, optional facts about the input and a legend of the chart marks. Per model: the
+alert episodes, the model versions (from ModelEvents), then one chart per monitored feature or
+model-level statistic. A feature checked by several detectors shows the deciding one (the one
+that alerted or breached most); the others fold into ``<details>``, and past ``max_charts`` the
+quietest statistics fold away too. Series that never moved and never breached (a data-quality
+check of a clean feature) are listed in one line instead of drawn.
 
 Points are what ``ModelJudge`` reports through ``on_point`` (``detectors.judge.StatisticPoint``);
-``write_points``/``read_points`` keep them as JSON lines so ``driftline report`` can redraw.
+``write_points``/``read_points`` (``streams.report_points``) keep them as JSON lines so
+``driftline report`` can redraw.
 
 >>> html = build_report([], [])
 >>> html.startswith("<!DOCTYPE html>") and "No statistics" in html
@@ -16,16 +19,21 @@ True
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, cast
 
 from schemas.events import Alert, ModelEvent
+from streams.report_points import (
+    PointRecord,
+    ReportError,
+    StatisticPoint,
+    read_points,
+    write_points,
+)
 from streams.report_svg import STYLE, Marker, Series, badge, html_table, line_chart
 
 __all__ = [
@@ -56,109 +64,32 @@ _KIND_TITLES: Final = {
     "data_quality": "Data quality",
     "traffic": "Traffic",
 }
-_USUAL: Final = ("ks", "chi_square", "error_rate", "accuracy", "psi", "jensen_shannon")
-"""Which detector's chart a quiet series shows first."""
-_POINT_FIELDS: Final = (
-    "model",
-    "kind",
-    "feature",
-    "detector",
-    "statistic",
-    "threshold",
-    "p_value",
-    "breached",
-    "window_start",
-    "window_end",
-    "count",
+_KIND_NOTES: Final = {
+    "performance": "Error rate (MAE for regressors) of the predictions whose labels joined, per "
+    "window; alerts when above the threshold.",
+    "label_coverage": "Labels joined in each window per prediction in it (late labels of "
+    "earlier predictions count too, so it can pass 1); alerts when below the threshold.",
+    "prediction_drift": "How far each window's predictions (and class scores) are from the "
+    "reference; alerts when above the threshold.",
+    "feature_drift": "How far each feature's window is from its reference; alerts when above "
+    "the threshold.",
+    "data_quality": "Missing or new features, null rate, out-of-range values and type changes "
+    "against the reference; alerts when above the threshold.",
+}
+_LEGEND: Final = (
+    '<p class="legend"><span class="key"><span class="swatch stat-line"></span>statistic of '
+    'each window</span><span class="key"><span class="swatch limit-line"></span>alert '
+    'threshold</span><span class="key"><span class="swatch dot"></span>window beyond the '
+    "threshold (an alert fires after k of the last m)</span>"
+    '<span class="key"><span class="swatch fired"></span>alert fired</span>'
+    '<span class="key"><span class="swatch cleared"></span>alert resolved</span>'
+    '<span class="key"><span class="swatch promo"></span>model version promoted</span>'
+    "<span>Times are event time, UTC; hover a dot or marker for its window.</span></p>"
 )
-
-
-class ReportError(ValueError):
-    """A points, alerts or models file that cannot be read; the message names file and line."""
-
-
-class StatisticPoint(Protocol):
-    """One judged statistic of one window (the attributes of ``detectors.judge.StatisticPoint``)."""
-
-    @property
-    def model(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def feature(self) -> str | None: ...
-    @property
-    def detector(self) -> str: ...
-    @property
-    def statistic(self) -> float: ...
-    @property
-    def threshold(self) -> float: ...
-    @property
-    def p_value(self) -> float | None: ...
-    @property
-    def breached(self) -> bool: ...
-    @property
-    def window_start(self) -> datetime: ...
-    @property
-    def window_end(self) -> datetime: ...
-    @property
-    def count(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class PointRecord:
-    """A StatisticPoint read back from JSON lines (``segment`` kept when the judge had one)."""
-
-    model: str
-    kind: str
-    feature: str | None
-    detector: str
-    statistic: float
-    threshold: float
-    p_value: float | None
-    breached: bool
-    window_start: datetime
-    window_end: datetime
-    count: int
-    segment: str | None = None
-
-
-def write_points(path: Path | str, points: Iterable[StatisticPoint]) -> int:
-    """Write points as JSON lines (``segment`` too, when a point has one); returns how many."""
-    written = 0
-    with Path(path).open("w", encoding="utf-8") as handle:
-        for point in points:
-            row: dict[str, Any] = {name: getattr(point, name) for name in _POINT_FIELDS}
-            row["window_start"] = point.window_start.isoformat()
-            row["window_end"] = point.window_end.isoformat()
-            row["segment"] = getattr(point, "segment", None)
-            handle.write(json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n")
-            written += 1
-    return written
-
-
-def read_points(path: Path | str) -> list[PointRecord]:
-    """Points written by ``write_points``; raises ReportError naming ``file:line`` otherwise."""
-    points: list[PointRecord] = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                start, end = row.pop("window_start"), row.pop("window_end")
-                points.append(
-                    PointRecord(
-                        window_start=datetime.fromisoformat(start),
-                        window_end=datetime.fromisoformat(end),
-                        **row,
-                    )
-                )
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise ReportError(
-                    f"{path}:{number}: not a statistic point ({type(exc).__name__}: {exc}); "
-                    f"write points with `driftline backtest --points-out`"
-                ) from None
-    return points
+_USUAL: Final = (
+    "ks", "chi_square", "error_rate", "mae", "accuracy", "psi", "jensen_shannon", "null_rate"
+)  # fmt: skip
+"""Which detector's chart a quiet series shows first."""
 
 
 def alert_episodes(alerts: Iterable[Alert]) -> list[tuple[Alert, Alert | None]]:
@@ -207,17 +138,20 @@ def _episodes_table(alerts: Sequence[Alert]) -> str:
     return html_table((head + "statistic / threshold|summary").split("|"), rows, "alerts")
 
 
-def _models_table(events: Sequence[ModelEvent]) -> str:
+def _models_table(events: Sequence[ModelEvent], switched_at: Mapping[str, datetime]) -> str:
     rows = [
         [
             _timestamp(e.timestamp), badge(e.type), escape(e.version or "-"),
             escape(", ".join(e.aliases) or "-"), escape(e.trigger_alert_id or "-"),
             escape(", ".join(f"{k}={v:.4g}" for k, v in sorted(e.metrics.items())) or "-"),
             escape(e.reason or ""),
-        ]
+        ] + ([_timestamp(switched_at[e.event_id]) if e.event_id in switched_at else "-"]
+             if switched_at else [])
         for e in sorted(events, key=lambda e: e.timestamp)
     ]  # fmt: skip
     head = ["when", "event", "version", "aliases", "trigger alert", "metrics", "reason"]
+    if switched_at:
+        head.append("reference switched (event time)")
     return html_table(head, rows, "models")
 
 
@@ -229,7 +163,11 @@ def _group_key(kind: str, feature: str | None, segment: str | None) -> _GroupKey
 
 
 def _chart(
-    title: str, points: Sequence[StatisticPoint], alerts: Sequence[Alert], promotions: list[Marker]
+    title: str,
+    points: Sequence[StatisticPoint],
+    alerts: Sequence[Alert],
+    promotions: list[Marker],
+    x_range: tuple[float, float] | None,
 ) -> str:
     ordered = sorted(points, key=lambda p: p.window_end)
     tips = [
@@ -253,7 +191,8 @@ def _chart(
         )
         for a in alerts
     ]
-    return f'<div class="chart-box">{line_chart(title, series, markers + promotions)}</div>'
+    chart = line_chart(title, series, markers + promotions, x_range=x_range)
+    return f'<div class="chart-box">{chart}</div>'
 
 
 def _group_html(
@@ -261,6 +200,7 @@ def _group_html(
     by_detector: dict[str, list[StatisticPoint]],
     alerts: list[Alert],
     promotions: list[Marker],
+    x_range: tuple[float, float] | None,
 ) -> str:
     """The deciding detector's chart of one series; the other detectors folded below it."""
     kind, feature, segment = key
@@ -283,7 +223,7 @@ def _group_html(
             if a.detector == detector or (detector == deciding and a.detector not in by_detector)
         ]  # fmt: skip
         title = f"{name} - {detector}" if name else detector
-        return _chart(title, by_detector[detector], mine, promotions)
+        return _chart(title, by_detector[detector], mine, promotions, x_range)
 
     others = [d for d in sorted(by_detector) if d != deciding]
     folded = (
@@ -293,12 +233,29 @@ def _group_html(
     return f'<div class="group">{chart(deciding)}{folded if others else ""}</div>'
 
 
+def _flat(by_detector: dict[str, list[StatisticPoint]]) -> str | None:
+    """``"null_rate, out_of_range = 0"`` when no detector's statistic ever moved or breached."""
+    values: dict[str, float] = {}
+    for detector, series in sorted(by_detector.items()):
+        if any(p.breached for p in series) or len({p.statistic for p in series}) > 1:
+            return None
+        values[detector] = series[0].statistic
+    if len(set(values.values())) == 1:
+        return f"{', '.join(values)} = {_fmt_value(next(iter(values.values())))}"
+    return ", ".join(f"{d} = {_fmt_value(v)}" for d, v in values.items())
+
+
+def _fmt_value(value: float) -> str:
+    return f"{value:.4g}"
+
+
 def _model_section(
     model: str,
     points: Sequence[StatisticPoint],
     alerts: Sequence[Alert],
     events: Sequence[ModelEvent],
     max_charts: int,
+    switched_at: Mapping[str, datetime],
 ) -> str:
     groups: dict[_GroupKey, dict[str, list[StatisticPoint]]] = defaultdict(
         lambda: defaultdict(list)
@@ -310,10 +267,20 @@ def _model_section(
     for alert in alerts:
         alerts_by_group[_group_key(alert.kind, alert.feature, alert.segment)].append(alert)
     promotions = [
-        Marker(e.timestamp.timestamp(), "promoted", f"{e.type} version {e.version}")
+        Marker(
+            switched_at.get(e.event_id, e.timestamp).timestamp(),
+            "promoted",
+            f"{e.type} version {e.version}"
+            + (" (reference switched here)" if e.event_id in switched_at else ""),
+        )
         for e in events
         if e.type in ("promoted", "rolled_back")
     ]
+    flat = {
+        key: text
+        for key, by_detector in groups.items()
+        if not alerts_by_group[key] and (text := _flat(by_detector)) is not None
+    }
 
     def rank(key: _GroupKey) -> tuple[int, int, str]:
         breaches = sum(p.breached for series in groups[key].values() for p in series)
@@ -322,12 +289,19 @@ def _model_section(
     def kind_rank(kind: str) -> int:
         return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
 
-    chosen = set(sorted(groups, key=rank)[:max_charts])
+    ends = [point.window_end.timestamp() for point in points]
+    x_range = (min(ends), max(ends)) if ends else None  # one time axis for all the model's charts
+    drawn = [key for key in groups if key not in flat]
+    chosen = set(sorted(drawn, key=rank)[:max_charts])
     shown: dict[str, list[str]] = defaultdict(list)
     folded: list[str] = []
-    for key in sorted(groups, key=lambda k: (kind_rank(k[0]), rank(k))):
-        html = _group_html(key, groups[key], alerts_by_group[key], promotions)
+    for key in sorted(drawn, key=lambda k: (kind_rank(k[0]), rank(k))):
+        html = _group_html(key, groups[key], alerts_by_group[key], promotions, x_range)
         (shown[key[0]] if key in chosen else folded).append(html)
+    constant: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(flat, key=lambda k: (k[1] or "", k[2] or "")):
+        name = " / ".join(part for part in (key[1], key[2]) if part) or key[0]
+        constant[key[0]].append(f"{escape(name)} ({escape(flat[key])})")
     body = [
         f'<section id="model-{escape(model)}"><h2>{escape(model)}</h2>',
         f"<p>{len(points)} judged statistics, {len(groups)} monitored series, "
@@ -336,10 +310,19 @@ def _model_section(
         _episodes_table(alerts),
     ]
     if events:
-        body += ["<h3>Model versions</h3>", _models_table(events)]
-    for kind in sorted(shown, key=kind_rank):
+        body += ["<h3>Model versions</h3>", _models_table(events, switched_at)]
+    for kind in sorted(set(shown) | set(constant), key=kind_rank):
         title = _KIND_TITLES.get(kind, kind.replace("_", " ").capitalize())
-        body += [f"<h3>{escape(title)}</h3>", '<div class="grid">', *shown[kind], "</div>"]
+        body.append(f"<h3>{escape(title)}</h3>")
+        if kind in _KIND_NOTES:
+            body.append(f'<p class="quiet">{escape(_KIND_NOTES[kind])}</p>')
+        if shown[kind]:
+            body += ['<div class="grid">', *shown[kind], "</div>"]
+        if constant[kind]:
+            body.append(
+                f'<p class="quiet">Constant and never breached, not drawn: '
+                f"{'; '.join(constant[kind])}.</p>"
+            )
     if folded:
         body += [
             f"<details><summary>{len(folded)} quieter series</summary>",
@@ -359,8 +342,15 @@ def build_report(
     title: str = "driftline backtest",
     subtitle: str = "",
     max_charts: int = 30,
+    facts: Sequence[tuple[str, str]] = (),
+    switched_at: Mapping[str, datetime] | None = None,
 ) -> str:
-    """The report as one HTML document (UTF-8 text)."""
+    """The report as one HTML document (UTF-8 text).
+
+    ``facts`` are (label, text) rows shown at the top (where the data came from, counts).
+    ``switched_at`` maps a ModelEvent id to the event time its reference switch applied at:
+    its promotion marker goes there rather than at the event's (wall clock) timestamp.
+    """
     by_model: dict[str, list[StatisticPoint]] = defaultdict(list)
     for point in points:
         by_model[point.model].append(point)
@@ -372,9 +362,15 @@ def build_report(
         events_by_model[event.model].append(event)
     models = sorted(set(by_model) | set(alerts_by_model) | set(events_by_model))
     sections = [
-        _model_section(m, by_model[m], alerts_by_model[m], events_by_model[m], max_charts)
+        _model_section(
+            m, by_model[m], alerts_by_model[m], events_by_model[m], max_charts, switched_at or {}
+        )
         for m in models
     ]
+    about = "".join(
+        f'<tr><th scope="row">{escape(label)}</th><td>{escape(text)}</td></tr>'
+        for label, text in facts
+    )
     nav = " | ".join(f'<a href="#model-{escape(m)}">{escape(m)}</a>' for m in models)
     empty = "" if by_model else '<p class="quiet">No statistics were judged.</p>'
     return "\n".join(
@@ -385,6 +381,8 @@ def build_report(
             f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
             f"<h1>{escape(title)}</h1>",
             f'<p class="quiet">{escape(subtitle)}</p>' if subtitle else "",
+            f'<table class="facts"><tbody>{about}</tbody></table>' if facts else "",
+            _LEGEND if by_model else "",
             f"<nav>{nav}</nav>" if len(models) > 1 else "",
             empty,
             *sections,

@@ -109,12 +109,19 @@ def line_chart(
     *,
     width: int = _WIDTH,
     height: int = _HEIGHT,
+    x_range: tuple[float, float] | None = None,
 ) -> str:
-    """One chart as an ``<svg>`` element (text, safe to inline in HTML)."""
+    """One chart as an ``<svg>`` element (text, safe to inline in HTML).
+
+    ``x_range`` (epoch seconds) gives several charts the same time axis; by default the
+    chart spans its own series.
+    """
     n = len(series.xs)
     values = [y for y in series.ys if math.isfinite(y)]
     limits = [t for t in series.thresholds if t is not None and math.isfinite(t)]
     x0, x1 = (min(series.xs), max(series.xs)) if n else (0.0, 1.0)
+    if x_range is not None:
+        x0, x1 = min(x_range[0], x0), max(x_range[1], x1)
     if x1 <= x0:
         x0, x1 = x0 - 30.0, x1 + 30.0
     y0 = min([0.0, *values, *limits])
@@ -226,4 +233,12 @@ svg.chart{display:block;max-width:100%;height:auto}
 .badge.firing,.badge.rejected,.badge.rolled_back{background:#d03b2f}
 .badge.resolved,.badge.promoted{background:#2c9a4b}
 details{margin:6px 0}summary{cursor:pointer;color:#2f6fd0}
+table.facts th{width:12em;background:#f7f8fa;font-weight:600}
+.legend{font-size:12px;color:#4a5263;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:center}
+.key{white-space:nowrap}.swatch{display:inline-block;vertical-align:middle;margin-right:5px}
+.stat-line{width:22px;border-top:2px solid #2f6fd0}
+.limit-line{width:22px;border-top:2px dashed #d03b2f}
+.dot{width:7px;height:7px;border-radius:50%;background:#d03b2f}
+.fired,.cleared,.promo{width:0;height:14px;border-left:2px solid #d03b2f}
+.cleared{border-left:2px dashed #2c9a4b}.promo{border-left:2px dashed #7b3fc4}
 """

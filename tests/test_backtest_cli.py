@@ -15,7 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 from schemas.events import Alert, AlertReference, AlertWindow, LabelEvent, PredictionEvent
-from streams.cli_backtest import backtest_command, generate_command, report_command, run_backtest
+from streams.cli_backtest import backtest_command, generate_command, run_backtest
+from streams.cli_report import report_command
 from streams.synthetic import generate_stream, write_stream
 
 app = typer.Typer()

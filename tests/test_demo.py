@@ -1,0 +1,45 @@
+"""`driftline demo`, the first command a new user runs, as a real process on the real broker:
+it must show an alert, a retrain and a promotion, write the report and exit 0, twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
+
+
+def _demo(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    driftline = Path(sys.executable).parent / "driftline"
+    return subprocess.run(
+        [str(driftline), "demo", "--speed", "max"],
+        cwd=cwd, env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True,
+        timeout=400,
+    )  # fmt: skip
+
+
+def test_demo_closes_the_loop_and_runs_again(kafka_env: dict[str, str], tmp_path: Path) -> None:
+    first = _demo(tmp_path, kafka_env)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-5000:]
+    assert re.search(r"alert FIRING\s+critical fraud-scorer performance", output), output
+    assert re.search(r"model REGISTERED\s+fraud-scorer version 1", output), output
+    assert re.search(r"model PROMOTED\s+fraud-scorer version 1", output), output
+    assert "alert RESOLVED fraud-scorer performance" in output, output
+    assert "the loop closed" in output and "problem:" not in output, output
+    report = tmp_path / ".driftline" / "demo" / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert html.count("<svg") >= 3 and "promoted" in html, html[:2000]
+    assert f"report: {report.resolve()}" in output.replace("\n", ""), output[-2000:]
+    runs = sorted((tmp_path / ".driftline" / "demo").glob("run-*"))
+    assert len(runs) == 1 and (runs[0] / "worker.log").exists()
+
+    second = _demo(tmp_path, kafka_env)  # fresh topics and MLflow store: the same story again
+    assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
+    assert "model PROMOTED" in second.stdout and "the loop closed" in second.stdout
+    assert len(sorted((tmp_path / ".driftline" / "demo").glob("run-*"))) == 2
