@@ -75,6 +75,27 @@ def bucket(n: int) -> int:
     return n if digits <= 0 else round(n, -digits)
 
 
+def judged_scores(scores: dict[str, FeatureProfile]) -> dict[str, FeatureProfile]:
+    """The class scores worth a test: of two complementary binary probabilities (p, 1 - p in
+    the reference) only the second class, since both would drift, alert and count together.
+
+    >>> from schemas.profile import FeatureProfile
+    >>> p = FeatureProfile(kind="numeric", count=9, mean=0.3, std=0.1)
+    >>> q = FeatureProfile(kind="numeric", count=9, mean=0.7, std=0.1)
+    >>> list(judged_scores({"0": q, "1": p})), list(judged_scores({"a": p, "b": p}))
+    (['1'], ['a', 'b'])
+    """
+    if len(scores) != 2:
+        return scores
+    (_, first), (second_class, second) = sorted(scores.items())
+    if first.mean is None or second.mean is None or first.std is None or second.std is None:
+        return scores
+    complementary = (
+        abs(first.mean + second.mean - 1.0) < 1e-4 and abs(first.std - second.std) < 1e-4
+    )
+    return {second_class: second} if complementary else scores
+
+
 def count_decisions(profile: ReferenceProfile, config: ModelMonitorConfig) -> int:
     """Decisions with a tested false-alarm rate per window: the Bonferroni denominator."""
     dq = config.data_quality.enabled
@@ -86,7 +107,7 @@ def count_decisions(profile: ReferenceProfile, config: ModelMonitorConfig) -> in
         if config.detectors.prediction and part.prediction is not None:
             total += 1
         if config.detectors.scores:
-            total += len(part.scores)
+            total += len(judged_scores(part.scores))
         total += 1  # performance
     if config.quality.label_coverage:
         total += 1
@@ -162,7 +183,7 @@ class Evaluator:
                     key, "", reference.prediction, part, "prediction_drift", None
                 )
             if self.config.detectors.scores:
-                for cls, feature in reference.scores.items():
+                for cls, feature in judged_scores(reference.scores).items():
                     readings += self._drift(
                         key, f"score:{cls}", feature, part, "prediction_drift", f"score:{cls}"
                     )
