@@ -19,6 +19,7 @@ retrainer.errors.ConfigError: invalid retrainer settings:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrainer.errors import ConfigError
 from schemas.events import AlertKind
+from schemas.settings import unknown_variables
 
 __all__ = ["ENV_PREFIX", "ChampionSource", "MetricName", "RetrainerConfig", "Severity"]
 
@@ -102,6 +104,16 @@ class RetrainerConfig(BaseSettings):
     """Largest reference profile put inline in a ModelEvent (samples shrink to fit)."""
 
     def __init__(self, **values: Any) -> None:
+        # pydantic-settings ignores unknown variables: a misspelt one would silently default.
+        known = [ENV_PREFIX + name.upper() for name in type(self).model_fields]
+        unknown = unknown_variables(os.environ, known, prefix=ENV_PREFIX)
+        if unknown:
+            raise ConfigError(
+                "invalid retrainer settings:\n"
+                + "\n".join(
+                    f"  {name}: unknown variable: remove it or fix its spelling" for name in unknown
+                )
+            )
         try:
             super().__init__(**values)
         except ValidationError as exc:

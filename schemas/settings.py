@@ -11,6 +11,9 @@ Nothing is read at import time: callers construct :class:`Settings` (and may pas
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -27,12 +30,55 @@ __all__ = [
     "SettingsError",
     "TopicSettings",
     "env_var",
+    "unknown_variables",
 ]
 
 ENV_PREFIX = "DRIFTLINE_"
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 _SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+
+
+SCRIPT_VARIABLES = frozenset({
+    "DRIFTLINE_KAFKA_DOCKER", "DRIFTLINE_KAFKA_HEAP", "DRIFTLINE_KAFKA_HOME",
+    "DRIFTLINE_KAFKA_LIB", "DRIFTLINE_KAFKA_PORT_BASE", "DRIFTLINE_KAFKA_TIMEOUT",
+})  # fmt: skip
+"""Read by ``deploy/kafka/kafka.sh``, not by Python."""
+OTHER_SECTIONS = frozenset({"RETRAINER"})
+"""Sections with their own settings class (``retrainer.config``), checked there."""
+
+
+def unknown_variables(
+    environ: Mapping[str, str], known: Iterable[str], *, prefix: str = ENV_PREFIX
+) -> list[str]:
+    """``prefix`` variables that set nothing, each with a guess at what was meant.
+
+    ``known`` are the variables that do set something (or whole sections, ending in ``__``).
+
+    >>> environ = {"DRIFTLINE_MONITOR_CONFG": "x", "HOME": "/", "DRIFTLINE_KAFKA__X": "y"}
+    >>> unknown_variables(environ, ["DRIFTLINE_MONITOR_CONFIG", "DRIFTLINE_KAFKA__"])
+    ['DRIFTLINE_MONITOR_CONFG (did you mean DRIFTLINE_MONITOR_CONFIG?)']
+    """
+    known = list(known)
+    sections = tuple(name for name in known if name.endswith("__"))
+    unknown = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name in known or name.startswith(sections):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        unknown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return unknown
+
+
+def _settings_variables() -> list[str]:
+    """What ``Settings`` reads: top-level variables and section prefixes (pydantic names
+    unknown fields inside a section itself)."""
+    names = []
+    for field, info in Settings.model_fields.items():
+        nested = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        names.append(env_var(field) + ("__" if nested else ""))
+    names += [f"{ENV_PREFIX}{section}__" for section in OTHER_SECTIONS]
+    return [*names, *SCRIPT_VARIABLES]
 
 
 def env_var(*path: str) -> str:
@@ -201,6 +247,15 @@ class Settings(BaseSettings):
     """YAML file with the monitor configuration (detectors, windows, thresholds)."""
 
     def __init__(self, *args: Any, **values: Any) -> None:
+        # pydantic-settings ignores a misspelt top-level variable: a silent default is worse.
+        unknown = unknown_variables(os.environ, _settings_variables())
+        if unknown:
+            raise SettingsError(
+                "invalid driftline settings:\n"
+                + "\n".join(
+                    f"  {name}: unknown variable: remove it or fix its spelling" for name in unknown
+                )
+            )
         # One error type whose message names the environment variable to fix.
         try:
             super().__init__(*args, **values)

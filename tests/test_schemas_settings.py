@@ -161,3 +161,29 @@ def test_missing_monitor_config_file_is_reported(monkeypatch: pytest.MonkeyPatch
 def test_env_var_names() -> None:
     assert env_var("topics", "prefix") == "DRIFTLINE_TOPICS__PREFIX"
     assert env_var("monitor_config") == "DRIFTLINE_MONITOR_CONFIG"
+
+
+def test_a_misspelt_variable_is_an_error_naming_it_and_the_likely_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_MONITOR_CONFG", "monitor.yaml")
+    with pytest.raises(SettingsError, match=r"DRIFTLINE_MONITOR_CONFG \(did you mean "
+                       r"DRIFTLINE_MONITOR_CONFIG\?\): unknown variable"):  # fmt: skip
+        Settings()
+    monkeypatch.delenv("DRIFTLINE_MONITOR_CONFG")
+    # the Kafka script's own variables and the retrainer's section are not ours to judge
+    monkeypatch.setenv("DRIFTLINE_KAFKA_HEAP", "1G")
+    monkeypatch.setenv("DRIFTLINE_RETRAINER__MARGIN", "0.05")
+    assert Settings().kafka.bootstrap_servers
+
+
+def test_a_misspelt_retrainer_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrainer.config import RetrainerConfig
+    from retrainer.errors import ConfigError
+
+    monkeypatch.setenv("DRIFTLINE_RETRAINER__MARGN", "0.05")
+    with pytest.raises(ConfigError, match=r"MARGN \(did you mean DRIFTLINE_RETRAINER__MARGIN"):
+        RetrainerConfig()
+    monkeypatch.delenv("DRIFTLINE_RETRAINER__MARGN")
+    monkeypatch.setenv("DRIFTLINE_RETRAINER__MARGIN", "0.05")
+    assert RetrainerConfig().margin == 0.05
