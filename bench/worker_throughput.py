@@ -51,11 +51,12 @@ from live.phases import (
     sustained_run,
     worker_throughput,
 )
-from live.procs import ProcessGroup, interrupt_on_sigterm
+from live.procs import ProcessGroup
 from live.profile_notes import broker_answers, print_profile
 from rich.console import Console
 from rich.table import Table
 
+from streams.processes import terminate_on_sigterm
 from streams.topics import ensure_topics
 
 BASELINE_VENVS = (REPO / ".venv-bench", Path("/tmp/dl/evvenv"))
@@ -201,7 +202,7 @@ def main() -> int:
     settings_b = settings_for(args.bootstrap, prefix_b)
     log = Console(stderr=True).log
     try:
-        with interrupt_on_sigterm(), ProcessGroup(workdir) as procs:
+        with terminate_on_sigterm(), ProcessGroup(workdir) as procs:
             fills = []
             if only & {"a", "c", "d", "e"}:
                 ensure_topics(settings_a)

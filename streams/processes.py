@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 __all__ = [
     "RETRAINER_BANNER",
@@ -26,6 +27,7 @@ __all__ = [
     "ProcessGroup",
     "ProcessStartError",
     "scrape_metrics",
+    "stop_process",
     "terminate_on_sigterm",
 ]
 
@@ -102,15 +104,9 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        code = stop_process(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return code
 
 
 class ProcessGroup:
@@ -168,6 +164,18 @@ class ProcessGroup:
         trace: TracebackType | None,
     ) -> None:
         self.stop_all()
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30.0) -> int | None:
+    """SIGTERM to this process's own pid, then SIGKILL after ``timeout``; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Statistic points of a backtest as JSON lines, so ``driftline report`` can redraw them.
 
-Points are what ``ModelJudge`` reports through ``on_point`` (``detectors.judge.StatisticPoint``);
+Points are what ``ModelJudge`` reports through ``on_point``: ``detectors.evaluate.StatisticPoint``,
+which is also what ``read_points`` returns (``PointRecord`` is another name for it);
 ``streams.report`` draws them (and re-exports what is here).
 
 >>> from datetime import UTC, datetime
@@ -14,77 +15,23 @@ Points are what ``ModelJudge`` reports through ``on_point`` (``detectors.judge.S
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any
+
+from detectors.evaluate import StatisticPoint
 
 __all__ = ["PointRecord", "ReportError", "StatisticPoint", "read_points", "write_points"]
 
-_POINT_FIELDS: Final = (
-    "model",
-    "kind",
-    "feature",
-    "detector",
-    "statistic",
-    "threshold",
-    "p_value",
-    "breached",
-    "window_start",
-    "window_end",
-    "count",
-)
+PointRecord = StatisticPoint
+"""A point read back from JSON lines is the judge's own ``StatisticPoint``."""
 
 
 class ReportError(ValueError):
     """A points, alerts or models file that cannot be read; the message names file and line."""
-
-
-class StatisticPoint(Protocol):
-    """One judged statistic of one window (the attributes of ``detectors.judge.StatisticPoint``)."""
-
-    @property
-    def model(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def feature(self) -> str | None: ...
-    @property
-    def detector(self) -> str: ...
-    @property
-    def statistic(self) -> float: ...
-    @property
-    def threshold(self) -> float: ...
-    @property
-    def p_value(self) -> float | None: ...
-    @property
-    def breached(self) -> bool: ...
-    @property
-    def window_start(self) -> datetime: ...
-    @property
-    def window_end(self) -> datetime: ...
-    @property
-    def count(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class PointRecord:
-    """A StatisticPoint read back from JSON lines (``segment`` kept when the judge had one)."""
-
-    model: str
-    kind: str
-    feature: str | None
-    detector: str
-    statistic: float
-    threshold: float
-    p_value: float | None
-    breached: bool
-    window_start: datetime
-    window_end: datetime
-    count: int
-    segment: str | None = None
 
 
 def write_points(path: Path | str, points: Iterable[StatisticPoint]) -> int:
@@ -92,18 +39,17 @@ def write_points(path: Path | str, points: Iterable[StatisticPoint]) -> int:
     written = 0
     with Path(path).open("w", encoding="utf-8") as handle:
         for point in points:
-            row: dict[str, Any] = {name: getattr(point, name) for name in _POINT_FIELDS}
+            row: dict[str, Any] = dataclasses.asdict(point)
             row["window_start"] = point.window_start.isoformat()
             row["window_end"] = point.window_end.isoformat()
-            row["segment"] = getattr(point, "segment", None)
             handle.write(json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n")
             written += 1
     return written
 
 
-def read_points(path: Path | str) -> list[PointRecord]:
+def read_points(path: Path | str) -> list[StatisticPoint]:
     """Points written by ``write_points``; raises ReportError naming ``file:line`` otherwise."""
-    points: list[PointRecord] = []
+    points: list[StatisticPoint] = []
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -112,7 +58,7 @@ def read_points(path: Path | str) -> list[PointRecord]:
                 row = json.loads(line)
                 start, end = row.pop("window_start"), row.pop("window_end")
                 points.append(
-                    PointRecord(
+                    StatisticPoint(
                         window_start=datetime.fromisoformat(start),
                         window_end=datetime.fromisoformat(end),
                         **row,

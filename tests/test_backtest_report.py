@@ -208,7 +208,7 @@ def test_the_judges_points_fit_the_report(tmp_path: Path) -> None:
         threshold=0.1, p_value=1e-4, breached=True, window_start=T0,
         window_end=T0 + timedelta(minutes=5), count=500, segment="country=DE",
     )  # fmt: skip
-    typed: ReportPoint = point  # the Protocol the report is typed against
+    typed: ReportPoint = point  # the type the report is drawn from
     write_points(tmp_path / "p.jsonl", [typed])
     assert read_points(tmp_path / "p.jsonl") == [PointRecord(**dataclasses.asdict(point))]
     assert 'aria-label="amount / country=DE - ks"' in build_report([point], [])

@@ -5,149 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
+from kafka_helpers import read_topic, scrape, wait_for
 
 from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
+from streams.processes import ManagedProcess, ProcessGroup
 from streams.producer import PredictionProducer
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
-REPO = Path(__file__).resolve().parent.parent
-
-
-class WorkerProcess:
-    """``python -m streams.worker`` as a real subprocess; output goes to a log file."""
-
-    def __init__(self, env: dict[str, str], datadir: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        full_env = {**os.environ, **env, "DRIFTLINE_METRICS__PORT": "0", "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.worker",
-                "--datadir",
-                str(datadir),
-                "--loglevel",
-                "warning",
-            ],
-            cwd=REPO,
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.metrics_url = self._wait_for_banner()
-
-    def _wait_for_banner(self, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            found = re.search(r"metrics=(http://\S+/metrics)", text)
-            if found:
-                return found.group(1)
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{text[-4000:]}")
-            time.sleep(0.2)
-        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()[-4000:]}")
-
-    def scrape(self) -> dict[str, float]:
-        """Metric samples as {'name{labels}': value}."""
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def read_topic(
-    bootstrap: str,
-    topic: str,
-    *,
-    until: Callable[[list[Any]], bool],
-    timeout: float,
-    settle: float = 0.0,
-) -> list[Any]:
-    """Messages of ``topic`` from the beginning until ``until(messages)`` (then ``settle``
-    seconds more, to catch anything unexpected) or the timeout."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        partitions: list[int] = []
-        while not partitions and time.monotonic() < deadline:
-            metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if metadata is not None and metadata.error is None:
-                partitions = sorted(metadata.partitions)
-            else:
-                time.sleep(0.5)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        messages: list[Any] = []
-        settled_at: float | None = None
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
-            if settled_at is None and until(messages):
-                settled_at = time.monotonic() + settle
-            if settled_at is not None and time.monotonic() >= settled_at:
-                break
-        return messages
-    finally:
-        consumer.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture
@@ -159,18 +33,12 @@ def settings(kafka_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def start_worker(
-    kafka_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
+    driftline_processes: ProcessGroup, tmp_path: Path
+) -> Callable[..., ManagedProcess]:
+    def start(name: str = "w1") -> ManagedProcess:
+        return driftline_processes.worker(name, tmp_path / f"data-{name}")
 
-    def start(name: str = "w1") -> WorkerProcess:
-        worker = WorkerProcess(kafka_env, tmp_path / f"data-{name}", tmp_path / f"{name}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    return start
 
 
 def _prediction(index: int, x: float) -> PredictionEvent:
@@ -184,7 +52,7 @@ def _prediction(index: int, x: float) -> PredictionEvent:
 
 
 def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     worker = start_worker()
     valid = to_json_bytes(_prediction(0, 1.0))
@@ -204,14 +72,13 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
         for index in range(1, 41):
             sdk.send(_prediction(index, float(index)))
 
-    letters = read_topic(
+    decoded = read_topic(
         kafka_bootstrap,
         settings.topics.deadletter,
         until=lambda found: len(found) >= 6,
         timeout=60,
         settle=1.0,
     )
-    decoded = [json.loads(message.value()) for message in letters]
     assert len(decoded) == 6, worker.log_tail()
     by_payload = {base64.b64decode(d["payload_base64"]): d for d in decoded}
     for name, payload in invalid.items():
@@ -225,11 +92,11 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
     assert by_payload[b"not json at all"]["source_topic"] == settings.topics.labels
 
     def counted() -> bool:
-        samples = worker.scrape()
+        samples = scrape(worker)
         return samples.get('driftline_events_received_total{source="predictions"}') == 40.0
 
     assert wait_for(counted, timeout=30), worker.log_tail()
-    samples = worker.scrape()
+    samples = scrape(worker)
     invalid_total = sum(
         v for k, v in samples.items() if k.startswith("driftline_invalid_events_total")
     )
@@ -268,13 +135,12 @@ def _shifted_stream(seed: int = 7) -> list[PredictionEvent]:
 def _alerts(
     bootstrap: str, settings: Settings, *, want_firing: int, timeout: float, settle: float = 4.0
 ) -> list[dict[str, Any]]:
-    def enough(found: list[Any]) -> bool:
-        return sum(json.loads(m.value())["status"] == "firing" for m in found) >= want_firing
+    def enough(found: list[dict[str, Any]]) -> bool:
+        return sum(1 for alert in found if alert["status"] == "firing") >= want_firing
 
-    messages = read_topic(
+    return read_topic(
         bootstrap, settings.topics.alerts, until=enough, timeout=timeout, settle=settle
     )
-    return [json.loads(m.value()) for m in messages]
 
 
 def _assert_one_firing_for_x(
@@ -296,7 +162,7 @@ def _assert_one_firing_for_x(
 
 
 def test_feature_shift_fires_exactly_one_alert_for_that_feature(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     from streams.replay import replay_events
 
@@ -306,7 +172,7 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
     _assert_one_firing_for_x(alerts, worker.log_tail())
     assert worker.alive(), worker.log_tail()
-    samples = worker.scrape()
+    samples = scrape(worker)
     ks_x = [
         v
         for k, v in samples.items()
@@ -322,7 +188,7 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
 
 
 def test_kill_9_and_restart_do_not_page_twice(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     from streams.replay import replay_events
 
@@ -339,7 +205,7 @@ def test_kill_9_and_restart_do_not_page_twice(
 
 
 def test_two_workers_split_partitions_and_alert_like_one(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     from streams.replay import replay_events
 
@@ -352,7 +218,7 @@ def test_two_workers_split_partitions_and_alert_like_one(
         return any(
             k.startswith("driftline_consumer_lag_messages")
             and f'topic="{settings.topics.predictions}"' in k
-            for k in workers[1].scrape()
+            for k in scrape(workers[1])
         )
 
     assert wait_for(second_worker_owns_a_partition, timeout=60), workers[1].log_tail()
@@ -366,8 +232,7 @@ def test_two_workers_split_partitions_and_alert_like_one(
         alerts, workers[0].log_tail() + workers[1].log_tail(), nothing_before_shift=False
     )
     counts = [
-        w.scrape().get('driftline_events_received_total{source="predictions"}', 0.0)
-        for w in workers
+        scrape(w).get('driftline_events_received_total{source="predictions"}', 0.0) for w in workers
     ]
     assert sum(counts) == TOTAL and all(count > 0 for count in counts), counts
 
@@ -405,7 +270,7 @@ def _identity(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str | None, s
 
 
 def test_delayed_labels_with_a_concept_change_raise_a_performance_alert(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     from streams.replay import replay_events
 
@@ -416,22 +281,21 @@ def test_delayed_labels_with_a_concept_change_raise_a_performance_alert(
     )
     assert result.failed == 0 and result.labels == len(labels)
 
-    def performance(found: list[Any]) -> bool:
-        return any(json.loads(m.value())["kind"] == "performance" for m in found)
+    def performance(found: list[dict[str, Any]]) -> bool:
+        return any(alert["kind"] == "performance" for alert in found)
 
-    messages = read_topic(kafka_bootstrap, settings.topics.alerts, until=performance, timeout=90)
-    alerts = [json.loads(m.value()) for m in messages]
+    alerts = read_topic(kafka_bootstrap, settings.topics.alerts, until=performance, timeout=90)
     fired = [a for a in alerts if a["kind"] == "performance" and a["status"] == "firing"]
     assert fired, (alerts, worker.log_tail())
     change_time = predictions[4_000].timestamp
     assert all(datetime.fromisoformat(a["fired_at"]) >= change_time for a in fired), fired
-    samples = worker.scrape()
+    samples = scrape(worker)
     assert samples.get('driftline_label_join_total{outcome="hit"}', 0) > 0, samples
 
 
 def test_backtest_and_live_pipeline_raise_the_same_alerts(
     settings: Settings,
-    start_worker: Callable[..., WorkerProcess],
+    start_worker: Callable[..., ManagedProcess],
     kafka_bootstrap: str,
     tmp_path: Path,
 ) -> None:
@@ -458,7 +322,7 @@ def drop_coverage(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_promoted_model_event_switches_the_reference(
-    settings: Settings, start_worker: Callable[..., WorkerProcess], kafka_bootstrap: str
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     """After `promoted` with a profile of the shifted data, the alert resolves and the
     stationary post-change stream raises nothing new."""
@@ -490,13 +354,13 @@ def test_promoted_model_event_switches_the_reference(
     producer.produce(settings.topics.models, key=b"churn", value=to_json_bytes(promoted))
     producer.flush(10)
 
-    def resolved(found: list[Any]) -> bool:
-        return any(json.loads(m.value())["status"] == "resolved" for m in found)
+    def resolved(found: list[dict[str, Any]]) -> bool:
+        return any(alert["status"] == "resolved" for alert in found)
 
     after = read_topic(kafka_bootstrap, settings.topics.alerts, until=resolved, timeout=60)
-    assert resolved(after), [json.loads(m.value()) for m in after]
+    assert resolved(after), after
     replay_events(settings, stream[SHIFT_AT + 1_500 :], batch_size=200)
     final = _alerts(kafka_bootstrap, settings, want_firing=99, timeout=20, settle=0.0)
     drift = [a for a in final if a["kind"] == "feature_drift"]
     assert [a["status"] for a in drift] == ["firing", "resolved"], (final, worker.log_tail())
-    assert worker.scrape().get("driftline_reference_switches_total") == 1.0
+    assert scrape(worker).get("driftline_reference_switches_total") == 1.0

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import yaml
+from kafka_helpers import wait_for
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
@@ -198,15 +199,6 @@ def _traffic() -> list[Any]:
     return sorted(events, key=lambda event: event.timestamp)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 @pytest.fixture
 def settings(kafka_env: dict[str, str]) -> Settings:
     from schemas.settings import Settings
@@ -239,7 +231,7 @@ def busy_worker(
         stats = [k for k in samples if k.startswith("driftline_statistic_value{")]
         return counted == N_PREDICTIONS and bool(stats)
 
-    assert _wait_for(judged, timeout=60), worker.log_tail()
+    assert wait_for(judged, timeout=60), worker.log_tail()
     return worker
 
 
@@ -352,7 +344,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[str], PrometheusServe
             except OSError:
                 return False
 
-        assert _wait_for(ready, timeout=30, interval=0.2), server.log_tail()
+        assert wait_for(ready, timeout=30, interval=0.2), server.log_tail()
         return server
 
     yield start
@@ -381,7 +373,7 @@ def test_a_real_prometheus_scrapes_the_worker_and_loads_the_rules(
         got = server.query(f'driftline_events_received_total{{job="{JOB}",source="predictions"}}')
         return _values(got) == [N_PREDICTIONS]
 
-    assert _wait_for(scraped, timeout=30), server.log_tail()
+    assert wait_for(scraped, timeout=30), server.log_tail()
     (up,) = server.query(f'up{{job="{JOB}"}} == 1')
     assert up["metric"]["instance"] == target
     assert _values(server.query(f'sum(driftline_invalid_events_total{{job="{JOB}"}})')) == [
@@ -399,7 +391,7 @@ def test_a_real_prometheus_scrapes_the_worker_and_loads_the_rules(
         rules = [r for g in groups for r in g["rules"]]
         return {r["name"] for r in rules} == rule_names and all(r["health"] == "ok" for r in rules)
 
-    assert _wait_for(evaluated, timeout=30), server.api("/api/v1/rules")
+    assert wait_for(evaluated, timeout=30), server.api("/api/v1/rules")
     groups = server.api("/api/v1/rules")["groups"]
     assert {g["name"] for g in groups} == {"driftline-pipeline", "driftline-monitor"}
     assert all(g["file"] == str(RULES) for g in groups)
@@ -411,7 +403,7 @@ def test_a_real_prometheus_scrapes_the_worker_and_loads_the_rules(
         found: list[Any] = server.api("/api/v1/alerts")["alerts"]
         return found
 
-    assert _wait_for(lambda: not alerts(), timeout=10), alerts()
+    assert wait_for(lambda: not alerts(), timeout=10), alerts()
     time.sleep(3)  # a few more evaluations
     assert alerts() == []
 

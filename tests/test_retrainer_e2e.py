@@ -10,10 +10,7 @@ the registry, as a serving layer would) and raises no new alert.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,10 +20,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
+from kafka_helpers import read_topic, scrape
 
 from schemas.events import (
     Alert,
@@ -37,77 +34,11 @@ from schemas.events import (
     to_json_bytes,
 )
 from schemas.settings import Settings
+from streams.processes import ManagedProcess, ProcessGroup
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parent.parent
 N_EVENTS, CHANGE_AT, CUT_AT = 9_000, 3_000, 6_000
 Event = PredictionEvent | LabelEvent
-
-
-class Process:
-    """A driftline process whose output goes to a log file; started once its banner shows."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, banner: str) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, *args], cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while not (found := re.search(banner, self.log())):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{args} did not start:\n{self.log()[-3000:]}")
-            time.sleep(0.2)
-        self.banner = found
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-
-
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    return {
-        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
-        for line in lines
-        if line and not line.startswith("#")
-    }
-
-
-def read_topic(
-    bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool], timeout: float
-) -> list[dict[str, Any]]:
-    """JSON messages of every partition of ``topic`` until ``until(messages)`` or the timeout."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-         "enable.auto.commit": False}
-    )  # fmt: skip
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(found):
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                found.append(json.loads(message.value() or b"null"))
-        return found
-    finally:
-        consumer.close()
 
 
 def _free_port() -> int:
@@ -167,25 +98,14 @@ def settings(kafka_env: dict[str, str], tracking_uri: str) -> Settings:
 
 
 @pytest.fixture
-def start(kafka_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Process]]:
-    started: list[Process] = []
-
-    def launch(kind: str, name: str, **env: str) -> Process:
-        if kind == "worker":
-            args = ["-m", "streams.worker", "--datadir", str(tmp_path / name)]
-            banner = r"metrics=(http://\S+/metrics)"
-        else:
-            args, banner = (
-                ["-m", "retrainer", "--loglevel", "info"],
-                r"driftline retrainer: group=(\S+)",
-            )
+def start(driftline_processes: ProcessGroup, tmp_path: Path) -> Callable[..., ManagedProcess]:
+    def launch(kind: str, name: str, **env: str) -> ManagedProcess:
         extra = {"DRIFTLINE_METRICS__PORT": "0", "DRIFTLINE_RETRAINER__POLL_SECONDS": "0.2", **env}
-        started.append(Process(args, {**kafka_env, **extra}, tmp_path / f"{name}.log", banner))
-        return started[-1]
+        if kind == "worker":
+            return driftline_processes.worker(name, tmp_path / name, **extra)
+        return driftline_processes.retrainer(name, **extra)
 
-    yield launch
-    for process in started:
-        process.stop()
+    return launch
 
 
 def _stream(model: str = "fraud-scorer") -> tuple[list[PredictionEvent], list[LabelEvent]]:
@@ -234,14 +154,16 @@ def _rescore(
 
 
 def test_concept_drift_is_retrained_promoted_and_switches_the_worker(
-    settings: Settings, start: Callable[..., Process], kafka_bootstrap: str, tracking_uri: str
+    settings: Settings,
+    start: Callable[..., ManagedProcess],
+    kafka_bootstrap: str,
+    tracking_uri: str,
 ) -> None:
     from mlflow import MlflowClient
 
     predictions, labels = _stream()
     cut = predictions[CUT_AT].timestamp
     worker = start("worker", "worker")
-    metrics_url = worker.banner.group(1)
     phase1: list[Event] = [
         *predictions[:CUT_AT],
         *(label for label in labels if label.timestamp < cut),
@@ -293,7 +215,7 @@ def test_concept_drift_is_retrained_promoted_and_switches_the_worker(
     assert promoted["reference"]["model_version"] == "1"
 
     deadline = time.monotonic() + 60
-    while scrape(metrics_url).get("driftline_reference_switches_total") != 1.0:
+    while scrape(worker).get("driftline_reference_switches_total") != 1.0:
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.5)
 
@@ -301,13 +223,11 @@ def test_concept_drift_is_retrained_promoted_and_switches_the_worker(
     phase2: list[Event] = [*rescored, *(label for label in labels if label.timestamp >= cut)]
     replay(settings, phase2)
     deadline = time.monotonic() + 90
-    while scrape(metrics_url).get('driftline_events_received_total{source="labels"}') != len(
-        labels
-    ):
+    while scrape(worker).get('driftline_events_received_total{source="labels"}') != len(labels):
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.5)
     time.sleep(5)  # the judge's last windows
-    samples = scrape(metrics_url)
+    samples = scrape(worker)
     error_rate = [
         v for k, v in samples.items()
         if k.startswith("driftline_statistic_value") and 'detector="error_rate"' in k
@@ -336,7 +256,7 @@ def test_concept_drift_is_retrained_promoted_and_switches_the_worker(
 
 
 def test_two_retrainers_racing_on_one_alert_make_one_version(
-    kafka_env: dict[str, str], mlflow_server: str, start: Callable[..., Process]
+    kafka_env: dict[str, str], mlflow_server: str, start: Callable[..., ManagedProcess]
 ) -> None:
     """Two retrainer processes (two groups, so both take the alert) against one MLflow server."""
     from mlflow import MlflowClient

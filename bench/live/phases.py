@@ -17,8 +17,9 @@ import numpy as np
 
 from live.backlog import ShiftPlan, paced_stream
 from live.kafka_io import group_caught_up, read_all
-from live.procs import Proc, ProcessGroup, cpu_seconds, log_time, rss_mib, scrape
+from live.procs import Proc, ProcessGroup, cpu_seconds, log_time, rss_mib
 from schemas.settings import Settings
+from streams.processes import scrape_metrics
 
 __all__ = [
     "EVENTS_PER_MODEL",
@@ -124,7 +125,7 @@ def worker_throughput(
     deadline = time.monotonic() + timeout
     samples: dict[str, float] = {}
     while time.monotonic() < deadline and probe.proc.alive():
-        samples = scrape(probe.url)
+        samples = scrape_metrics(probe.url)
         now = time.time()
         events, sketches = samples.get(_EVENTS, 0.0), samples.get(_SKETCHES, 0.0)
         judged = samples.get(_STAGE.format("count", "judge"), 0.0)
@@ -243,12 +244,12 @@ def sustained_run(
 
     sent, elapsed = paced_stream(settings, plan, rate=rate, seconds=seconds, on_tick=on_tick)
     on_tick(elapsed + rss_interval, sent)
-    behind = sent - int(scrape(probe.url).get(_EVENTS, 0.0))
+    behind = sent - int(scrape_metrics(probe.url).get(_EVENTS, 0.0))
     caught_up: float | None = None
     started = time.monotonic()
     topics = [settings.topics.predictions, settings.topics.sketches]
     while time.monotonic() - started < 90 and probe.proc.alive():
-        if scrape(probe.url).get(_EVENTS, 0.0) >= sent and group_caught_up(
+        if scrape_metrics(probe.url).get(_EVENTS, 0.0) >= sent and group_caught_up(
             bootstrap, probe.group, topics
         ):
             caught_up = time.monotonic() - started

@@ -1,7 +1,10 @@
-"""Subprocesses the benchmark starts, and what it reads from them (stdout, /metrics, /proc).
+"""Subprocesses the benchmark starts, and what it reads from them (stdout, /proc).
 
 Every process goes through :class:`ProcessGroup`, which stops each one by its own pid (SIGTERM,
-then SIGKILL) when the benchmark ends, fails or is interrupted.
+then SIGKILL: ``streams.processes.stop_process``) when the benchmark ends, fails or is
+interrupted. Unlike ``streams.processes.ManagedProcess``, a ``Proc`` timestamps each output line
+as it arrives (the benchmark's clocks start and stop on log lines). /metrics is read with
+``streams.processes.scrape_metrics``, SIGTERM handled with ``terminate_on_sigterm``.
 """
 
 from __future__ import annotations
@@ -10,25 +13,22 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from streams.processes import stop_process
 
 __all__ = [
     "Proc",
     "ProcessGroup",
     "cpu_seconds",
-    "interrupt_on_sigterm",
     "log_time",
     "rss_mib",
-    "scrape",
 ]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -121,13 +121,7 @@ class Proc:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; only this process's own pid."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout)
         self._reader.join(timeout=5)
         self._log.close()
 
@@ -154,32 +148,6 @@ class ProcessGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
-
-
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so ``finally`` blocks stop our children."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
-    """Prometheus samples as ``{'name{labels}': value}``."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 def rss_mib(pid: int) -> float | None:
@@ -213,12 +181,3 @@ def log_time(line: str, fallback: float) -> float:
     if not found:
         return fallback
     return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
-def poll_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -1,0 +1,81 @@
+"""Helpers shared by the tests that run driftline processes on the real broker.
+
+Import as ``from kafka_helpers import ...``: pytest puts ``tests/`` on ``sys.path`` (rootdir
+conftest, no ``__init__.py``). Processes themselves come from the ``driftline_processes``
+fixture (``streams.processes.ProcessGroup``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.processes import ManagedProcess
+
+__all__ = ["read_topic", "scrape", "wait_for"]
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
+    settle: float = 0.0,
+) -> list[dict[str, Any]]:
+    """JSON messages of every partition of ``topic``, from the beginning, until
+    ``until(messages)`` (then ``settle`` seconds more, to catch anything unexpected) or the
+    timeout. Waits for the topic to exist."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: list[int] = []
+        while not partitions and time.monotonic() < deadline:
+            metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is not None and metadata.error is None:
+                partitions = sorted(metadata.partitions)
+            else:
+                time.sleep(0.5)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found: list[dict[str, Any]] = []
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                found.append(json.loads(message.value() or b"null"))
+            if settled_at is None and until(found):
+                settled_at = time.monotonic() + settle
+            if settled_at is not None and time.monotonic() >= settled_at:
+                break
+        return found
+    finally:
+        consumer.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds passed; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def scrape(worker: ManagedProcess) -> dict[str, float]:
+    """A worker's /metrics samples as ``{'name{labels}': value}`` (URL from its banner)."""
+    from streams.processes import scrape_metrics
+
+    return scrape_metrics(worker.banner.group(1))
