@@ -258,13 +258,18 @@ class ModelJudge:
         assert self._evaluator is not None and self.reference is not None
         self.windows += 1
         baseline = self.baseline.current
+        # Coverage read while labels lag far behind predictions measures the reader, not the
+        # label source: no verdict, and the window does not shape the coverage baseline.
+        coverage = None if window.labels_behind else self.coverage.rate()
         readings = self._evaluator.evaluate(
-            window, baseline=baseline, coverage=self.coverage.rate(),
+            window, baseline=baseline, coverage=coverage,
             new_features=frozenset(self.known_new), everything=self.on_point is not None,
         )  # fmt: skip
         readings += self._sequential(readings)
         self.baseline.observe(window, self.settings)
-        self.coverage.observe(window, readings, active=baseline is not None)
+        self.coverage.observe(
+            window, readings, active=baseline is not None and not window.labels_behind
+        )
         start, end = window.start, window.end
         assert start is not None and end is not None
         alerts: list[Alert] = []

@@ -161,6 +161,9 @@ class WindowDelta:
         """Prediction events."""
         self.outcomes = 0
         self.slices: dict[str, SliceDelta] = {}
+        self.labels_behind = False
+        """The labels of these events were still being read far behind the predictions (a
+        catch-up or fast replay): the window's label coverage says nothing about the source."""
 
     @classmethod
     def empty(cls, model: str, model_version: str | None) -> WindowDelta:
@@ -197,6 +200,7 @@ class WindowDelta:
             self.see_time(other.start_us, other.end_us)
         self.count += other.count
         self.outcomes += other.outcomes
+        self.labels_behind = self.labels_behind or other.labels_behind
         for key, part in other.slices.items():
             mine = self.slices.get(key)
             if mine is None:
@@ -220,6 +224,7 @@ class WindowDelta:
             "count": self.count,
             "outcomes": self.outcomes,
             "slices": {key: part.to_state() for key, part in sorted(self.slices.items())},
+            **({"labels_behind": True} if self.labels_behind else {}),
         }
 
     @classmethod
@@ -235,6 +240,7 @@ class WindowDelta:
         delta.count = int(state["count"])
         delta.outcomes = int(state["outcomes"])
         delta.slices = {k: SliceDelta.from_state(v) for k, v in state["slices"].items()}
+        delta.labels_behind = bool(state.get("labels_behind", False))
         return delta
 
     def __repr__(self) -> str:

@@ -154,8 +154,18 @@ def install_pipeline(
             metrics,
             partition=partition,
             partitions=topics.partitions,
+            labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
         )
         return deltas, last_offsets
+
+    def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
+        """Label messages of ``partition`` not read yet (0 when the broker has not said)."""
+        from faust.types import TP
+
+        key = f"labels:{partition}"
+        read = last_offsets.get(key, int(progress.get(key, -1)))
+        highwater = app.consumer.highwater(TP(topics.labels, partition))
+        return 0 if highwater is None else max(0, int(highwater) - read - 1)
 
     dead_letters: list[Any] = []
 

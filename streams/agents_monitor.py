@@ -29,6 +29,10 @@ EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
 DEFAULT_DELTA_EVENTS: Final = 250
 """Events per published delta at most: half the default window, so windows close on time."""
+DEFAULT_LABELS_LAG_TOLERANCE: Final = 500
+"""Unread label messages of a partition beyond which its deltas are marked ``labels_behind``
+(no label-coverage verdict): a worker reading in real time is far below it; a catch-up or a
+replay at full speed, which reads the labels topic behind the predictions, is far above."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class MonitorKit:
         config: MonitorConfig,
         *,
         delta_events: int = DEFAULT_DELTA_EVENTS,
+        labels_lag_tolerance: int = DEFAULT_LABELS_LAG_TOLERANCE,
         clock: Callable[[], datetime] = _wall_clock,
     ) -> None:
         if delta_events < 1:
@@ -64,6 +69,7 @@ class MonitorKit:
         self.config = config
         self.join_ttl_seconds = config.join.ttl_seconds
         self.delta_events = delta_events
+        self.labels_lag_tolerance = labels_lag_tolerance
         self.clock = clock
         self._expired_at: dict[int, float] = {}
         """Partition -> event time (epoch s) of its last expiry, in memory: after a restart
@@ -92,6 +98,7 @@ class MonitorKit:
         *,
         partition: int | None = None,
         partitions: int = 1,
+        labels_behind: bool = False,
     ) -> list[DeltaOut]:
         """Join and fold one partition's batch into deltas of at most ``delta_events`` each.
 
@@ -113,13 +120,13 @@ class MonitorKit:
             for joined in outcomes:
                 observe_latency(joined.latency_seconds)
             accumulator.add_outcomes(outcomes)
-            out.extend(self._drain(accumulator))
+            out.extend(self._drain(accumulator, labels_behind))
         for start in range(0, len(labels), step):
             outcomes = joiner.add_labels(labels[start : start + step])
             for joined in outcomes:
                 observe_latency(joined.latency_seconds)
             accumulator.add_outcomes(outcomes)
-            out.extend(self._drain(accumulator))
+            out.extend(self._drain(accumulator, labels_behind))
         if partition is not None and (predictions or labels):
             self._maybe_expire(joiner, partition, partitions, predictions, labels)
         stats = joiner.stats
@@ -166,11 +173,12 @@ class MonitorKit:
         joiner.stats.unlabelled += scoped.stats.unlabelled
 
     @staticmethod
-    def _drain(accumulator: Any) -> list[DeltaOut]:
-        return [
-            DeltaOut(delta.model, delta.to_state(), _sort_key(delta.start))
-            for delta in accumulator.drain()
-        ]
+    def _drain(accumulator: Any, labels_behind: bool) -> list[DeltaOut]:
+        out = []
+        for delta in accumulator.drain():
+            delta.labels_behind = labels_behind
+            out.append(DeltaOut(delta.model, delta.to_state(), _sort_key(delta.start)))
+        return out
 
     # -- judge side ----------------------------------------------------------------------------
 

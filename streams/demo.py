@@ -251,7 +251,7 @@ def _check(outcome: DemoOutcome, cut: datetime) -> list[str]:
         problems.append("no challenger was registered")
     if "promoted" not in types:
         problems.append("the challenger was not promoted")
-    late = [a for a in firing if a.fired_at >= cut and a.kind != "label_coverage"]
+    late = [a for a in firing if a.fired_at >= cut]
     if late:
         problems.append(f"{len(late)} alerts fired after the promotion")
     return problems

@@ -241,6 +241,39 @@ def test_quality_alerts_for_label_coverage_and_regression_error() -> None:
     assert baseline.mae == pytest.approx(0.5 * np.sqrt(2 / np.pi), rel=0.1)
 
 
+def _judged_with_label_gap(*, behind: bool) -> list[Alert]:
+    """Labels stop at event 2600; the live worker marks its deltas ``labels_behind`` when it
+    is reading the labels topic far behind the predictions (a catch-up, a fast replay)."""
+    from detectors.accumulate import PartitionAccumulator
+    from detectors.join import LabelJoiner
+    from detectors.judge import ModelJudge
+    from detectors.window import WindowDelta
+
+    config = small_config()
+    predictions = events(rows(3000, 1, base))
+    labels = labels_for(predictions, lambda p: int(float(p.prediction) >= 0.5))
+    joiner = LabelJoiner({}, {}, ttl_seconds=86_400)
+    judge = ModelJudge("m", config, clock=lambda: T0)
+    alerts: list[Alert] = []
+    for start in range(0, 3000, 125):
+        accumulator = PartitionAccumulator(config)
+        chunk = predictions[start : start + 125]
+        accumulator.add_predictions(chunk)
+        accumulator.add_outcomes(joiner.add_predictions(chunk))
+        accumulator.add_outcomes(joiner.add_labels(labels[start : min(start + 125, 2600)]))
+        for delta in accumulator.drain():
+            delta.labels_behind = behind and start >= 2600
+            alerts += judge.apply(WindowDelta.from_state(delta.to_state()))
+    return alerts
+
+
+def test_windows_read_while_labels_lag_get_no_label_coverage_verdict() -> None:
+    lost = [a for a in _judged_with_label_gap(behind=False) if a.kind == "label_coverage"]
+    assert [a.status for a in lost] == ["firing"]  # the labels really stopped: page
+    lagging = [a for a in _judged_with_label_gap(behind=True) if a.kind == "label_coverage"]
+    assert lagging == []  # the reader was behind, not the label source: no page
+
+
 def test_a_sequential_detector_can_add_performance_alerts() -> None:
     predictions = events(rows(4000, 1, base))
     rng = np.random.default_rng(2)
