@@ -66,6 +66,7 @@ def replay_command(
         if path is not None and not path.is_file():
             raise typer.BadParameter(f"{path} is not a file", param_hint="--predictions/--labels")
     from streams.readers import InputFileError
+    from streams.topics import TopicsError, ensure_topics
 
     settings = Settings()
     try:
@@ -73,6 +74,11 @@ def replay_command(
     except InputFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    try:  # before producing: auto-created topics would get the broker's partition count
+        ensure_topics(settings)
+    except TopicsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

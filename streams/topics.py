@@ -88,4 +88,16 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
             f"predictions and labels topics must have the same partition count for the label "
             f"join, found {counts}; recreate one of them or add partitions to match"
         )
+    expected = settings.topics.partitions
+    wrong = {name: count for name, count in counts.items() if count != expected}
+    if wrong:
+        # The workers' tables and the join's placement assume the configured count; topics
+        # auto-created by a producer get the broker's default instead.
+        found = next(iter(wrong.values()))
+        raise TopicsError(
+            f"{', '.join(sorted(wrong))} {'has' if len(wrong) == 1 else 'have'} {found} "
+            f"partitions but DRIFTLINE_TOPICS__PARTITIONS is {expected}: set "
+            f"DRIFTLINE_TOPICS__PARTITIONS={found}, or recreate the topics with "
+            f"`driftline topics create` before anything produces to them"
+        )
     return outcome

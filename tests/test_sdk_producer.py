@@ -117,6 +117,18 @@ def test_topics_create_twice_is_harmless(kafka_env: dict[str, str]) -> None:
     assert first.keys() == second.keys()
 
 
+def test_topics_with_another_partition_count_are_refused_with_the_fix(
+    kafka_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.topics import TopicsError
+
+    ensure_topics(Settings())  # 3 partitions (kafka_env), as a producer's auto-create would
+    monkeypatch.setenv("DRIFTLINE_TOPICS__PARTITIONS", "6")
+    with pytest.raises(TopicsError, match=r"have 3 partitions but DRIFTLINE_TOPICS__PARTITIONS "
+                       r"is 6: set DRIFTLINE_TOPICS__PARTITIONS=3"):  # fmt: skip
+        ensure_topics(Settings())
+
+
 def test_unreachable_broker_reports_failures_within_timeout_and_never_hangs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
