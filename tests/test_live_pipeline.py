@@ -225,9 +225,10 @@ def test_two_workers_split_partitions_and_alert_like_one(
     time.sleep(2)
     replay_events(settings, _shifted_stream(), batch_size=200)
     alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90)
-    # KNOWN BUG (issue 4, open): with two workers an occasional model-level alert fires during
-    # warm-up (deltas of two workers reach the judge out of event-time order). The feature
-    # checks hold; the "nothing before the shift" check is left to the one-worker tests.
+    # KNOWN BUG (issue 4, open): the worker with fewer partitions runs ahead in event time and
+    # the judge builds the warm-up reference from deltas in arrival order, so it can include
+    # post-shift data and the x alert then fires on a pre-shift window (seen 1 run in 3). The
+    # feature checks hold; "nothing before the shift" is left to the one-worker tests.
     _assert_one_firing_for_x(
         alerts, workers[0].log_tail() + workers[1].log_tail(), nothing_before_shift=False
     )
