@@ -373,6 +373,16 @@ class ModelJudge:
             return current.start_us + span
         return next_event_us + span  # the next event closes the open window and starts one
 
+    def firing_identities(self) -> list[tuple[str, str | None, str]]:
+        """(kind, feature, detector) of every firing alert, sorted and unique: what a worker
+        that takes the model over re-exports (segments share their feature's identity)."""
+        found = {
+            (str(last["kind"]), last.get("feature"), str(last["detector"]))
+            for last in (self.book.tracks[key].last for key in self.book.firing())
+            if "kind" in last and "detector" in last  # a track always has them; never crash
+        }
+        return sorted(found, key=lambda what: (what[0], what[1] or "", what[2]))
+
     def flush(self) -> list[Alert]:
         """Alerts waiting for the next `apply` (the resolves of a reference switch)."""
         alerts, self.queued = self.queued, []

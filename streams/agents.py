@@ -7,6 +7,10 @@ each batch per source partition and publishes the drained window deltas to the i
 sketches topic keyed by model *before* the batch is acknowledged; a progress table remembers
 the last published offset per source partition, so a crash between publishing and committing
 does not count events twice. The judge agent owns each model through the sketches key.
+
+Per-model gauges follow the judge: the first time a worker loads a model's judge it exports
+the alerts the judge's state says are firing; when a rebalance takes a model's sketches
+partition away, the worker drops the model's series (the new owner exports them).
 """
 
 from __future__ import annotations
@@ -213,8 +217,39 @@ def install_pipeline(
             newest = max(event.message.timestamp for event in batch)
             metrics.processing_latency.labels(stage="ingest").observe(max(0.0, now - newest))
 
+    judged_at: dict[str, int] = {}
+    """Model -> sketches partition it came from, for the models judged here since the worker
+    started or took them over."""
+    revoked_sketches: set[int] = set()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
+    async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
+    async def forget_moved_models(sender: Any, assigned: set[Any], **_: Any) -> None:
+        # Faust rebalances eagerly: every partition is revoked, then the new assignment (all
+        # of it) arrives. Only the models whose partition did not come back moved away.
+        kept = {tp.partition for tp in assigned if tp.topic == topics.sketches}
+        lost = revoked_sketches - kept
+        revoked_sketches.clear()
+        for model, partition in list(judged_at.items()):
+            if partition in lost:
+                del judged_at[model]
+                metrics.forget_model(model)
+
+    def load_judge(model: str, partition: int) -> Any:
+        judge = kit.load_judge(model, judges.get(model), metrics)
+        if judged_at.get(model) is None:
+            # Alerts only set the gauge when they change state: re-export those still firing.
+            for kind, feature, detector in judge.firing_identities():
+                metrics.set_alert_state(model, kind, feature, detector, True)
+        judged_at[model] = partition
+        return judge
+
     async def judge_partition(events: list[Event]) -> None:
         _as_current(events[0])
+        partition = events[0].message.partition
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for event in events:
             try:
@@ -223,7 +258,7 @@ def install_pipeline(
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)
         for model, envelopes in by_model.items():
-            judge = kit.load_judge(model, judges.get(model), metrics)
+            judge = load_judge(model, partition)
             emitted: list[Alert] = []
             for envelope in envelopes:
                 if envelope.get("type") == "reference":

@@ -3,7 +3,8 @@
 Names follow Prometheus conventions (``driftline_`` prefix, seconds as the unit, ``_total`` for
 counters). Labels are bounded: topic roles, error classes, join outcomes, and per-statistic
 series (model, kind, feature, detector) capped at ``max_statistic_series`` so a model with
-runaway feature names cannot blow up the scrape.
+runaway feature names cannot blow up the scrape. A worker exports the per-model series of the
+models it judges only: `forget_model` drops them when the model's judge moves to another worker.
 
 >>> metrics = WorkerMetrics()
 >>> metrics.events_in.labels(source="predictions").inc(3)
@@ -64,6 +65,7 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_statistic_series = max_statistic_series
         self._statistic_series: set[tuple[str, str, str, str]] = set()
+        self._alert_series: set[tuple[str, str, str, str]] = set()
         r = self.registry
         self.events_in = Counter(
             "driftline_events_received",
@@ -178,7 +180,32 @@ class WorkerMetrics:
     def set_alert_state(
         self, model: str, kind: str, feature: str | None, detector: str, firing: bool
     ) -> None:
-        self.alert_state.labels(model, kind, feature or "", detector).set(1.0 if firing else 0.0)
+        key = (model, kind, feature or "", detector)
+        self._alert_series.add(key)
+        self.alert_state.labels(*key).set(1.0 if firing else 0.0)
+
+    def forget_model(self, model: str) -> int:
+        """Drop every statistic, threshold and alert-state series of ``model`` (its judge moved
+        to another worker, which exports them from now on); returns the series dropped.
+
+        >>> metrics = WorkerMetrics(max_statistic_series=1)
+        >>> metrics.set_statistic("churn", "feature_drift", "age", "psi", 0.3, 0.25)
+        True
+        >>> metrics.forget_model("churn"), b'model="churn"' in metrics.exposition()
+        (1, False)
+        >>> metrics.set_statistic("fraud", "feature_drift", "amount", "psi", 0.1, 0.25)
+        True
+        """
+        statistics = {key for key in self._statistic_series if key[0] == model}
+        alerts = {key for key in self._alert_series if key[0] == model}
+        for key in statistics:
+            self.statistic_value.remove(*key)
+            self.statistic_threshold.remove(*key)
+        for key in alerts:
+            self.alert_state.remove(*key)
+        self._statistic_series -= statistics
+        self._alert_series -= alerts
+        return len(statistics) + len(alerts)
 
     def exposition(self) -> bytes:
         """The text a scrape of ``/metrics`` returns."""

@@ -94,6 +94,37 @@ def test_statistic_series_are_capped() -> None:
     )
 
 
+def test_forget_model_drops_its_series_and_frees_the_cap() -> None:
+    metrics = WorkerMetrics(max_statistic_series=3)
+    assert metrics.set_statistic("m", "feature_drift", "a", "psi", 1.0, 2.0)
+    assert metrics.set_statistic("m", "performance", None, "error_rate", 0.3, 0.2)
+    assert metrics.set_statistic("other", "feature_drift", "a", "psi", 0.5, 2.0)
+    assert not metrics.set_statistic("third", "feature_drift", "z", "psi", 1.0, 2.0)  # capped
+    metrics.set_alert_state("m", "feature_drift", "a", "psi", True)
+    metrics.set_alert_state("m", "performance", None, "error_rate", False)
+    metrics.set_alert_state("other", "feature_drift", "a", "psi", True)
+
+    assert metrics.forget_model("m") == 4
+    text = metrics.exposition().decode()
+    assert 'model="m"' not in text
+    for name in ("statistic_value", "statistic_threshold", "alert_firing"):
+        assert (
+            f'driftline_{name}{{detector="psi",feature="a",kind="feature_drift",model="other"}}'
+            in text
+        )
+    assert metrics.forget_model("m") == 0  # nothing left, no error
+    # The two series "m" held are free again; the third is still taken by "other".
+    assert metrics.set_statistic("third", "feature_drift", "z", "psi", 1.0, 2.0)
+    assert metrics.set_statistic("third", "feature_drift", "y", "psi", 1.0, 2.0)
+    assert not metrics.set_statistic("third", "feature_drift", "x", "psi", 1.0, 2.0)
+    # A model forgotten and judged again exports afresh.
+    metrics.set_alert_state("m", "feature_drift", "a", "psi", True)
+    assert (
+        'driftline_alert_firing{detector="psi",feature="a",kind="feature_drift",model="m"} 1.0'
+        in metrics.exposition().decode()
+    )
+
+
 class _NoMonitor(MonitorKit):
     def __init__(self) -> None:
         from schemas.monitor_config import MonitorConfig
