@@ -23,7 +23,16 @@ def describe_model_event(event: ModelEvent) -> str:
     )
     reason = f" ({event.reason})" if event.reason else ""
     details = f"; {metrics}" if metrics else ""
-    return f"{event.type.upper():10} {event.model} version {event.version}{details}{reason}"
+    what = _MEANING.get(event.type, "")
+    version = f" version {event.version}" if event.version is not None else ""
+    return f"{event.type.upper():10} {event.model}{version}{what}{details}{reason}"
+
+
+_MEANING = {
+    "registered": ", a challenger retrained on the labelled data since the alert",
+    "promoted": ", now the champion; workers switch to its reference",
+    "rejected": ", not better than the champion",
+}
 
 
 class TopicWatch:
