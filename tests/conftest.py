@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from schemas.settings import Settings
     from streams.processes import ProcessGroup
 
 BOOTSTRAP_ENV = "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS"
@@ -71,3 +72,14 @@ def driftline_processes(kafka_env: dict[str, str], tmp_path: Path) -> Iterator[P
 
     with ProcessGroup(env=kafka_env, log_dir=tmp_path, cwd=REPO) as group:
         yield group
+
+
+@pytest.fixture
+def settings(kafka_env: dict[str, str]) -> Settings:
+    """Settings of the test's unique topics, created with the test's partition count."""
+    from schemas.settings import Settings
+    from streams.topics import ensure_topics
+
+    settings = Settings()
+    ensure_topics(settings)
+    return settings

@@ -21,7 +21,6 @@ from schemas.events import PredictionEvent
 from schemas.settings import Settings
 from streams.partitioning import partition_for
 from streams.processes import ManagedProcess, ProcessGroup
-from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -87,13 +86,6 @@ def _owned_sketches(worker: ManagedProcess, settings: Settings) -> set[int]:
         if key.startswith("driftline_consumer_lag_messages") and marker in key:
             found.add(int(key.split('partition="')[1].split('"')[0]))
     return found
-
-
-@pytest.fixture
-def settings(kafka_env: dict[str, str]) -> Settings:
-    settings = Settings()
-    ensure_topics(settings)
-    return settings
 
 
 @pytest.fixture

@@ -19,16 +19,8 @@ from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
 from streams.processes import ManagedProcess, ProcessGroup
 from streams.producer import PredictionProducer
-from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
-
-
-@pytest.fixture
-def settings(kafka_env: dict[str, str]) -> Settings:
-    settings = Settings()
-    ensure_topics(settings)
-    return settings
 
 
 @pytest.fixture

@@ -24,19 +24,11 @@ from schemas.events import (
     to_json_bytes,
 )
 from schemas.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 MODEL = "fraud-scorer"
 N, SHIFT_AT, V2_AT = 8_000, 3_000, 6_000
 LIVE_SUMMARY = "feature 'amount' drifted (published live by a worker)"
-
-
-@pytest.fixture
-def settings(kafka_env: dict[str, str]) -> Settings:
-    settings = Settings()
-    ensure_topics(settings)
-    return settings
 
 
 def _stream() -> tuple[list[PredictionEvent], list[LabelEvent]]:
