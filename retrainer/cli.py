@@ -60,14 +60,7 @@ def _registry(settings: Settings, config: RetrainerConfig) -> Registry:
     from retrainer.retry import quiet_mlflow_http_retries
 
     quiet_mlflow_http_retries()
-    return Registry(
-        settings.mlflow.tracking_uri,
-        experiment=config.experiment,
-        artifact_root=config.artifact_root,
-        attempts=config.mlflow_attempts,
-        backoff_seconds=config.backoff_seconds,
-        backoff_max_seconds=config.backoff_max_seconds,
-    )
+    return Registry.from_config(settings.mlflow.tracking_uri, config)
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -25,11 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
 from retrainer.errors import RegistryError
 from retrainer.retry import Retrying, error_code
+
+if TYPE_CHECKING:
+    from retrainer.config import RetrainerConfig
 
 __all__ = [
     "CHALLENGER",
@@ -127,6 +130,18 @@ class Registry:
         )  # fmt: skip
         self._client = client
         self._experiment_id: str | None = None
+
+    @classmethod
+    def from_config(cls, tracking_uri: str, config: RetrainerConfig) -> Registry:
+        """The registry as the retrainer's settings describe it (experiment, retries)."""
+        return cls(
+            tracking_uri,
+            experiment=config.experiment,
+            artifact_root=config.artifact_root,
+            attempts=config.mlflow_attempts,
+            backoff_seconds=config.backoff_seconds,
+            backoff_max_seconds=config.backoff_max_seconds,
+        )
 
     @property
     def client(self) -> Any:

@@ -154,21 +154,10 @@ def build_retrainer(
     from retrainer.publisher import ModelEventPublisher
     from retrainer.registry import Registry
     from retrainer.trainer import load_trainer
-    from schemas.monitor_config import MonitorConfig, load_monitor_config
+    from schemas.monitor_config import load_monitor_config
 
-    monitor = (
-        load_monitor_config(settings.monitor_config)
-        if settings.monitor_config is not None
-        else MonitorConfig()
-    )
-    registry = Registry(
-        settings.mlflow.tracking_uri,
-        experiment=config.experiment,
-        artifact_root=config.artifact_root,
-        attempts=config.mlflow_attempts,
-        backoff_seconds=config.backoff_seconds,
-        backoff_max_seconds=config.backoff_max_seconds,
-    )
+    monitor = load_monitor_config(settings.monitor_config)
+    registry = Registry.from_config(settings.mlflow.tracking_uri, config)
     return Retrainer(
         settings,
         config,

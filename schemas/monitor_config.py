@@ -380,8 +380,10 @@ def parse_monitor_config(data: Mapping[str, Any] | None) -> MonitorConfig:
         raise MonitorConfigError(_describe(exc)) from None
 
 
-def load_monitor_config(path: str | Path) -> MonitorConfig:
-    """Read a YAML monitor configuration file (an empty file gives the defaults)."""
+def load_monitor_config(path: str | Path | None) -> MonitorConfig:
+    """Read a YAML monitor configuration file (an empty file, or no file, gives the defaults)."""
+    if path is None:
+        return MonitorConfig()
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -79,12 +79,7 @@ class MonitorKit:
     def from_settings(cls, settings: Settings) -> MonitorKit:
         from schemas.monitor_config import load_monitor_config
 
-        config = (
-            load_monitor_config(settings.monitor_config)
-            if settings.monitor_config is not None
-            else MonitorConfig()
-        )
-        return cls(config)
+        return cls(load_monitor_config(settings.monitor_config))
 
     # -- ingest side ---------------------------------------------------------------------------
 

@@ -135,10 +135,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load_config(path: Path | None) -> Any:
-    from schemas.monitor_config import MonitorConfig, MonitorConfigError, load_monitor_config
+    from schemas.monitor_config import MonitorConfigError, load_monitor_config
 
-    if path is None:
-        return MonitorConfig()
     try:
         return load_monitor_config(path)
     except (MonitorConfigError, OSError) as exc:

@@ -82,13 +82,9 @@ class TopicsSnapshot:
 
 
 def _monitor_config(settings: Settings, config: MonitorConfig | None) -> MonitorConfig:
-    if config is not None:
-        return config
-    if settings.monitor_config is None:
-        return MonitorConfig()
     from schemas.monitor_config import load_monitor_config
 
-    return load_monitor_config(settings.monitor_config)
+    return config if config is not None else load_monitor_config(settings.monitor_config)
 
 
 def _switches(events: list[ModelEvent], notes: list[str]) -> list[ReferenceSwitch]:
