@@ -25,8 +25,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
-from streams.agents_monitor import DeltaOut, MonitorKit
+from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
+from streams.ingest_rounds import Folded, offset_span, split_replay
+from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source, split_messages
 
 if TYPE_CHECKING:
@@ -121,10 +123,8 @@ def install_pipeline(
     ledger = AlertLedger(JsonTableView(ledger_table))
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
-    def fold_partition(
-        partition: int, events: list[Event]
-    ) -> tuple[list[DeltaOut], dict[str, int]]:
-        """Validate, join and fold one partition's events; returns deltas and new offsets."""
+    def fold_partition(partition: int, events: list[Event]) -> Folded | None:
+        """Validate, join and fold one partition's events (None: all of them folded before)."""
         _as_current(events[0])
         fresh: list[RawMessage] = []
         last_offsets: dict[str, int] = {}
@@ -143,7 +143,7 @@ def install_pipeline(
                 RawMessage(source, message.value, message.topic, partition, message.offset)
             )
         if not fresh:
-            return [], {}
+            return None
         split = split_messages(fresh, now=_utc_now())
         metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
         metrics.messages_in.labels(source="labels").inc(split.label_messages)
@@ -160,7 +160,8 @@ def install_pipeline(
             partitions=topics.partitions,
             labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
         )
-        return deltas, last_offsets
+        span = offset_span([(message.source, message.offset) for message in fresh])
+        return Folded(partition, events[0], deltas, last_offsets, batch_of(span))
 
     def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
         """Label messages of ``partition`` not read yet (0 when the broker has not said)."""
@@ -173,39 +174,73 @@ def install_pipeline(
 
     dead_letters: list[Any] = []
 
-    async def ingest_batch(batch: Sequence[Event]) -> None:
-        """Fold every partition, publish the deltas in event-time order, then the offsets.
+    def locate(event: Event) -> tuple[str, int]:
+        return source_of[event.message.topic], event.message.offset
 
-        Deltas go out before the progress offsets are written, so a crash in between replays
-        the batch (and the offsets make the replay skip what was already published).
+    async def ingest_batch(batch: Sequence[Event]) -> None:
+        """Fold every partition; publish the deltas in event-time order, then the offsets.
+
+        A batch left unfinished by a crash (its intent is beyond the progress offsets) is
+        folded again first, as the same batch, so the judge recognises its deltas.
         """
-        folded = [
-            (partition, events, *fold_partition(partition, events))
-            for partition, events in sorted(_by_partition(batch).items())
-        ]
+        replays: list[tuple[int, list[Event], list[int]]] = []
+        rest: list[tuple[int, list[Event], list[int] | None]] = []
+        for partition, events in sorted(_by_partition(batch).items()):
+            _as_current(events[0])
+            intent = progress.get(f"intent:{partition}")
+            done = {
+                source: int(progress.get(f"{source}:{partition}", -1))
+                for source in ("predictions", "labels")
+            }
+            again, new = split_replay(events, locate, intent, done)
+            if again:
+                replays.append((partition, again, intent))
+            if new:
+                rest.append((partition, new, None))
+        for round_ in (replays, rest):
+            if round_:
+                await ingest_round(round_)
+
+    async def ingest_round(parts: Sequence[tuple[int, list[Event], list[int] | None]]) -> None:
+        """Intents first (flushed), then the deltas, then the progress offsets."""
+        folded: list[Folded] = []
+        for partition, events, intent in parts:
+            result = fold_partition(partition, events)
+            if result is not None:
+                folded.append(result if intent is None else result.as_batch(intent))
         for letter in dead_letters:
             source_name = source_of.get(letter.source_topic, "unknown")
             metrics.invalid_events.labels(source=source_name, error_class=letter.error_class).inc()
             await deadletter.send(key=None, value=to_json_bytes(letter))
         dead_letters.clear()
+        publishing = [result for result in folded if result.deltas]
+        for result in publishing:
+            _as_current(result.first)
+            progress[f"intent:{result.partition}"] = result.batch
+        if publishing:
+            await app.producer.flush()  # the intents are durable before any delta is out
         ordered = sorted(
-            (delta for _, _, deltas, _ in folded for delta in deltas),
-            key=lambda delta: delta.start,
+            (
+                (delta, {"partition": result.partition, "batch": result.batch, "index": i})
+                for result in publishing
+                for i, delta in enumerate(result.deltas)
+            ),
+            key=lambda pair: pair[0].start,
         )
-        for delta in ordered:
+        for delta, origin in ordered:
             envelope = {
                 "format": SKETCH_FORMAT_VERSION,
                 "type": "delta",
                 "model": delta.model,
+                "origin": origin,
                 "delta": delta.state,
             }
             await sketches.send(key=delta.model.encode(), value=_dumps(envelope))
             metrics.sketches_published.inc()
-        for _partition, events, _deltas, offsets in folded:
-            if offsets:
-                _as_current(events[0])
-                for key, offset in offsets.items():
-                    progress[key] = offset
+        for result in folded:
+            _as_current(result.first)
+            for key, offset in result.offsets.items():
+                progress[key] = offset
 
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
@@ -238,8 +273,8 @@ def install_pipeline(
                 del judged_at[model]
                 metrics.forget_model(model)
 
-    def load_judge(model: str, partition: int) -> Any:
-        judge = kit.load_judge(model, judges.get(model), metrics)
+    def load_judge(model: str, partition: int, record: JudgeRecord) -> Any:
+        judge = kit.load_judge(model, record.judge, metrics)
         if judged_at.get(model) is None:
             # Alerts only set the gauge when they change state: re-export those still firing.
             for kind, feature, detector in judge.firing_identities():
@@ -250,23 +285,33 @@ def install_pipeline(
     async def judge_partition(events: list[Event]) -> None:
         _as_current(events[0])
         partition = events[0].message.partition
-        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_model: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for event in events:
             try:
                 envelope = json.loads(event.message.value or b"")
-                by_model[str(envelope["model"])].append(envelope)
+                by_model[str(envelope["model"])].append((event.message.offset, envelope))
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)
         for model, envelopes in by_model.items():
-            judge = load_judge(model, partition)
+            record = JudgeRecord.load(judges.get(model))
+            judge = load_judge(model, partition, record)
             emitted: list[Alert] = []
-            for envelope in envelopes:
+            for offset, envelope in envelopes:
+                if record.seen(offset):
+                    metrics.duplicate_deltas.labels(reason="redelivered").inc()
+                    continue  # applied before the worker restarted (offset not committed)
+                record.sketches_offset = offset
                 if envelope.get("type") == "reference":
                     emitted.extend(kit.switch_reference(judge, envelope["reference"]))
                     metrics.reference_switches.inc()
-                else:
+                elif record.accept(envelope.get("origin")):
                     emitted.extend(kit.apply_delta(judge, envelope["delta"]))
-            judges[model] = kit.judge_state(judge)
+                    record.events += int(envelope["delta"].get("count", 0))
+                else:
+                    metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
+            record.judge = kit.judge_state(judge)
+            judges[model] = record.dump()
+            metrics.judged_events.labels(model=model).set(record.events)
             for alert in emitted:
                 await publish_alert(alert)
 

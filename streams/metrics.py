@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -157,6 +158,20 @@ class WorkerMetrics:
             "Reference baselines replaced on `promoted`.",
             registry=r,
         )
+        self.duplicate_deltas = Counter(
+            "driftline_duplicate_deltas",
+            "Sketches messages not applied again after a crash: redelivered (offset not "
+            "committed) or replayed_batch (an ingest folded a published batch again).",
+            ["reason"],
+            registry=r,
+        )
+        self.judged_events = Gauge(
+            "driftline_judged_events",
+            "Prediction events in the window deltas a model's judge applied (from its state: "
+            "survives restarts; equals the events produced when nothing was lost or doubled).",
+            ["model"],
+            registry=r,
+        )
 
     def set_statistic(
         self,
@@ -203,6 +218,8 @@ class WorkerMetrics:
             self.statistic_threshold.remove(*key)
         for key in alerts:
             self.alert_state.remove(*key)
+        with contextlib.suppress(KeyError):  # never judged here
+            self.judged_events.remove(model)
         self._statistic_series -= statistics
         self._alert_series -= alerts
         return len(statistics) + len(alerts)
