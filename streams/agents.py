@@ -367,16 +367,17 @@ def install_pipeline(
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
         consumer = app.consumer
-        for tp in list(consumer.assignment()):
+        assigned = list(consumer.assignment())
+        for tp in assigned:
             try:
                 position = await consumer.position(tp)
                 highwater = consumer.highwater(tp)
             except Exception:
                 continue
             if position is not None and highwater is not None:
-                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
+                metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
+        # A partition that moved to another worker is that worker's to report.
+        metrics.keep_lag_of({(tp.topic, tp.partition) for tp in assigned})
 
 
 def _dumps(value: Any) -> bytes:

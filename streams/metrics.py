@@ -67,6 +67,7 @@ class WorkerMetrics:
         self.max_statistic_series = max_statistic_series
         self._statistic_series: set[tuple[str, str, str, str]] = set()
         self._alert_series: set[tuple[str, str, str, str]] = set()
+        self._lag_series: set[tuple[str, str]] = set()
         r = self.registry
         self.events_in = Counter(
             "driftline_events_received",
@@ -198,6 +199,26 @@ class WorkerMetrics:
         key = (model, kind, feature or "", detector)
         self._alert_series.add(key)
         self.alert_state.labels(*key).set(1.0 if firing else 0.0)
+
+    def set_lag(self, topic: str, partition: int, messages: int) -> None:
+        self._lag_series.add((topic, str(partition)))
+        self.consumer_lag.labels(topic, str(partition)).set(messages)
+
+    def keep_lag_of(self, assigned: set[tuple[str, int]]) -> int:
+        """Drop the lag series of partitions not in ``assigned``; returns how many.
+
+        >>> metrics = WorkerMetrics()
+        >>> metrics.set_lag("t", 0, 5), metrics.set_lag("t", 1, 7)
+        (None, None)
+        >>> metrics.keep_lag_of({("t", 1)}), b'partition="0"' in metrics.exposition()
+        (1, False)
+        """
+        keep = {(topic, str(partition)) for topic, partition in assigned}
+        gone = self._lag_series - keep
+        for key in gone:
+            self.consumer_lag.remove(*key)
+        self._lag_series -= gone
+        return len(gone)
 
     def forget_model(self, model: str) -> int:
         """Drop every statistic, threshold and alert-state series of ``model`` (its judge moved
