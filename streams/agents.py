@@ -30,6 +30,7 @@ from streams.agents_state import AlertLedger, JsonTableView
 from streams.ingest_rounds import Folded, offset_span, split_replay
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source, split_messages
+from streams.warmup_order import route_delta
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -161,7 +162,7 @@ def install_pipeline(
             labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
         )
         span = offset_span([(message.source, message.offset) for message in fresh])
-        return Folded(partition, events[0], deltas, last_offsets, batch_of(span))
+        return Folded(partition, events[0], deltas, last_offsets, batch_of(span), topics.partitions)
 
     def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
         """Label messages of ``partition`` not read yet (0 when the broker has not said)."""
@@ -221,7 +222,7 @@ def install_pipeline(
             await app.producer.flush()  # the intents are durable before any delta is out
         ordered = sorted(
             (
-                (delta, {"partition": result.partition, "batch": result.batch, "index": i})
+                (delta, {**result.origin, "index": i})
                 for result in publishing
                 for i, delta in enumerate(result.deltas)
             ),
@@ -305,8 +306,14 @@ def install_pipeline(
                     emitted.extend(kit.switch_reference(judge, envelope["reference"]))
                     metrics.reference_switches.inc()
                 elif record.accept(envelope.get("origin")):
-                    emitted.extend(kit.apply_delta(judge, envelope["delta"]))
-                    record.events += int(envelope["delta"].get("count", 0))
+                    reference = judge.settings.reference
+                    for state in route_delta(
+                        record, envelope["delta"], envelope.get("origin"),
+                        warming_up=judge.reference is None and reference.source == "warmup",
+                        warmup_events=reference.warmup_events,
+                    ):  # fmt: skip
+                        emitted.extend(kit.apply_delta(judge, state))
+                        record.events += int(state.get("count", 0))
                 else:
                     metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
             record.judge = kit.judge_state(judge)

@@ -77,6 +77,13 @@ class Folded:
     """Progress keys (``predictions:N``, ``labels:N``) -> last offset folded."""
     batch: list[int]
     """The batch id carried by the deltas' origin (see `streams.judge_record`)."""
+    partitions: int
+    """Partitions of the input topics (the judge orders the warm-up across all of them)."""
+
+    @property
+    def origin(self) -> dict[str, Any]:
+        """What each delta of this part carries besides its index."""
+        return {"partition": self.partition, "batch": self.batch, "partitions": self.partitions}
 
     def as_batch(self, intent: Sequence[int]) -> Folded:
         """The same fold published as the unfinished batch ``intent`` (a crash replay)."""

@@ -65,6 +65,11 @@ class JudgeRecord:
     """Prediction events in the deltas applied (warm-up included): equal to what was produced."""
     duplicates: int = 0
     """Deltas dropped because their batch had been applied."""
+    watermarks: dict[str, int] = field(default_factory=dict)
+    """Input partition -> latest event time (µs) of its deltas, while warming up."""
+    parked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Input partition -> its deltas ahead of the slowest partition during the warm-up,
+    merged (see `streams.warmup_order`)."""
 
     @classmethod
     def load(cls, value: Mapping[str, Any] | None) -> JudgeRecord:
@@ -79,6 +84,8 @@ class JudgeRecord:
             batches={k: [int(x) for x in v] for k, v in value.get("batches", {}).items()},
             events=int(value.get("events", 0)),
             duplicates=int(value.get("duplicates", 0)),
+            watermarks={k: int(v) for k, v in value.get("watermarks", {}).items()},
+            parked=dict(value.get("parked") or {}),
         )
 
     def dump(self) -> dict[str, Any]:
@@ -90,6 +97,8 @@ class JudgeRecord:
             "batches": self.batches,
             "events": self.events,
             "duplicates": self.duplicates,
+            "watermarks": self.watermarks,
+            "parked": self.parked,
         }
 
     def seen(self, offset: int) -> bool:

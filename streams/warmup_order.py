@@ -1,0 +1,85 @@
+"""The warm-up reference from the earliest events of every input partition, not the first to
+arrive.
+
+Workers fold their partitions independently, so during a catch-up or a replay a worker with
+fewer partitions runs ahead in event time and its deltas reach the judge first. A warm-up made
+of whatever arrives first would then hold later events (maybe the very change it should
+reveal). While a judge has no reference, a delta whose events start beyond the slowest input
+partition's event time (every partition's latest delta end, known from the deltas' origins)
+is parked: merged with the parked deltas of its partition (sketches: bounded however many
+events they hold), until every partition passed its end. Once the reference exists
+the parked deltas are applied first, then everything as it comes. A partition is waited
+for until it sent its first delta, unless the others sent a warm-up's worth each meanwhile (it
+has no traffic of the model: producers key by ``event_id``, so this is a safety net).
+
+>>> def delta(start, end, count=10):
+...     return {"format": 2, "model": "m", "model_version": None, "start_us": start,
+...             "end_us": end, "count": count, "outcomes": 0, "slices": {}}
+>>> record = JudgeRecord()
+>>> def route(d, p, warming_up=True):
+...     origin = {"partition": p, "batch": [0, 0, -1, -1], "index": 0, "partitions": 2}
+...     out = route_delta(record, d, origin, warming_up=warming_up, warmup_events=100)
+...     return [(s["start_us"], s["end_us"], s["count"]) for s in out]
+>>> route(delta(0, 9), 0)  # partition 1 not heard of yet: park
+[]
+>>> route(delta(0, 5), 1), route(delta(20, 29), 0)  # 0..5 is below both; 20.. is ahead
+([(0, 5, 10)], [])
+>>> route(delta(6, 12), 1)
+[(6, 12, 10)]
+>>> route(delta(13, 30), 1)  # every partition passed 29: partition 0's parked events go
+[(0, 29, 20)]
+>>> route(delta(31, 40), 0), route(delta(31, 35), 1)
+([(13, 30, 10)], [(31, 35, 10)])
+>>> route(delta(36, 39), 1, warming_up=False)  # reference exists: parked deltas go first
+[(31, 40, 10), (36, 39, 10)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.window import WindowDelta
+from streams.judge_record import JudgeRecord
+
+__all__ = ["route_delta"]
+
+
+def route_delta(
+    record: JudgeRecord,
+    delta: dict[str, Any],
+    origin: Mapping[str, Any] | None,
+    *,
+    warming_up: bool,
+    warmup_events: int,
+) -> list[dict[str, Any]]:
+    """The delta states to apply now, in order (none: ``delta`` was parked)."""
+    if not warming_up:
+        waiting = [record.parked[p] for p in sorted(record.parked, key=int)]
+        record.parked, record.watermarks = {}, {}
+        return [*waiting, delta]
+    start, end = delta.get("start_us"), delta.get("end_us")
+    if origin is None or "partitions" not in origin or start is None or end is None:
+        return [delta]  # from an older worker, or no events: nothing to order it by
+    source, partitions = str(int(origin["partition"])), int(origin["partitions"])
+    record.watermarks[source] = max(record.watermarks.get(source, end), int(end))
+    parked = record.parked.get(source)
+    if parked is not None and parked["model_version"] != delta["model_version"]:
+        return [delta]  # a version change: its own warm-up, not ours to reorder
+    record.parked[source] = _merged(parked, delta)
+    if len(record.watermarks) < partitions:
+        if sum(state["count"] for state in record.parked.values()) <= partitions * warmup_events:
+            return []
+        slowest = max(record.watermarks.values())  # a partition without traffic: stop waiting
+    else:
+        slowest = min(record.watermarks.values())
+    ready = sorted((p for p, state in record.parked.items() if state["end_us"] <= slowest), key=int)
+    return [record.parked.pop(p) for p in ready]
+
+
+def _merged(parked: dict[str, Any] | None, delta: dict[str, Any]) -> dict[str, Any]:
+    if parked is None:
+        return delta
+    into = WindowDelta.from_state(parked)
+    into.merge(WindowDelta.from_state(delta))
+    return into.to_state()
