@@ -125,6 +125,9 @@ def create_app(
         # (instead of 60) lets a restarted or surviving worker take over quickly.
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
+        # Table writes are one changelog message per key: with Faust's default linger of 0
+        # each went out in its own produce request (25k requests for 28k predictions).
+        "producer_linger": 0.005,
         "datadir": str(datadir or Path(".driftline") / "faust" / identity),
         "table_key_index_size": 100_000,
     }
