@@ -100,7 +100,7 @@ def install_pipeline(
     deadletter = raw_topic(topics.deadletter)
 
     def table(name: str, help_text: str) -> Any:
-        from streams.app import ROCKSDB_OPTIONS
+        from streams.app import MAX_STATE_MESSAGE_BYTES, ROCKSDB_OPTIONS
 
         options = dict(ROCKSDB_OPTIONS) if app.conf.store.scheme == "rocksdb" else None
         return app.Table(
@@ -110,6 +110,9 @@ def install_pipeline(
             partitions=topics.partitions,
             help=help_text,
             options=options,
+            # A judge's state grows with the model's features (~22 KB each with the default
+            # windows), a reference too: past Kafka's default 1 MB limit at ~45 features.
+            extra_topic_configs={"max.message.bytes": str(MAX_STATE_MESSAGE_BYTES)},
         )
 
     pending_table = table("join-pending", "Predictions waiting for their label, by event_id.")
@@ -257,10 +260,15 @@ def install_pipeline(
     """Model -> sketches partition it came from, for the models judged here since the worker
     started or took them over."""
     revoked_sketches: set[int] = set()
+    live_judges: dict[str, tuple[Any, JudgeRecord]] = {}
+    """Model -> its judge and record as this worker last stored them. Only the owner of a
+    model's sketches partition writes its state, so they stay right until a rebalance; they
+    spare every judge batch decoding and rebuilding the whole judge."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
+        live_judges.clear()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def forget_moved_models(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -294,33 +302,57 @@ def install_pipeline(
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)
         for model, envelopes in by_model.items():
-            record = JudgeRecord.load(judges.get(model))
-            judge = load_judge(model, partition, record)
-            emitted: list[Alert] = []
-            for offset, envelope in envelopes:
-                if record.seen(offset):
-                    metrics.duplicate_deltas.labels(reason="redelivered").inc()
-                    continue  # applied before the worker restarted (offset not committed)
-                record.sketches_offset = offset
-                if envelope.get("type") == "reference":
-                    emitted.extend(kit.switch_reference(judge, envelope["reference"]))
-                    metrics.reference_switches.inc()
-                elif record.accept(envelope.get("origin")):
-                    reference = judge.settings.reference
-                    for state in route_delta(
-                        record, envelope["delta"], envelope.get("origin"),
-                        warming_up=judge.reference is None and reference.source == "warmup",
-                        warmup_events=reference.warmup_events,
-                    ):  # fmt: skip
-                        emitted.extend(kit.apply_delta(judge, state))
-                        record.events += int(state.get("count", 0))
-                else:
-                    metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
-            record.judge = kit.judge_state(judge)
-            judges[model] = record.dump()
-            metrics.judged_events.labels(model=model).set(record.events)
+            try:
+                emitted = judge_envelopes(model, partition, envelopes)
+            except BaseException:
+                live_judges.pop(model, None)  # half-applied: the table has the last good state
+                raise
             for alert in emitted:
                 await publish_alert(alert)
+
+    def judge_envelopes(
+        model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]
+    ) -> list[Alert]:
+        """Apply one model's sketches messages; store its judge; the alerts to publish."""
+        if model in live_judges:
+            judge, record = live_judges[model]
+        else:
+            record = JudgeRecord.load(judges.get(model))
+            if record.judge is not None and record.judge.get("reference") is None:
+                record.judge["reference"] = judges.get(reference_key(model))
+            judge = load_judge(model, partition, record)
+        emitted: list[Alert] = []
+        for offset, envelope in envelopes:
+            if record.seen(offset):
+                metrics.duplicate_deltas.labels(reason="redelivered").inc()
+                continue  # applied before the worker restarted (offset not committed)
+            record.sketches_offset = offset
+            if envelope.get("type") == "reference":
+                emitted.extend(kit.switch_reference(judge, envelope["reference"]))
+                metrics.reference_switches.inc()
+            elif record.accept(envelope.get("origin")):
+                reference = judge.settings.reference
+                for state in route_delta(
+                    record, envelope["delta"], envelope.get("origin"),
+                    warming_up=judge.reference is None and reference.source == "warmup",
+                    warmup_events=reference.warmup_events,
+                ):  # fmt: skip
+                    emitted.extend(kit.apply_delta(judge, state))
+                    record.events += int(state.get("count", 0))
+            else:
+                metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
+        state = kit.judge_state(judge)
+        # The reference (a sample per feature) changes only when the model's does: it is
+        # stored under its own key, so a judge batch writes only what changed.
+        reference = state.pop("reference", None)
+        if reference is not None and reference.get("profile_id") != record.reference_id:
+            judges[reference_key(model)] = reference
+            record.reference_id = reference.get("profile_id")
+        record.judge = state
+        judges[model] = record.dump()
+        live_judges[model] = (judge, record)
+        metrics.judged_events.labels(model=model).set(record.events)
+        return emitted
 
     async def publish_alert(alert: Alert) -> None:
         metrics.set_alert_state(
@@ -385,6 +417,11 @@ def install_pipeline(
                 metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
         # A partition that moved to another worker is that worker's to report.
         metrics.keep_lag_of({(tp.topic, tp.partition) for tp in assigned})
+
+
+def reference_key(model: str) -> str:
+    """The judge table key of a model's reference (beside the model's own key)."""
+    return f"{model}\x00reference"
 
 
 def _dumps(value: Any) -> bytes:

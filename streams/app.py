@@ -22,9 +22,20 @@ if TYPE_CHECKING:
     from streams.agents_monitor import MonitorKit
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DEFAULT_STORE", "LiveApp", "app_id_for", "create_app", "faust_credentials"]
+__all__ = [
+    "DEFAULT_STORE",
+    "MAX_STATE_MESSAGE_BYTES",
+    "LiveApp",
+    "app_id_for",
+    "create_app",
+    "faust_credentials",
+]
 
 DEFAULT_STORE: Final = "rocksdb://"
+MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
+"""Largest table value (changelog message) a worker writes: a judge of a model with hundreds
+of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
+``max.message.bytes`` themselves."""
 # Modest RocksDB buffers: the defaults (64 MiB memtables x3, 2 GiB block cache) are sized for
 # one big table, we have several small ones per partition.
 ROCKSDB_OPTIONS: Final = {
@@ -128,6 +139,7 @@ def create_app(
         # Table writes are one changelog message per key: with Faust's default linger of 0
         # each went out in its own produce request (25k requests for 28k predictions).
         "producer_linger": 0.005,
+        "producer_max_request_size": MAX_STATE_MESSAGE_BYTES,
         "datadir": str(datadir or Path(".driftline") / "faust" / identity),
         "table_key_index_size": 100_000,
     }

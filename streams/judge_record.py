@@ -65,6 +65,9 @@ class JudgeRecord:
     """Prediction events in the deltas applied (warm-up included): equal to what was produced."""
     duplicates: int = 0
     """Deltas dropped because their batch had been applied."""
+    reference_id: str | None = None
+    """Profile id of the reference stored under the model's reference key (the judge state
+    is stored without it)."""
     watermarks: dict[str, int] = field(default_factory=dict)
     """Input partition -> latest event time (µs) of its deltas, while warming up."""
     parked: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -84,6 +87,7 @@ class JudgeRecord:
             batches={k: [int(x) for x in v] for k, v in value.get("batches", {}).items()},
             events=int(value.get("events", 0)),
             duplicates=int(value.get("duplicates", 0)),
+            reference_id=value.get("reference_id"),
             watermarks={k: int(v) for k, v in value.get("watermarks", {}).items()},
             parked=dict(value.get("parked") or {}),
         )
@@ -97,6 +101,7 @@ class JudgeRecord:
             "batches": self.batches,
             "events": self.events,
             "duplicates": self.duplicates,
+            "reference_id": self.reference_id,
             "watermarks": self.watermarks,
             "parked": self.parked,
         }
