@@ -14,6 +14,9 @@ model event (`set_reference`); deltas of other versions are ignored. `set_refere
 every firing alert (one ``resolved`` each, returned by the next `apply` or `flush`), then
 starts the windows and k-of-m histories afresh against the new profile.
 
+Mean shifts of numeric features page within events, before any window closes: every delta
+feeds the CUSUMs of ``detectors.judge_cusum``.
+
 Performance baseline: the reference's quality when it summarises >= ``baseline_labels``
 outcomes; else the outcomes joined after the warm-up accumulate (those windows' performance is
 not judged) until they do.
@@ -30,6 +33,7 @@ from typing import Any, Final
 from detectors.alerting import AlertBook, Reading, Status, build_alert, fingerprint
 from detectors.calibration import NullThresholds, per_test_alpha
 from detectors.evaluate import Evaluator, StatisticPoint, count_decisions
+from detectors.judge_cusum import MeanShiftMonitor, on_delta, on_window, suppresses
 from detectors.judge_state import Baseline, Coverage
 from detectors.profile_builder import profile_from_delta
 from detectors.sequential import SequentialDetector
@@ -93,6 +97,8 @@ class ModelJudge:
         self.baseline = Baseline()
         self.coverage = Coverage()
         self.sequential: SequentialDetector | None = None
+        self.mean_shift: MeanShiftMonitor | None = None
+        """The CUSUMs of numeric features (``detectors.judge_cusum``), once a reference exists."""
         self.known_new: set[str] = set()
         self.queued: list[Alert] = []
         self.windows = 0
@@ -135,6 +141,7 @@ class ModelJudge:
         params = self.settings.detectors.sequential.params
         extra: dict[str, Any] = dict(params)
         self.sequential = SequentialDetector(kind, **extra) if kind is not None else None
+        self.mean_shift = MeanShiftMonitor.build(profile, self.settings)
         self.known_new = set()
         self.candidates, self.current, self.recent = {}, None, []
         self.windows = 0
@@ -214,6 +221,8 @@ class ModelJudge:
     def _fill(self, delta: WindowDelta) -> list[Alert]:
         window = self.settings.window
         alerts: list[Alert] = []
+        if self.mean_shift is not None:  # sequential: pages before the window closes
+            alerts += on_delta(self, self.mean_shift, delta)
         if window.type == "time":
             # A time window closes when the first delta beyond its end arrives.
             span = int((window.slide or window.time_seconds or 0) * 1e6)
@@ -272,7 +281,7 @@ class ModelJudge:
         )
         start, end = window.start, window.end
         assert start is not None and end is not None
-        alerts: list[Alert] = []
+        alerts = [] if self.mean_shift is None else on_window(self, self.mean_shift, window)
         on_point, book, fingerprints = self.on_point, self.book, self._fingerprints
         sequential = self.sequential.kind if self.sequential is not None else None
         for reading in readings:
@@ -292,6 +301,8 @@ class ModelJudge:
                 key = fingerprints[what] = fingerprint(self.model, *what)
             if not reading.breached and key not in book.tracks:
                 continue  # a clean fingerprint with no history: nothing to record
+            if self.mean_shift is not None and suppresses(self, reading, key):
+                continue  # its feature's CUSUM is paging: one problem, one page
             last = {
                 "kind": reading.kind, "feature": reading.feature, "segment": reading.segment,
                 "detector": reading.detector, "statistic": reading.statistic,
@@ -358,6 +369,10 @@ class ModelJudge:
         step = int(window.slide or window.size)
         return step - (self.current.count if self.current else 0)
 
+    def events_until_step(self) -> int | None:
+        """Prediction events until the next offline CUSUM update (None without CUSUMs)."""
+        return None if self.mean_shift is None else self.mean_shift.events_until_step()
+
     def time_of_decision(self, next_event_us: int) -> int | None:
         """Event time (epoch us) from which events belong to the next time window."""
         window = self.settings.window
@@ -411,7 +426,10 @@ class ModelJudge:
         """Plain JSON: everything needed to continue exactly (thresholds are recomputed)."""
         from detectors.judge_state import judge_to_state
 
-        return judge_to_state(self)
+        state = judge_to_state(self)
+        if self.mean_shift is not None:
+            state["mean_shift"] = self.mean_shift.to_state()
+        return state
 
     @classmethod
     def from_state(
@@ -427,4 +445,6 @@ class ModelJudge:
         judge = cls(str(state["model"]), config, clock=clock, on_point=on_point,
                     profile_loader=None)  # fmt: skip
         judge_from_state(judge, state)
+        if judge.mean_shift is not None and state.get("mean_shift") is not None:
+            judge.mean_shift.load_state(state["mean_shift"])
         return judge

@@ -40,6 +40,7 @@ __all__ = [
     "DetectorsConfig",
     "FeatureKind",
     "JoinConfig",
+    "MeanShiftConfig",
     "ModelMonitorConfig",
     "MonitorConfig",
     "MonitorConfigError",
@@ -141,10 +142,23 @@ class SequentialConfig(_Section):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class MeanShiftConfig(_Section):
+    """A CUSUM per numeric feature (all traffic) that pages on a mean shift within events."""
+
+    enabled: bool = True
+    shift_sd: Annotated[float, Field(gt=0, le=10)] = 0.5
+    """Smallest mean shift worth detecting, in reference standard deviations (CUSUM k is half of
+    it); larger shifts are still detected, smaller ones slowly or not at all."""
+    step: Annotated[int, Field(ge=1, le=100_000)] = 50
+    """Offline (``driftline backtest``): events between CUSUM updates (live: every delta)."""
+
+
 class DetectorsConfig(_Section):
     numeric: NumericDetectors = NumericDetectors()
     categorical: CategoricalDetectors = CategoricalDetectors()
     sequential: SequentialConfig = SequentialConfig()
+    mean_shift: MeanShiftConfig = MeanShiftConfig()
+    """Sequential mean-shift detection (CUSUM) of numeric features, beside the window tests."""
     prediction: bool = True
     """Test the distribution of ``prediction`` (kind ``prediction_drift``)."""
     scores: bool = True

@@ -30,7 +30,7 @@ SHIFT_AT = 1_000
 PHASES = ((0, 2_000), (2_000, 2_500), (2_500, 3_000))
 """Event ranges per model: w1 alone (the alerts fire), w1 + w2, w2 alone."""
 MONITOR_YAML = "defaults:\n  reference:\n    warmup_events: 500\n  window:\n    size: 250\n"
-KS_X = 'detector="ks",feature="x",kind="feature_drift"'
+X_DRIFT = 'detector="cusum",feature="x",kind="feature_drift"'
 
 
 def _one_model_per_partition(partitions: int) -> dict[int, str]:
@@ -73,8 +73,8 @@ def _series(worker: ManagedProcess, model: str) -> dict[str, float]:
     }
 
 
-def _ks_x_firing(worker: ManagedProcess, model: str) -> bool:
-    key = f'driftline_alert_firing{{{KS_X},model="{model}"}}'
+def _x_drift_firing(worker: ManagedProcess, model: str) -> bool:
+    key = f'driftline_alert_firing{{{X_DRIFT},model="{model}"}}'
     return scrape(worker).get(key) == 1.0
 
 
@@ -115,10 +115,14 @@ def test_gauges_follow_the_judge_when_models_move(
         result = replay_events(settings, sorted(events, key=lambda e: e.timestamp), batch_size=200)
         assert result.failed == 0
 
-    def ks_x_alerts(found: list[dict[str, Any]]) -> dict[str, list[str]]:
+    def x_drift_alerts(found: list[dict[str, Any]]) -> dict[str, list[str]]:
         statuses: dict[str, list[str]] = {model: [] for model in models.values()}
         for alert in found:
-            if (alert["kind"], alert["feature"], alert["detector"]) == ("feature_drift", "x", "ks"):
+            if (alert["kind"], alert["feature"], alert["detector"]) == (
+                "feature_drift",
+                "x",
+                "cusum",
+            ):
                 statuses[alert["model"]].append(alert["status"])
         return statuses
 
@@ -127,11 +131,11 @@ def test_gauges_follow_the_judge_when_models_move(
     fired = read_topic(
         kafka_bootstrap,
         settings.topics.alerts,
-        until=lambda found: all(ks_x_alerts(found).values()),
+        until=lambda found: all(x_drift_alerts(found).values()),
         timeout=60,
     )
-    assert all(s == ["firing"] for s in ks_x_alerts(fired).values()), (fired, w1.log_tail())
-    assert wait_for(lambda: all(_ks_x_firing(w1, m) for m in models.values()), 15)
+    assert all(s == ["firing"] for s in x_drift_alerts(fired).values()), (fired, w1.log_tail())
+    assert wait_for(lambda: all(_x_drift_firing(w1, m) for m in models.values()), 15)
 
     # w2 joins: the models of the sketches partitions it takes leave w1's /metrics.
     w2 = start_worker("w2")
@@ -140,11 +144,11 @@ def test_gauges_follow_the_judge_when_models_move(
     kept = set(models.values()) - moved
     assert moved and kept, (moved, w1.log_tail(), w2.log_tail())
     assert wait_for(lambda: not any(_series(w1, m) for m in moved), 30), w1.log_tail()
-    assert all(_ks_x_firing(w1, m) for m in kept)  # a rebalance does not drop what stays
+    assert all(_x_drift_firing(w1, m) for m in kept)  # a rebalance does not drop what stays
 
     # More drifting traffic: w2 loads the moved judges and re-exports their firing alerts.
     replay(PHASES[1])
-    assert wait_for(lambda: all(_ks_x_firing(w2, m) for m in moved), 30), w2.log_tail()
+    assert wait_for(lambda: all(_x_drift_firing(w2, m) for m in moved), 30), w2.log_tail()
     for model in models.values():
         exporters = [w.name for w in (w1, w2) if _series(w, model)]
         assert exporters == (["w2"] if model in moved else ["w1"]), (model, exporters)
@@ -152,10 +156,10 @@ def test_gauges_follow_the_judge_when_models_move(
     # w1 stops: w2 judges every model and exports every firing alert.
     w1.stop()
     replay(PHASES[2])
-    assert wait_for(lambda: all(_ks_x_firing(w2, m) for m in models.values()), 45), w2.log_tail()
+    assert wait_for(lambda: all(_x_drift_firing(w2, m) for m in models.values()), 45), w2.log_tail()
     final = read_topic(
         kafka_bootstrap, settings.topics.alerts, until=lambda found: False, timeout=5
     )
-    # Each ks/x alert was published once: w2's gauges come from the judges' state.
-    assert all(s == ["firing"] for s in ks_x_alerts(final).values()), final
+    # Each x drift alert was published once: w2's gauges come from the judges' state.
+    assert all(s == ["firing"] for s in x_drift_alerts(final).values()), final
     assert w2.alive(), w2.log_tail()

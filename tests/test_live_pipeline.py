@@ -173,7 +173,7 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     assert ks_x, [k for k in samples if k.startswith("driftline_statistic")]
     assert (
         samples.get(
-            'driftline_alert_firing{detector="ks",feature="x",kind="feature_drift",model="churn"}'
+            'driftline_alert_firing{detector="cusum",feature="x",kind="feature_drift",model="churn"}'
         )
         == 1.0
     )

@@ -82,7 +82,7 @@ def test_set_reference_resolves_firing_alerts_exactly_once_and_starts_afresh() -
     monitor = FleetMonitor(config, clock=lambda: T0)
     drifting = events(rows(1000, 1, base)) + events(rows(1000, 2, shifted), start=1000)
     alerts = monitor.process(drifting)
-    assert ("firing", "feature_drift", "x", "ks", None) in keys(alerts)
+    assert ("firing", "feature_drift", "x", "cusum", None) in keys(alerts)  # mean-shift CUSUM
     # The retrainer promotes a model whose profile matches the drifted data.
     profile = profile_from_events(
         events(rows(1000, 3, shifted), start=5000), model="m", config=config
@@ -141,7 +141,7 @@ def test_profile_references_from_a_file_ignore_other_versions(tmp_path: Path) ->
     alerts = monitor.process(events(rows(1000, 2, shifted), version="8"))
     assert alerts == [] and monitor.judges["m"].ignored == 1000
     alerts = monitor.process(events(rows(1000, 3, shifted), start=2000, version="7"))
-    assert ("firing", "feature_drift", "x", "ks", None) in keys(alerts)
+    assert ("firing", "feature_drift", "x", "cusum", None) in keys(alerts)
     assert {a.reference.source for a in alerts} == {"profile"}
     # Without a path the judge waits for a promoted model event.
     waiting = FleetMonitor(small_config(reference={"source": "profile"}), clock=lambda: T0)
