@@ -99,6 +99,13 @@ class _TimedMonitor:
         finally:
             self.seconds += time.perf_counter() - started
 
+    def process_columns(self, columns: Any, labels: Any = ()) -> Any:
+        started = time.perf_counter()  # the columnar path run_backtest takes by default
+        try:
+            return self.inner.process_columns(columns, labels)
+        finally:
+            self.seconds += time.perf_counter() - started
+
     def finish(self) -> Any:
         started = time.perf_counter()
         try:
@@ -134,7 +141,7 @@ def driftline(predictions: Path, with_labels: bool) -> list[Row]:
             f"run_backtest: read + validate + monitor; {result.labels:,} labels; "
             f"{fired} alerts fired; {result.invalid_predictions} invalid rows"),
         Row("  of which FleetMonitor.process", result.predictions, inside,
-            f"reading + pydantic validation took the other {seconds - inside:.1f} s"),
+            f"reading + validation took the other {seconds - inside:.1f} s"),
     ]  # fmt: skip
 
 

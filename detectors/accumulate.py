@@ -30,7 +30,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter, itemgetter
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from detectors.sketches import CategoricalSketch, NumericSketch, category_key, u
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.events import PredictionEvent
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
+
+if TYPE_CHECKING:
+    from detectors.columns import PredictionColumns
 
 __all__ = ["SEGMENTS_PER_KEY_FACTOR", "PartitionAccumulator", "fold_outcomes", "fold_predictions"]
 
@@ -78,6 +81,13 @@ class PartitionAccumulator:
             fold_predictions(
                 self._delta(model, version), events, self.config.for_model(model), span=span
             )
+
+    def add_columns(self, columns: PredictionColumns) -> None:
+        """Fold columnar predictions: the same delta as ``add_predictions`` on their events."""
+        from detectors.accumulate_columns import fold_columns  # it builds on this module
+
+        delta = self._delta(columns.model, columns.model_version)
+        fold_columns(delta, columns, self.config.for_model(columns.model))
 
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for (model, version), group in _group(outcomes, _outcome_key).items():

@@ -28,6 +28,7 @@ from detectors.kernels import (
     ecdf_distances,
     histogram_counts,
     ks_distance,
+    ks_distances,
     ks_p_value,
     reference_bins,
 )
@@ -136,6 +137,9 @@ class Evaluator:
         self._ks: dict[tuple[int, int], float] = {}
         self._checks = CheckContext(alpha=alpha, config=config)
         self._everything = True
+        self._ks_batch: dict[tuple[str, str], float] = {}
+        """KS distances of the slice being judged, computed together (`_batch_ks`)."""
+        self._stacked: dict[tuple[int, ...], tuple[FloatArray, list[FloatArray]]] = {}
         detectors = config.detectors
         self._numeric_tests = list(
             dict.fromkeys([detectors.numeric.decide, *detectors.numeric.tests])
@@ -175,6 +179,7 @@ class Evaluator:
             )
             readings += checks
             missing = {r.feature for r in checks if r.detector == "missing_feature" and r.breached}
+            self._batch_ks(key, reference, part, missing)
             for name, feature in reference.features.items():
                 if name not in missing:
                     readings += self._drift(key, name, feature, part, "feature_drift", name)
@@ -250,7 +255,8 @@ class Evaluator:
             results["ks"] = (d, ks_p_value(d, values.size, m))
             results["wasserstein"] = (w, None)
         elif m and "ks" in tests:  # no Wasserstein wanted: the cheaper way to the same KS
-            d = ks_distance(ref.sorted, values)
+            batched = self._ks_batch.pop((kind, name), None)
+            d = ks_distance(ref.sorted, values) if batched is None else batched
             results["ks"] = (d, ks_p_value(d, values.size, m))
         if ref.bins is not None and ("psi" in tests or "jensen_shannon" in tests):
             psi, js = bins_statistics(ref.bins, histogram_counts(values, ref.edges, sketch.count))
@@ -287,6 +293,38 @@ class Evaluator:
                               test == tests[0], sketch.count, name)
             )  # fmt: skip
         return readings
+
+    def _batch_ks(
+        self, key: str, reference: SliceProfile, part: SliceDelta, missing: set[str | None]
+    ) -> None:
+        """The KS distances `_numeric` will want for this slice, all in one kernel call."""
+        self._ks_batch = {}
+        tests = self._numeric_tests if self._everything else self._numeric_tests[:1]
+        if "ks" not in tests or "wasserstein" in tests:
+            return
+        minimum = self.config.detectors.min_count
+        wanted: list[tuple[str, str, FeatureProfile, NumericSketch | None]] = [
+            ("feature_drift", name, feature, part.numeric.get(name))
+            for name, feature in reference.features.items() if name not in missing
+        ]  # fmt: skip
+        if self.config.detectors.prediction and reference.prediction is not None:
+            wanted.append(("prediction_drift", "", reference.prediction, part.prediction_numeric))
+        if self.config.detectors.scores:
+            for cls, feature in judged_scores(reference.scores).items():
+                wanted.append(("prediction_drift", f"score:{cls}", feature, part.scores.get(cls)))
+        pairs: dict[tuple[str, str], tuple[FloatArray, FloatArray]] = {}
+        for kind, name, feature, sketch in wanted:
+            if feature.kind != "numeric" or feature.count < minimum:
+                continue
+            if sketch is None or sketch.count < minimum:
+                continue
+            ref = self._reference.get((key, name))
+            if ref is None:
+                ref = self._reference[(key, name)] = _NumericReference.of(feature)
+            if ref.sorted.size:
+                pairs[(kind, name)] = (ref.sorted, sketch.reservoir)
+        if len(pairs) > 1:
+            self._ks_batch = ks_distances(pairs, self._stacked)
 
     def _categorical(
         self,

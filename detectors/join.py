@@ -12,6 +12,9 @@ offline); entries are short JSON lists holding only what quality statistics need
 
 >>> from datetime import UTC, datetime
 >>> from schemas.events import LabelEvent, PredictionEvent
+
+if TYPE_CHECKING:
+    from detectors.columns import PredictionColumns
 >>> t = datetime(2024, 5, 1, tzinfo=UTC)
 >>> joiner = LabelJoiner({}, {}, ttl_seconds=3600)
 >>> joiner.add_labels([LabelEvent(event_id="e1", model="m", timestamp=t, label=1)])
@@ -31,9 +34,13 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from schemas.events import LabelEvent, PredictionEvent
+
+if TYPE_CHECKING:
+    from detectors.columns import PredictionColumns
 
 __all__ = ["JoinStats", "LabelJoiner", "Outcome", "epoch_us", "from_epoch_us"]
 
@@ -160,6 +167,42 @@ class LabelJoiner:
                     held[2], at, int(held[0]), event.segment,
                 )
             )  # fmt: skip
+        return outcomes
+
+    def add_prediction_columns(self, columns: PredictionColumns) -> list[Outcome]:
+        """`add_predictions` for one model version's columns (same state, same outcomes)."""
+        model, version = columns.model, columns.model_version
+        ids, times = columns.event_ids, columns.times_us.tolist()
+        predictions, scores = columns.prediction_list(), columns.score_dicts()
+        segments: Iterable[dict[str, str] | None] = (
+            columns.segments if columns.segments is not None else repeat(None)
+        )
+        pending, early, stats = self.pending, self.early, self.stats
+        plain = type(pending) is dict and type(early) is dict and not early
+        if plain and pending.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            # No label waits and nothing repeats (offline, the common case): all pend.
+            entries = zip(times, repeat(model), repeat(version), predictions, scores, segments)
+            pending.update(zip(ids, map(list, entries), strict=False))
+            return []
+        outcomes: list[Outcome] = []
+        rows = zip(ids, times, predictions, scores, segments, strict=False)
+        for key, at, prediction, score, segment in rows:
+            if key in pending:
+                stats.duplicate_predictions += 1
+                continue
+            held = early.get(key)
+            if held is None:
+                pending[key] = [at, model, version, prediction, score, segment]
+                continue
+            del early[key]
+            pending[key] = [at]
+            if held[1] != model:
+                stats.model_mismatch += 1
+                continue
+            stats.joined += 1
+            outcomes.append(
+                Outcome(key, model, version, prediction, score, held[2], at, int(held[0]), segment)
+            )
         return outcomes
 
     def add_labels(

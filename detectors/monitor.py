@@ -30,8 +30,9 @@ from typing import Final
 import numpy as np
 
 from detectors.accumulate import PartitionAccumulator
+from detectors.columns import PredictionColumns
 from detectors.evaluate import StatisticPoint
-from detectors.join import LabelJoiner, epoch_us, from_epoch_us
+from detectors.join import LabelJoiner, Outcome, epoch_us, from_epoch_us
 from detectors.judge import ModelJudge
 from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import MonitorConfig
@@ -135,6 +136,9 @@ class FleetMonitor:
             need = judge.events_until_decision()
             if need is not None and done + max(need, 1) - 1 < where.size:
                 cut = min(cut, int(where[done + max(need, 1) - 1]) + 1)
+            step = judge.events_until_step()  # CUSUM updates: cut before the next step's first
+            if step is not None and done + step < where.size:  # prediction, so no window moves
+                cut = min(cut, int(where[done + step]))
             boundary = judge.time_of_decision(int(sorted_times[where[done]]))
             if boundary is not None:
                 index = int(np.searchsorted(sorted_times, boundary, side="left"))
@@ -154,6 +158,10 @@ class FleetMonitor:
         outcomes += self.joiner.add_labels(labels, times_us=label_times_us)
         self.accumulator.add_predictions(predictions, times_us=times_us)
         self.accumulator.add_outcomes(outcomes)
+        return self._settle(last_us)
+
+    def _settle(self, last_us: int) -> list[Alert]:
+        """Judge what the accumulator folded; expire the join now and then."""
         alerts: list[Alert] = []
         for delta in self.accumulator.drain():
             alerts += self.judge(delta.model).apply(delta)
@@ -166,9 +174,81 @@ class FleetMonitor:
             self._expired_us = self._now_us
         return alerts
 
+    def process_columns(
+        self, columns: Sequence[PredictionColumns], labels: Sequence[LabelEvent] = ()
+    ) -> list[Alert]:
+        """`process` for columnar predictions (one `PredictionColumns` per model version).
+
+        Chunks are cut where `process` cuts them and folded column-wise, so the alerts are
+        those of `process` on the same events (taken in the order of ``columns``).
+        """
+        parts = [part for part in columns if len(part)]
+        offsets = np.cumsum([0, *map(len, parts)])
+        n_pred = int(offsets[-1])
+        label_times = np.fromiter(
+            (epoch_us(label.timestamp) for label in labels), dtype=np.int64, count=len(labels)
+        )
+        times = np.concatenate([*(part.times_us for part in parts), label_times])
+        if times.size == 0:
+            return []
+        keys = times * 2 + (np.arange(times.size) >= n_pred)
+        order = np.argsort(keys, kind="stable")
+        sorted_times = times[order]
+        position = np.empty(times.size, dtype=np.int64)
+        position[order] = np.arange(times.size)
+        by_model: dict[str, list[np.ndarray]] = {}
+        for k, part in enumerate(parts):
+            by_model.setdefault(part.model, []).append(position[offsets[k] : offsets[k + 1]])
+        positions = {model: np.sort(np.concatenate(p)) for model, p in by_model.items()}
+        alerts: list[Alert] = []
+        start = 0
+        while start < times.size:
+            cut = self._next_cut(start, positions, sorted_times)
+            chunk = order[start:cut]
+            is_label = chunk >= n_pred
+            mine, theirs = chunk[~is_label], chunk[is_label] - n_pred
+            pieces = _pieces(parts, offsets, mine)
+            chunk_labels = [labels[j] for j in theirs.tolist()]
+            outcomes: list[Outcome] = []
+            for piece in pieces:
+                outcomes += self.joiner.add_prediction_columns(piece)
+            outcomes += self.joiner.add_labels(chunk_labels, times_us=label_times[theirs].tolist())
+            for piece in pieces:
+                self.accumulator.add_columns(piece)
+            self.accumulator.add_outcomes(outcomes)
+            alerts += self._settle(int(sorted_times[cut - 1]))
+            start = cut
+        return alerts
+
     def finish(self) -> list[Alert]:
         """End of input: alerts still queued (a partial last window is not judged)."""
         alerts: list[Alert] = []
         for model in sorted(self.judges):
             alerts += self.judges[model].flush()
         return alerts
+
+
+def _pieces(
+    parts: list[PredictionColumns], offsets: np.ndarray, rows: np.ndarray
+) -> list[PredictionColumns]:
+    """The rows (global positions, in event-time order) of each part, parts by first row."""
+    if rows.size == 0:
+        return []
+    if len(parts) == 1:
+        owner, order = None, [0]
+    else:
+        owner = np.searchsorted(offsets, rows, side="right") - 1
+        kinds, first = np.unique(owner, return_index=True)
+        order = kinds[np.argsort(first)].tolist()
+    pieces: list[PredictionColumns] = []
+    for k in order:
+        mine = rows if owner is None or len(order) == 1 else rows[owner == k]
+        local = mine - offsets[k]
+        lo, hi = int(local[0]), int(local[-1]) + 1
+        contiguous = hi - lo == local.size and bool((np.diff(local) == 1).all())
+        part = parts[k]
+        if contiguous and lo == 0 and hi == len(part):
+            pieces.append(part)
+        else:
+            pieces.append(part.take(slice(lo, hi) if contiguous else local.astype(np.intp)))
+    return pieces

@@ -417,9 +417,44 @@ def update_rows(sketches: Sequence[NumericSketch], block: npt.NDArray[Any]) -> N
     totals = np.add.reduce(rows, axis=1).tolist()  # per row, bitwise as a 1-d reduce
     lows = np.minimum.reduce(rows, axis=1).tolist()
     highs = np.maximum.reduce(rows, axis=1).tolist()
+    if _fill_fresh(sketches, rows, totals, lows, highs):
+        return
     for i, sketch in enumerate(sketches):
         run = (sketch.seed, sketch.count, zlib.crc32(rows[i].data), n)
         sketch._fold_finite(rows[i], totals[i], lows[i], highs[i], run)
+
+
+def _fill_fresh(
+    sketches: Sequence[NumericSketch],
+    rows: FloatArray,
+    totals: list[float],
+    lows: list[float],
+    highs: list[float],
+) -> bool:
+    """`update_rows` into empty sketches that keep every value (a fresh delta's, the common
+    case): what `NumericSketch._fold_finite` would set, with the deviations computed for all
+    rows at once. False (nothing changed) when any sketch is not such a one."""
+    n = rows.shape[1]
+    for sketch in sketches:
+        if type(sketch) is not NumericSketch or sketch.count or sketch.capacity < n:
+            return False
+    if not all(map(math.isfinite, totals)):
+        return False
+    rows = rows.copy()  # the sketches keep rows of it: never the caller's array
+    if n == 1:
+        means, m2s = totals, [0.0] * len(sketches)
+    else:
+        means = [total / n for total in totals]
+        dev = rows - np.array(means)[:, None]
+        m2s = [float(np.dot(row, row)) for row in dev]
+    for i, sketch in enumerate(sketches):
+        row = rows[i]
+        sketch.count = n
+        sketch._mean, sketch._m2, sketch._min, sketch._max = means[i], m2s[i], lows[i], highs[i]
+        sketch._sample = row
+        sketch._runs = [(sketch.seed, 0, zlib.crc32(row.data), n)]
+        sketch._keys = None
+    return True
 
 
 class CategoricalSketch:

@@ -73,30 +73,43 @@ def run_backtest(
     model: str | None = None,
     monitor_factory: Callable[..., Any] | None = None,
     switches: Sequence[tuple[datetime, str, Any]] = (),
+    columnar: bool = True,
 ) -> BacktestResult:
     """Run the monitor over the files, writing each alert to ``alerts_out`` as it is decided.
 
     ``switches`` are (event time, model, ReferenceProfile) of ``promoted`` model events: the
     model's reference switches when event time reaches them, as it does live.
-    ``monitor_factory(config, clock=, on_point=)`` defaults to ``FleetMonitor``. Raises
+    ``monitor_factory(config, clock=, on_point=)`` defaults to ``FleetMonitor``. ``columnar``:
+    read predictions into columns with bulk validation and feed ``process_columns`` (when the
+    monitor has it and no switch needs events); the alerts are the same. Raises
     ``streams.readers.InputFileError`` for a file that cannot be read at all.
     """
     from schemas.events import to_json_bytes
     from streams.monitor_feed import ReferenceSwitch, feed_monitor
     from streams.readers import MergeStats, merge_by_event_time, read_labels, read_predictions
+    from streams.readers_columns import ColumnReader, merge_rows_by_event_time
 
-    prediction_reader = read_predictions(
-        predictions, chunk_rows=chunk_rows, model=model, on_bytes=on_bytes
+    monitor = None
+    if monitor_factory is not None:  # a custom monitor reads columns if it has process_columns
+        monitor = monitor_factory(config, clock=clock, on_point=on_point)
+    # Columns validated in bulk, unless the monitor or reference switches need events.
+    columnar = (
+        columnar and not switches and (monitor is None or hasattr(monitor, "process_columns"))
     )
+    prediction_reader = (
+        ColumnReader(predictions, chunk_rows=chunk_rows, model=model, on_bytes=on_bytes)
+        if columnar else read_predictions(
+            predictions, chunk_rows=chunk_rows, model=model, on_bytes=on_bytes
+        )
+    )  # fmt: skip
     label_reader = (
         read_labels(labels, chunk_rows=chunk_rows, model=model, on_bytes=on_bytes)
         if labels is not None else None
     )  # fmt: skip
-    if monitor_factory is None:
+    if monitor is None:
         from detectors.monitor import FleetMonitor  # after the readers: bad tables fail first
 
-        monitor_factory = FleetMonitor
-    monitor = monitor_factory(config, clock=clock, on_point=on_point)
+        monitor = FleetMonitor(config, clock=clock, on_point=on_point)
     result, stats = BacktestResult(), MergeStats()
     started = time.perf_counter()
 
@@ -105,17 +118,24 @@ def run_backtest(
             alerts_out.write(to_json_bytes(alert) + b"\n")
         result.alerts.extend(alerts)
 
-    fed = feed_monitor(
-        monitor,
-        merge_by_event_time(
-            prediction_reader, label_reader if label_reader is not None else (), stats=stats
-        ),
-        emit,
-        [ReferenceSwitch(name, profile, at=at) for at, name, profile in switches],
-    )
-    result.predictions, result.labels, result.switches = (
-        fed.predictions, fed.labels, len(fed.switched)
-    )  # fmt: skip
+    label_chunks = label_reader if label_reader is not None else ()
+    if isinstance(prediction_reader, ColumnReader):
+        rows = prediction_reader.row_chunks()
+        for parts, batch_labels in merge_rows_by_event_time(rows, label_chunks, stats=stats):
+            result.predictions += sum(map(len, parts))
+            result.labels += len(batch_labels)
+            emit(monitor.process_columns(parts, batch_labels))
+        emit(monitor.finish())
+    else:
+        fed = feed_monitor(
+            monitor,
+            merge_by_event_time(prediction_reader, label_chunks, stats=stats),
+            emit,
+            [ReferenceSwitch(name, profile, at=at) for at, name, profile in switches],
+        )
+        result.predictions, result.labels, result.switches = (
+            fed.predictions, fed.labels, len(fed.switched)
+        )  # fmt: skip
     result.seconds = time.perf_counter() - started
     result.out_of_order = stats.out_of_order
     result.invalid_predictions = prediction_reader.invalid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import json
 import random
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from detectors.join import epoch_us
 from schemas.events import LabelEvent, PredictionEvent
 from streams.readers import (
     InputFileError,
@@ -23,6 +25,12 @@ from streams.readers import (
     read_events,
     read_labels,
     read_predictions,
+)
+from streams.readers_columns import (
+    ColumnReader,
+    _event_row,
+    bulk_times,
+    merge_rows_by_event_time,
 )
 from streams.synthetic import FORMATS, StreamFormat, generate_stream, write_stream
 
@@ -278,3 +286,140 @@ def test_merge_without_labels_and_with_empty_chunks() -> None:
     batches = list(merge_by_event_time([[], predictions[:4], [], predictions[4:]]))
     assert [e for ps, ls in batches for e in ps] == predictions
     assert all(ls == [] for _, ls in batches)
+
+
+# -- columnar reading (streams.readers_columns) ---------------------------------------------------
+
+
+def _same_as_event_reader(path: Path, chunk_rows: int = 10_000, **kwargs: Any) -> ColumnReader:
+    """Read ``path`` both ways: the same events per chunk, the same counts and errors."""
+    events = read_predictions(path, chunk_rows=chunk_rows, **kwargs)
+    columns = ColumnReader(path, chunk_rows=chunk_rows, **kwargs)
+    expected = [chunk for chunk in events if chunk]
+    got = [
+        [part.event(i) for part in parts for i in range(len(part))]
+        for parts in columns.column_chunks()
+    ]
+    got = [chunk for chunk in got if chunk]
+    assert [sorted(c, key=lambda e: e.event_id) for c in got] == [
+        sorted(c, key=lambda e: e.event_id) for c in expected
+    ]
+    assert (columns.valid, columns.invalid, columns.errors) == (
+        events.valid, events.invalid, events.errors
+    )  # fmt: skip
+    return columns
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_column_reader_reads_what_the_event_reader_reads(
+    tmp_path: Path, fmt: str, stream: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+) -> None:
+    pred_path, _ = write_stream(tmp_path, *stream, fmt)  # type: ignore[arg-type]
+    reader = _same_as_event_reader(pred_path, chunk_rows=128)
+    assert reader.valid == 600
+
+
+def test_column_reader_sends_bad_and_unusual_rows_the_per_row_way(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(_prediction(1)),
+        "{not json",
+        json.dumps({k: v for k, v in _prediction(3).items() if k != "prediction"}),
+        json.dumps(_prediction(4, scores={"1": 1})),  # an int score: valid, but per row
+        json.dumps(_prediction(5, colour="red")),
+        '{"event_id": "e6", "model": "m", "timestamp": "2024-05-01T00:00:00Z", '
+        '"features": {}, "prediction": NaN}',
+        json.dumps(_prediction(7, timestamp="2024-05-01T00:00:00")),
+        json.dumps(_prediction(8, timestamp="2024-02-30T00:00:00Z")),
+        json.dumps(_prediction(9, timestamp="2024-05-01 00:00:09+02:00")),  # space: per row
+        json.dumps(
+            {"batch_id": "b", "model": "m", "predictions": [_prediction(10), _prediction(11)]}
+        ),
+        json.dumps(_prediction(12, features={"x": "y" * 2000})),
+        json.dumps(_prediction(13, event_id="")),
+        json.dumps(_prediction(14, segment={"region": 5})),
+        json.dumps(_prediction(15, features={"x": 1.0, "": 2.0})),
+        json.dumps(_prediction(16)),
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    for size in (1, 2, 3, 100):  # chunks end after the same rows (envelopes stay whole)
+        reader = _same_as_event_reader(path, chunk_rows=size)
+    assert reader.valid == 6 and reader.invalid == 10  # line 10 holds two events
+    assert [error.line for error in reader.errors] == [2, 3, 5, 6, 7, 8, 11, 12, 13, 14]
+
+
+def test_column_reader_tabular_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "event_id,timestamp,prediction,amount,country,scores.1\n"
+        "1,2024-05-01T00:00:00Z,0.7,12.5,DE,0.7\n"
+        "2,2024-05-01T00:00:01Z,0.2,,FR,\n"
+        "3,yesterday,0.4,1,DE,0.4\n"
+        "4,2024-05-01T00:00:03+02:00,1,1,DE,1\n"
+        "5,2024-05-01T00:00:04Z,0.9,2,US,1.5\n"
+    )
+    reader = _same_as_event_reader(path, chunk_rows=2, model="m")
+    assert reader.valid == 3 and [e.line for e in reader.errors] == [4, 6]
+
+
+def test_bulk_times_reads_rfc3339_like_pydantic() -> None:
+    stamps = ["2024-05-01T00:00:00Z", "2024-05-01T02:00:00.5+02:00", "2024-04-30T23:00:00-01:00"]
+    got = bulk_times(stamps)
+    assert got is not None
+    expected = [PredictionEvent.model_validate(_prediction(0, timestamp=s)).timestamp
+                for s in stamps]  # fmt: skip
+    assert got.tolist() == [epoch_us(t) for t in expected]
+    for bad in ("2024-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2024-05-01T00:00:00+24:00",
+                "2024-05-01T00:00:00", "2024-05-01T00:00:00.1234567Z"):  # fmt: skip
+        assert bulk_times([stamps[0], bad]) is None
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_columnar_backtest_decides_what_the_event_backtest_decides(
+    tmp_path: Path, fmt: str, with_labels: bool
+) -> None:
+    from schemas.monitor_config import MonitorConfig
+    from streams.cli_backtest import run_backtest
+
+    predictions, labels = generate_stream(
+        seed=5, n_events=9000, features=5, shift_at=5000, label_delay_seconds=300.0,
+        label_fraction=0.7,
+    )  # fmt: skip
+    pred_path, label_path = write_stream(tmp_path, predictions, labels, fmt)  # type: ignore[arg-type]
+    lines = pred_path.read_bytes().splitlines(keepends=True) if fmt == "jsonl" else []
+    if lines:  # a few bad rows
+        lines[3], lines[4000] = b"{oops\n", lines[4000].replace(b'"prediction"', b'"pred"')
+        pred_path.write_bytes(b"".join(lines))
+    results = []
+    for bulk in (True, False):
+        results.append(run_backtest(
+            pred_path, label_path if with_labels else None, MonitorConfig(), io.BytesIO(),
+            clock=lambda: datetime(2030, 1, 1, tzinfo=UTC), chunk_rows=700, columnar=bulk,
+        ))  # fmt: skip
+    columnar, events = results
+    assert columnar.alerts == events.alerts and columnar.errors == events.errors
+    assert (columnar.predictions, columnar.labels, columnar.invalid_predictions) == (
+        events.predictions, events.labels, events.invalid_predictions
+    )  # fmt: skip
+    assert any(a.kind == "feature_drift" for a in events.alerts)
+
+
+def test_merge_rows_counts_late_rows_like_merge_by_event_time() -> None:
+    predictions, labels = _events(300, 2)
+    rows = [_event_row(e) for e in predictions]
+    late = rows[:100] + rows[200:] + rows[100:200]
+    stats, expected_stats = MergeStats(), MergeStats()
+    rng = random.Random(1)
+    label_chunks = _chunked(labels, rng)
+    got = list(merge_rows_by_event_time([late[:100], late[100:200], late[200:]], label_chunks,
+                                        stats=stats))  # fmt: skip
+    events_late = predictions[:100] + predictions[200:] + predictions[100:200]
+    expected = list(merge_by_event_time(
+        [events_late[:100], events_late[100:200], events_late[200:]], label_chunks,
+        stats=expected_stats,
+    ))  # fmt: skip
+    assert [([p.event(i).event_id for p in ps for i in range(len(p))], ls) for ps, ls in got] == [
+        ([e.event_id for e in ps], ls) for ps, ls in expected
+    ]
+    assert stats.out_of_order == expected_stats.out_of_order == 100
