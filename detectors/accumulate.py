@@ -44,7 +44,13 @@ from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
 if TYPE_CHECKING:
     from detectors.columns import PredictionColumns
 
-__all__ = ["SEGMENTS_PER_KEY_FACTOR", "PartitionAccumulator", "fold_outcomes", "fold_predictions"]
+__all__ = [
+    "SEGMENTS_PER_KEY_FACTOR",
+    "PartitionAccumulator",
+    "fold_outcomes",
+    "fold_prediction",
+    "fold_predictions",
+]
 
 SEGMENTS_PER_KEY_FACTOR: Final = 4
 """A delta keeps at most this many times ``segments.max_values`` values per segment key."""
@@ -214,15 +220,19 @@ def _fold_slice(
         for name in names:
             _fold_column(part, name, [row.get(name) for row in rows], config.features.get(name))
     if config.detectors.prediction:
-        numeric, categorical = _split([event.prediction for event in events], None)
-        if numeric is not None:
-            part.prediction_numeric = part.prediction_numeric or NumericSketch()
-            part.prediction_numeric.update(numeric)
-        if categorical:
-            part.prediction_categorical = part.prediction_categorical or CategoricalSketch()
-            part.prediction_categorical.update(categorical)
+        fold_prediction(part, *_split([event.prediction for event in events], None))
     if config.detectors.scores:
         _fold_scores(part, events)
+
+
+def fold_prediction(part: SliceDelta, numeric: np.ndarray | None, categorical: list[Any]) -> None:
+    """Fold a slice's predictions: numbers (as floats) and categorical values."""
+    if numeric is not None:
+        part.prediction_numeric = part.prediction_numeric or NumericSketch()
+        part.prediction_numeric.update(numeric)
+    if categorical:
+        part.prediction_categorical = part.prediction_categorical or CategoricalSketch()
+        part.prediction_categorical.update(categorical)
 
 
 def _fold_scores(part: SliceDelta, events: Sequence[PredictionEvent]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.accumulate import _fold_column, _segments, _split
+from detectors.accumulate import _fold_column, _segments, _split, fold_prediction
 from detectors.columns import ABSENT, NumericColumn, PredictionColumns
 from detectors.sketches import CategoricalSketch, NumericSketch, category_key, update_rows
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
@@ -140,12 +140,7 @@ def _fold_prediction(part: SliceDelta, prediction: npt.NDArray[np.float64] | lis
         numeric, categorical = prediction, []
     else:
         numeric, categorical = _split(prediction, None)
-    if numeric is not None:
-        part.prediction_numeric = part.prediction_numeric or NumericSketch()
-        part.prediction_numeric.update(numeric)
-    if categorical:
-        part.prediction_categorical = part.prediction_categorical or CategoricalSketch()
-        part.prediction_categorical.update(categorical)
+    fold_prediction(part, numeric, categorical)
 
 
 def _fold_scores(part: SliceDelta, scores: dict[str, npt.NDArray[np.float64]]) -> None:

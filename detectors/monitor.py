@@ -87,12 +87,7 @@ class FleetMonitor:
         )  # fmt: skip
         if times.size == 0:
             return []
-        # Predictions before labels at equal times; stable otherwise.
-        keys = times * 2 + (np.arange(times.size) >= n_pred)
-        order = np.argsort(keys, kind="stable")
-        sorted_times = times[order]
-        position = np.empty(times.size, dtype=np.int64)
-        position[order] = np.arange(times.size)
+        order, sorted_times, position = _event_time_order(times, n_pred)
         models = [event.model for event in predictions]
         if models and models.count(models[0]) == n_pred:  # the common case: one model
             positions = {models[0]: np.sort(position[:n_pred])}
@@ -191,11 +186,7 @@ class FleetMonitor:
         times = np.concatenate([*(part.times_us for part in parts), label_times])
         if times.size == 0:
             return []
-        keys = times * 2 + (np.arange(times.size) >= n_pred)
-        order = np.argsort(keys, kind="stable")
-        sorted_times = times[order]
-        position = np.empty(times.size, dtype=np.int64)
-        position[order] = np.arange(times.size)
+        order, sorted_times, position = _event_time_order(times, n_pred)
         by_model: dict[str, list[np.ndarray]] = {}
         for k, part in enumerate(parts):
             by_model.setdefault(part.model, []).append(position[offsets[k] : offsets[k + 1]])
@@ -252,3 +243,13 @@ def _pieces(
         else:
             pieces.append(part.take(slice(lo, hi) if contiguous else local.astype(np.intp)))
     return pieces
+
+
+def _event_time_order(times: np.ndarray, n_pred: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, sorted times, position of each input in that order) of predictions (the first
+    ``n_pred`` times) and labels: predictions before labels at equal times, stable otherwise."""
+    keys = times * 2 + (np.arange(times.size) >= n_pred)
+    order = np.argsort(keys, kind="stable")
+    position = np.empty(times.size, dtype=np.int64)
+    position[order] = np.arange(times.size)
+    return order, times[order], position
