@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -29,7 +31,7 @@ from rich.table import Table
 
 from detectors.columns import PredictionColumns, columns_of
 from detectors.monitor import FleetMonitor
-from schemas.events import LabelEvent, PredictionEvent
+from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import MonitorConfig
 
 FEATURES = 20
@@ -85,16 +87,28 @@ def feed(
     merged: list[PredictionEvent | LabelEvent] = sorted(
         [*predictions, *labels], key=lambda e: e.timestamp
     )
-    done, fired, partial = 0, 0, False
     batches = [
         ([e for e in part if isinstance(e, PredictionEvent)],
          [e for e in part if isinstance(e, LabelEvent)])
         for part in (merged[i : i + size] for i in range(0, len(merged), size))
     ]  # fmt: skip
+    return timed(f"FleetMonitor, batch {size:,}", monitor, batches, monitor.process, len, budget)
+
+
+def timed(
+    name: str,
+    monitor: FleetMonitor,
+    batches: Sequence[tuple[Any, list[LabelEvent]]],
+    process: Callable[[Any, list[LabelEvent]], list[Alert]],
+    count: Callable[[Any], int],
+    budget: float,
+) -> Run:
+    """Time ``process`` over ``batches`` (and ``finish``), stopping after ``budget`` s."""
+    done, fired, partial = 0, 0, False
     started = time.perf_counter()
     for batch_predictions, batch_labels in batches:
-        fired += sum(a.status == "firing" for a in monitor.process(batch_predictions, batch_labels))
-        done += len(batch_predictions)
+        fired += sum(a.status == "firing" for a in process(batch_predictions, batch_labels))
+        done += count(batch_predictions)
         if time.perf_counter() - started > budget:
             partial = True
             break
@@ -102,8 +116,7 @@ def feed(
         fired += sum(a.status == "firing" for a in monitor.finish())
     seconds = time.perf_counter() - started
     windows = sum(judge.windows for judge in monitor.judges.values())
-    return Run(f"FleetMonitor, batch {size:,}", done, seconds, partial,
-               f"{windows} windows judged, {fired} alerts fired")  # fmt: skip
+    return Run(name, done, seconds, partial, f"{windows} windows judged, {fired} alerts fired")
 
 
 def feed_columns(
@@ -124,22 +137,10 @@ def feed_columns(
     ]  # fmt: skip
     conversion = Run(f"PredictionColumns.from_events, batches of {size:,} (not in the rates)",
                      len(predictions), time.perf_counter() - started)  # fmt: skip
-    done, fired, partial = 0, 0, False
-    started = time.perf_counter()
-    for batch_columns, batch_labels in batches:
-        fired += sum(
-            a.status == "firing" for a in monitor.process_columns(batch_columns, batch_labels)
-        )
-        done += sum(map(len, batch_columns))
-        if time.perf_counter() - started > budget:
-            partial = True
-            break
-    else:
-        fired += sum(a.status == "firing" for a in monitor.finish())
-    seconds = time.perf_counter() - started
-    windows = sum(judge.windows for judge in monitor.judges.values())
-    run = Run(f"FleetMonitor.process_columns, batch {size:,}", done, seconds, partial,
-              f"{windows} windows judged, {fired} alerts fired")  # fmt: skip
+    run = timed(
+        f"FleetMonitor.process_columns, batch {size:,}", monitor, batches,
+        monitor.process_columns, lambda columns: sum(map(len, columns)), budget,
+    )  # fmt: skip
     return run, conversion
 
 
