@@ -14,9 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from schemas.events import PredictionEvent
     from streams.processes import ManagedProcess
 
-__all__ = ["read_topic", "scrape", "wait_for"]
+__all__ = ["read_topic", "scrape", "shifted_x_stream", "wait_for"]
 
 
 def read_topic(
@@ -79,3 +82,31 @@ def scrape(worker: ManagedProcess) -> dict[str, float]:
     from streams.processes import scrape_metrics
 
     return scrape_metrics(worker.banner.group(1))
+
+
+def shifted_x_stream(
+    *, model: str, id_prefix: str, seed: int, total: int, shift_at: int, start: datetime
+) -> list[PredictionEvent]:
+    """One event per second; ``x`` moves by 1.5 standard deviations at ``shift_at``, ``y`` and
+    ``plan`` never change. The same seed gives the same stream."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    from schemas.events import PredictionEvent
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, total)
+    x[shift_at:] += 1.5
+    y = rng.normal(5.0, 2.0, total)
+    plans = rng.choice(["free", "pro", "team"], total, p=[0.5, 0.3, 0.2])
+    return [
+        PredictionEvent(
+            event_id=f"{id_prefix}{i}",
+            model=model,
+            timestamp=start + timedelta(seconds=i),
+            features={"x": float(x[i]), "y": float(y[i]), "plan": str(plans[i])},
+            prediction=float(1 / (1 + np.exp(-y[i] + 5))),
+        )
+        for i in range(total)
+    ]

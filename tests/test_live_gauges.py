@@ -9,13 +9,12 @@ stops, w2 exports every firing alert.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from kafka_helpers import read_topic, scrape, wait_for
+from kafka_helpers import read_topic, scrape, shifted_x_stream, wait_for
 
 from schemas.events import PredictionEvent
 from schemas.settings import Settings
@@ -45,22 +44,11 @@ def _one_model_per_partition(partitions: int) -> dict[int, str]:
 
 def _stream(model: str, seed: int, phase: tuple[int, int]) -> list[PredictionEvent]:
     """``x`` moves by 1.5 standard deviations at SHIFT_AT; the same seed, the same stream."""
-    rng = np.random.default_rng(seed)
-    total = PHASES[-1][1]
-    x = rng.normal(0.0, 1.0, total)
-    x[SHIFT_AT:] += 1.5
-    y = rng.normal(5.0, 2.0, total)
-    plans = rng.choice(["free", "pro", "team"], total, p=[0.5, 0.3, 0.2])
-    return [
-        PredictionEvent(
-            event_id=f"{model}-{i}",
-            model=model,
-            timestamp=START + timedelta(seconds=i),
-            features={"x": float(x[i]), "y": float(y[i]), "plan": str(plans[i])},
-            prediction=float(1 / (1 + np.exp(-y[i] + 5))),
-        )
-        for i in range(*phase)
-    ]
+    stream = shifted_x_stream(
+        model=model, id_prefix=f"{model}-", seed=seed, total=PHASES[-1][1], shift_at=SHIFT_AT,
+        start=START,
+    )  # fmt: skip
+    return stream[slice(*phase)]
 
 
 def _series(worker: ManagedProcess, model: str) -> dict[str, float]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from kafka_helpers import read_topic, scrape, wait_for
+from kafka_helpers import read_topic, scrape, shifted_x_stream, wait_for
 
 from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
@@ -105,23 +105,9 @@ START = datetime(2024, 5, 1, tzinfo=UTC)
 
 def _shifted_stream(seed: int = 7) -> list[PredictionEvent]:
     """``x`` moves by 1.5 standard deviations at SHIFT_AT; ``y`` and ``plan`` never change."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.0, 1.0, TOTAL)
-    x[SHIFT_AT:] += 1.5
-    y = rng.normal(5.0, 2.0, TOTAL)
-    plans = rng.choice(["free", "pro", "team"], TOTAL, p=[0.5, 0.3, 0.2])
-    return [
-        PredictionEvent(
-            event_id=f"s-{i}",
-            model="churn",
-            timestamp=START + timedelta(seconds=i),
-            features={"x": float(x[i]), "y": float(y[i]), "plan": str(plans[i])},
-            prediction=float(1 / (1 + np.exp(-y[i] + 5))),
-        )
-        for i in range(TOTAL)
-    ]
+    return shifted_x_stream(
+        model="churn", id_prefix="s-", seed=seed, total=TOTAL, shift_at=SHIFT_AT, start=START
+    )
 
 
 def _alerts(
