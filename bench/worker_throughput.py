@@ -183,7 +183,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--only", default="a,b,c,d,e,s", help="subset of a,b,c,d,e,s")
     parser.add_argument("--baseline-python", default=None, help="python with quixstreams")
-    parser.add_argument("--profile", type=Path, default=None, help="cProfile row a's worker")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile row a's worker (b's with --only b)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep topics and logs")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -216,7 +218,7 @@ def main() -> int:
             for key, settings, prefix in (("a", settings_a, prefix_a), ("b", settings_b, prefix_b)):
                 if key not in only:
                     continue
-                profile = args.profile if key == "a" else None
+                profile = args.profile if key == ("a" if "a" in only else "b") else None
                 probe = start_worker(procs, f"worker-{key}", args.bootstrap, prefix,
                                      workdir / f"data-{key}", profile)  # fmt: skip
                 rows[key] = measured = worker_throughput(

@@ -28,6 +28,7 @@ from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
 from streams.ingest_rounds import Folded, offset_span, split_replay
+from streams.join_batch import changes_of, entries_of
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source, split_messages
 from streams.warmup_order import route_delta
@@ -99,24 +100,38 @@ def install_pipeline(
     alerts = raw_topic(topics.alerts)
     deadletter = raw_topic(topics.deadletter)
 
-    def table(name: str, help_text: str) -> Any:
+    def table(name: str, help_text: str, journal_retention: float | None = None) -> Any:
         from streams.app import MAX_STATE_MESSAGE_BYTES, ROCKSDB_OPTIONS
+        from streams.journal_table import JournalTable
 
         options = dict(ROCKSDB_OPTIONS) if app.conf.store.scheme == "rocksdb" else None
-        return app.Table(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=topics.partitions,
-            help=help_text,
-            options=options,
+        common: dict[str, Any] = {
+            "name": name,
+            "key_type": bytes,
+            "value_type": bytes,
+            "partitions": topics.partitions,
+            "help": help_text,
+            "options": options,
             # A judge's state grows with the model's features (~22 KB each with the default
             # windows), a reference too: past Kafka's default 1 MB limit at ~45 features.
-            extra_topic_configs={"max.message.bytes": str(MAX_STATE_MESSAGE_BYTES)},
+            "extra_topic_configs": {"max.message.bytes": str(MAX_STATE_MESSAGE_BYTES)},
+        }
+        if journal_retention is None:
+            return app.Table(**common)
+        journal = JournalTable(
+            app, beacon=app.tables.beacon, retention_seconds=journal_retention, **common
         )
+        return app.tables.add(journal)
 
-    pending_table = table("join-pending", "Predictions waiting for their label, by event_id.")
-    early_table = table("join-early", "Labels that arrived before their prediction.")
+    # The join writes a key per event: its tables log one journal per partition batch.
+    journal_retention = 2 * kit.join_ttl_seconds
+    pending_table = table(
+        "join-predictions", "Predictions waiting for their label, by event_id.",
+        journal_retention,
+    )  # fmt: skip
+    early_table = table(
+        "join-labels", "Labels that arrived before their prediction.", journal_retention
+    )
     progress_table = table("ingest-progress", "Last offset folded into a published delta.")
     judge_table = table("judge-state", "Per-model judge state (windows, detectors, reference).")
     ledger_table = table("alert-ledger", "Last published alert status per fingerprint.")
@@ -154,16 +169,30 @@ def install_pipeline(
         metrics.events_in.labels(source="predictions").inc(len(split.predictions))
         metrics.events_in.labels(source="labels").inc(len(split.labels))
         dead_letters.extend(split.dead_letters)
+        # The join works on the batch's entries as plain dicts; what it changed is written
+        # back at once, then the partition is expired now and then (that scans the table).
+        ids = [*(event.event_id for event in split.predictions),
+               *(label.event_id for label in split.labels)]  # fmt: skip
+        pending_before = entries_of(pending_table, partition, ids)
+        early_before = entries_of(early_table, partition, ids)
+        pending_now, early_now = dict(pending_before), dict(early_before)
         deltas = kit.fold_partition(
-            pending,
-            early,
+            pending_now,
+            early_now,
             split.predictions,
             split.labels,
             metrics,
-            partition=partition,
-            partitions=topics.partitions,
             labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
         )
+        pending_table.write_many(partition, changes_of(pending_before, pending_now))
+        early_table.write_many(partition, changes_of(early_before, early_now))
+        kit.expire_partition(
+            pending, early, split.predictions, split.labels, metrics,
+            partition=partition, partitions=topics.partitions,
+        )  # fmt: skip
+        # One changelog message per join table for the whole partition batch.
+        pending_table.flush_journal(partition)
+        early_table.flush_journal(partition)
         span = offset_span([(message.source, message.offset) for message in fresh])
         return Folded(partition, events[0], deltas, last_offsets, batch_of(span), topics.partitions)
 
@@ -205,6 +234,14 @@ def install_pipeline(
             if round_:
                 await ingest_round(round_)
 
+    async def flush_table_writes() -> None:
+        # Faust's flush stops draining its send-soon buffer (table writes) when one message
+        # takes over 0.1 s, which a loaded worker sees; deltas sent after it could overtake.
+        producer = app.producer
+        await producer.flush()
+        while producer.buffer.size:
+            await producer.flush()
+
     async def ingest_round(parts: Sequence[tuple[int, list[Event], list[int] | None]]) -> None:
         """Intents first (flushed), then the deltas, then the progress offsets."""
         folded: list[Folded] = []
@@ -222,7 +259,7 @@ def install_pipeline(
             _as_current(result.first)
             progress[f"intent:{result.partition}"] = result.batch
         if publishing:
-            await app.producer.flush()  # the intents are durable before any delta is out
+            await flush_table_writes()  # the intents are durable before any delta is out
         ordered = sorted(
             (
                 (delta, {**result.origin, "index": i})

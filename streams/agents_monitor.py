@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
-from detectors.join import LabelJoiner
+from detectors.join import JoinStats, LabelJoiner
 from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import MonitorConfig
 from schemas.settings import Settings
@@ -122,33 +122,33 @@ class MonitorKit:
                 observe_latency(joined.latency_seconds)
             accumulator.add_outcomes(outcomes)
             out.extend(self._drain(accumulator, labels_behind))
-        if partition is not None and (predictions or labels):
-            self._maybe_expire(joiner, partition, partitions, predictions, labels)
-        stats = joiner.stats
-        for outcome, count in (
-            ("hit", stats.joined),
-            ("early", stats.early),
-            ("duplicate", stats.duplicate_labels),
-            ("orphan", stats.orphans),
-            ("expired", stats.unlabelled),
-        ):
-            if count:
-                metrics.join_outcomes.labels(outcome=outcome).inc(count)
+        _count_outcomes(joiner.stats, metrics)
+        if partition is not None:
+            self.expire_partition(
+                pending, early, predictions, labels, metrics,
+                partition=partition, partitions=partitions,
+            )  # fmt: skip
         return out
 
-    def _maybe_expire(
+    def expire_partition(
         self,
-        joiner: LabelJoiner,
-        partition: int,
-        partitions: int,
+        pending: MutableMapping[str, Any],
+        early: MutableMapping[str, Any],
         predictions: Sequence[PredictionEvent],
         labels: Sequence[LabelEvent],
+        metrics: WorkerMetrics,
+        *,
+        partition: int,
+        partitions: int,
     ) -> None:
         """Forget this partition's join entries older than the TTL, now and then.
 
-        Only keys that hash to ``partition`` are touched: a worker's local table holds every
+        Called after each fold with the batch's events (their newest time is "now"). Only
+        keys that hash to ``partition`` are touched: a worker's local table holds every
         partition it owns, and a delete is logged to the changelog of the current partition.
         """
+        if not (predictions or labels):
+            return
         newest = max(
             [event.timestamp for event in predictions[-1:]]
             + [event.timestamp for event in labels[-1:]]
@@ -159,13 +159,12 @@ class MonitorKit:
             return
         self._expired_at[partition] = now
         scoped = LabelJoiner(
-            PartitionKeys(joiner.pending, partition, partitions),
-            PartitionKeys(joiner.early, partition, partitions),
+            PartitionKeys(pending, partition, partitions),
+            PartitionKeys(early, partition, partitions),
             ttl_seconds=self.join_ttl_seconds,
         )
         scoped.expire(newest)
-        joiner.stats.orphans += scoped.stats.orphans
-        joiner.stats.unlabelled += scoped.stats.unlabelled
+        _count_outcomes(scoped.stats, metrics)
 
     @staticmethod
     def _drain(accumulator: Any, labels_behind: bool) -> list[DeltaOut]:
@@ -226,6 +225,18 @@ class MonitorKit:
         if not isinstance(loaded, dict):
             raise ValueError(f"reference file {str(path)!r} must hold a JSON object")
         return loaded
+
+
+def _count_outcomes(stats: JoinStats, metrics: WorkerMetrics) -> None:
+    for outcome, count in (
+        ("hit", stats.joined),
+        ("early", stats.early),
+        ("duplicate", stats.duplicate_labels),
+        ("orphan", stats.orphans),
+        ("expired", stats.unlabelled),
+    ):
+        if count:
+            metrics.join_outcomes.labels(outcome=outcome).inc(count)
 
 
 class PartitionKeys(MutableMapping[str, Any]):

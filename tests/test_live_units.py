@@ -145,16 +145,18 @@ def test_factory_derives_group_and_changelogs_from_the_topic_prefix(tmp_path: Pa
     assert app.conf.topic_partitions == 4
     assert app.conf.web_enabled is False
     assert set(app.tables.keys()) == {
-        "join-pending",
-        "join-early",
+        "join-predictions",
+        "join-labels",
         "ingest-progress",
         "judge-state",
         "alert-ledger",
     }
-    assert (
-        app.tables["join-pending"].changelog_topic.get_topic_name()
-        == "unit.worker-join-pending-changelog"
-    )
+    join_log = app.tables["join-predictions"].changelog_topic
+    assert join_log.get_topic_name() == "unit.worker-join-predictions-changelog"
+    # Journals have unique keys: time retention (2 x the join TTL), not compaction.
+    assert (join_log.compacting, join_log.deleting) == (False, True)
+    assert join_log.retention == 2 * 7 * 24 * 3600
+    assert app.tables["judge-state"].changelog_topic.compacting is True
     agent_topics = {
         name: set(agent.channel.topics)
         for name, agent in ((a.name.rsplit(".", 1)[-1], a) for a in app.agents.values())

@@ -1,0 +1,52 @@
+"""A partition batch's share of the join tables, as plain dicts, and what the batch changed.
+
+The ingest reads the entries of every event_id in a batch with one lookup per table, lets the
+pure `LabelJoiner` work on plain dicts (its fast path), and writes back only what changed, in
+one write and one changelog journal per table (`streams.journal_table`).
+
+>>> before = {"e-1": [5, "m", None, 1, None, None], "e-2": [6, "m", None, 0, None, None]}
+>>> after = dict(before)
+>>> after["e-1"] = [5]          # joined: only its time stays, to spot duplicate labels
+>>> del after["e-2"]
+>>> after["e-3"] = [7, "m", None, 1, None, None]
+>>> changes_of(before, after)
+{b'e-1': b'[5]', b'e-3': b'[7,"m",null,1,null,null]', b'e-2': None}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+__all__ = ["BatchStore", "changes_of", "entries_of"]
+
+
+class BatchStore(Protocol):
+    """What the ingest needs of a join table (a `JournalTable`)."""
+
+    def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]: ...
+
+
+def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> dict[str, Any]:
+    """The join entries ``table`` holds for ``event_ids`` in ``partition`` (decoded)."""
+    keys = list(dict.fromkeys(key.encode() for key in event_ids))
+    if not keys:
+        return {}
+    return {key.decode(): json.loads(raw) for key, raw in table.read_many(partition, keys).items()}
+
+
+def changes_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[bytes, bytes | None]:
+    """Encoded writes (None: delete) that turn ``before`` into ``after``.
+
+    The joiner never mutates an entry in place (it stores new lists), so an entry that is not
+    the very object read before is new or changed.
+    """
+    changes: dict[bytes, bytes | None] = {
+        key.encode(): json.dumps(value, separators=(",", ":")).encode()
+        for key, value in after.items()
+        if before.get(key) is not value
+    }
+    for key in before.keys() - after.keys():
+        changes[key.encode()] = None
+    return changes

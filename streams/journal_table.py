@@ -1,0 +1,190 @@
+"""A Faust table whose changelog carries one message per batch of writes instead of one per key.
+
+The label join writes a key per prediction and per label: with Faust's `Table` that was one
+changelog message per event, the ingest's largest cost. A `JournalTable` keeps every key in its
+store as usual (RocksDB or memory) but collects the writes of each partition in a *journal*;
+`flush_journal` sends it as one changelog message. Recovery (and standby replicas) expand each
+journal back into its keys before they reach the store, so the store looks exactly as if every
+key had been logged one by one.
+
+Journal keys are unique, so compaction could never drop one: the changelog uses time retention
+instead (``retention`` seconds, twice the join TTL by default). Kafka deletes the oldest
+segments first, and a journal that old only holds entries the TTL expired long ago; the later
+journals that overwrote or deleted them are still there, so nothing comes back to life.
+
+>>> journal = {b"e-1": b'[1,"m"]', b"e-2": None}
+>>> decode_journal(encode_journal(journal)) == journal
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from faust import Table
+from faust.types import TP, EventT
+
+__all__ = ["JOURNAL_FORMAT", "JournalTable", "decode_journal", "encode_journal"]
+
+JOURNAL_FORMAT: Final = 1
+JOURNAL_KEY: Final = b"\x00journal"
+"""Changelog key of every journal (the topic is not compacted: any constant does)."""
+MAX_JOURNAL_BYTES: Final = 4 << 20
+"""A partition's journal is sent once it holds about this much, even within a batch."""
+
+
+def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
+    """Keys and values as text (``surrogateescape`` keeps any bytes), None for a delete."""
+    pairs = [
+        [_text(key), None if value is None else _text(value)] for key, value in changes.items()
+    ]
+    return json.dumps({"format": JOURNAL_FORMAT, "changes": pairs}, separators=(",", ":")).encode()
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def decode_journal(raw: bytes) -> dict[bytes, bytes | None]:
+    """The changes of one journal message, in the order they were made."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
+        raise ValueError(
+            f"not a driftline join journal (format {JOURNAL_FORMAT}): the changelog holds "
+            f"other data; delete the changelog topic or use a new topic prefix"
+        )
+    return {
+        key.encode("utf-8", "surrogateescape"): (
+            None if value is None else value.encode("utf-8", "surrogateescape")
+        )
+        for key, value in data["changes"]
+    }
+
+
+@dataclass(frozen=True)
+class _Message:
+    """The parts of a changelog message a Faust store's ``apply_changelog_batch`` reads."""
+
+    tp: TP
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class _KeyEvent:
+    """One key of a journal, shaped like the changelog event of a per-key write."""
+
+    message: _Message
+
+    @property
+    def key(self) -> bytes:
+        return self.message.key
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
+
+def expand_journals(batch: Iterable[EventT[Any]]) -> Iterator[_KeyEvent]:
+    """Every key write of every journal in ``batch``, at its journal's partition and offset."""
+    for event in batch:
+        message = event.message
+        if message.value is None:
+            continue  # nothing deletes a journal; a tombstone would carry no changes
+        for key, value in decode_journal(message.value).items():
+            yield _KeyEvent(_Message(message.tp, message.partition, message.offset, key, value))
+
+
+class JournalTable(Table[bytes, bytes]):
+    """A raw-bytes `Table` whose writes are logged per partition batch (see module doc)."""
+
+    def __init__(self, *args: Any, retention_seconds: float, **kwargs: Any) -> None:
+        self._retention_seconds = retention_seconds
+        self._journals: dict[int, dict[bytes, bytes | None]] = {}
+        self._journal_bytes: dict[int, int] = {}
+        super().__init__(*args, **kwargs)
+
+    def _new_changelog_topic(self, **kwargs: Any) -> Any:
+        return super()._new_changelog_topic(
+            retention=self._retention_seconds, compacting=False, deleting=True
+        )
+
+    def on_key_set(self, key: bytes, value: bytes) -> None:
+        self._note(self._current_partition(key), key, value)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: bytes) -> None:
+        self._note(self._current_partition(key), key, None)
+        self._sensor_on_del(self, key)
+
+    def _current_partition(self, key: bytes) -> int:
+        partition = self.partition_for_key(key)
+        assert partition is not None  # tables here never use the partitioner
+        return int(partition)
+
+    def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
+        """The values of those ``keys`` that ``partition``'s store holds, in one lookup."""
+        store = self.data
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one multi-get
+            values = store._db_for_partition(partition)[keys]
+            found = zip(keys, values, strict=True)
+            return {key: value for key, value in found if value is not None}
+        held = store.data  # the memory store's dict (all partitions)
+        return {key: held[key] for key in keys if held.get(key) is not None}
+
+    def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
+        """Write (None: delete) ``changes`` to ``partition``'s store and journal at once.
+
+        Bypasses the per-key `Table` machinery (current event, sensors, key index) that cost
+        more than the join itself; reads through the table still see every write.
+        """
+        store = self.data
+        if hasattr(store, "_db_for_partition"):
+            from rocksdict import WriteBatch
+
+            batch = WriteBatch(raw_mode=True)
+            for key, value in changes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            store._db_for_partition(partition).write(batch)
+        else:
+            held = store.data
+            for key, value in changes.items():
+                if value is None:
+                    held.pop(key, None)
+                else:
+                    held[key] = value
+        for key, value in changes.items():
+            self._note(partition, key, value)
+
+    def _note(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self._journals.setdefault(partition, {})[key] = value
+        size = self._journal_bytes.get(partition, 0) + len(key) + len(value or b"")
+        self._journal_bytes[partition] = size
+        if size >= MAX_JOURNAL_BYTES:
+            self.flush_journal(partition)
+
+    def flush_journal(self, partition: int) -> bool:
+        """Send ``partition``'s journal to the changelog (False: nothing was written)."""
+        changes = self._journals.pop(partition, None)
+        self._journal_bytes.pop(partition, None)
+        if not changes:
+            return False
+        self.send_changelog(partition, JOURNAL_KEY, encode_journal(changes))
+        return True
+
+    def flush_journals(self) -> int:
+        """Send every partition's journal; the number sent."""
+        return sum(self.flush_journal(partition) for partition in list(self._journals))
+
+    def apply_changelog_batch(self, batch: Iterable[EventT[Any]]) -> None:
+        # The store reads only ``.message`` (and ``.key``/``.value``) of each event.
+        keys: list[Any] = list(expand_journals(batch))
+        self.data.apply_changelog_batch(keys, to_key=self._to_key, to_value=self._to_value)
