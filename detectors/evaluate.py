@@ -22,8 +22,10 @@ from detectors.alerting import Reading
 from detectors.calibration import NullThresholds, chi_square_threshold, ks_threshold
 from detectors.evaluate_checks import CheckContext, data_quality_readings, quality_readings
 from detectors.kernels import (
+    CategoricalReference,
     ReferenceBins,
     bins_statistics,
+    categorical_reference,
     categorical_statistics,
     ecdf_distances,
     histogram_counts,
@@ -133,6 +135,7 @@ class Evaluator:
         self.alpha = alpha
         self.thresholds = thresholds or NullThresholds()
         self._reference: dict[tuple[str, str], _NumericReference] = {}
+        self._categories: dict[tuple[str, str], CategoricalReference] = {}
         self._thresholds: dict[tuple[str, str, str, int], float] = {}
         self._ks: dict[tuple[int, int], float] = {}
         self._checks = CheckContext(alpha=alpha, config=config)
@@ -339,7 +342,10 @@ class Evaluator:
         tests = self._categorical_tests if self._everything else self._categorical_tests[:1]
         ref, cur = feature.categories, sketch.counts
         n = sum(cur.values())
-        results = categorical_statistics(ref, cur)
+        reference = self._categories.get((key, name))
+        if reference is None:
+            reference = self._categories[(key, name)] = categorical_reference(ref)
+        results = categorical_statistics(ref, cur, reference)
         readings = []
         for test in tests:
             if test == "chi_square":

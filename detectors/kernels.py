@@ -31,8 +31,10 @@ from detectors.stats import PSI_EPSILON
 
 __all__ = [
     "RARE_EXPECTED",
+    "CategoricalReference",
     "ReferenceBins",
     "bins_statistics",
+    "categorical_reference",
     "categorical_statistics",
     "chi_square_counts",
     "ecdf_distances",
@@ -287,16 +289,43 @@ def chi_square_counts(ref: FloatArray, cur: FloatArray) -> Result:
     return statistic, float(special.chdtrc(r.size - 1, statistic))
 
 
-def categorical_statistics(ref: Mapping[str, float], cur: Mapping[str, float]) -> dict[str, Result]:
+@dataclass(frozen=True, slots=True)
+class CategoricalReference:
+    """The reference side of `categorical_statistics`, computed once per reference."""
+
+    keys: list[str]
+    """The reference's categories, sorted."""
+    bins: ReferenceBins
+    """Of the reference's counts in that order."""
+
+
+def categorical_reference(ref: Mapping[str, float]) -> CategoricalReference:
+    """What `categorical_statistics` needs of the reference counts ``ref``, to pass it again."""
+    keys = sorted(ref)
+    return CategoricalReference(
+        keys, reference_bins(np.array([ref[k] for k in keys], dtype=np.float64))
+    )
+
+
+def categorical_statistics(
+    ref: Mapping[str, float],
+    cur: Mapping[str, float],
+    reference: CategoricalReference | None = None,
+) -> dict[str, Result]:
     """chi_square (rare categories pooled), psi, jensen_shannon, unseen_rate of a window.
 
     ``chi_square_dof`` holds the chi-square's degrees of freedom (as its statistic).
+    ``reference``: `categorical_reference` of ``ref`` (the same values, computed faster when
+    the window has no category the reference lacks).
     """
     n = float(sum(cur.values()))
-    keys = sorted(set(ref) | set(cur))
-    r = np.array([ref.get(k, 0) for k in keys], dtype=np.float64)
+    if reference is not None and all(k in ref for k in cur):
+        keys, bins = reference.keys, reference.bins  # the union of the keys is ref's
+    else:
+        keys = sorted(set(ref) | set(cur))
+        bins = reference_bins(np.array([ref.get(k, 0) for k in keys], dtype=np.float64))
     c = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
-    psi, js = histogram_statistics(r, c)
+    psi, js = bins_statistics(bins, c)
     unseen = float(sum(count for k, count in cur.items() if ref.get(k, 0) <= 0)) / n if n else 0.0
     pooled_r, pooled_c = pooled_counts(ref, cur, n)
     return {

@@ -124,6 +124,10 @@ class ClassificationSketch:
         # computed only when a selection needs them (None until then).
         self._runs: list[KeyRun] | None = []
         self._keys: FloatArray | None = None
+        # (the scores list, its length, classes, packed values) of the last packing or
+        # unpacking: a state written again before the scores change reuses it. The list only
+        # ever grows in place or is replaced, so identity and length tell it is unchanged.
+        self._packed: tuple[list[dict[str, float]], int, list[str], str] | None = None
 
     # -- updating --------------------------------------------------------------------------
     def update(
@@ -340,7 +344,7 @@ class ClassificationSketch:
             "log_loss_sum": self.log_loss_sum,
             "log_loss_count": self.log_loss_count,
             "labels": list(self._labels),
-            "scores": _scores_state(self._scores),
+            "scores": self._scores_state(),
             "keys": keys_to_state(self._key_array, self._runs, len(self._labels)),
             "format": CLASSIFICATION_STATE_FORMAT,
         }
@@ -358,13 +362,27 @@ class ClassificationSketch:
         sketch.confusion = {(str(p), str(a)): int(n) for p, a, n in state["confusion"]}
         sketch.log_loss_sum = float(state["log_loss_sum"])
         sketch.log_loss_count = int(state["log_loss_count"])
-        sketch._labels = [str(v) for v in state["labels"]]
+        sketch._labels = list(map(str, state["labels"]))
         sketch._scores = _scores_from_state(state["scores"])
         sketch._keys, sketch._runs = keys_from_state(state["keys"], lazy=True)
         size = keys_size(sketch._keys, sketch._runs)
         if not len(sketch._labels) == len(sketch._scores) == size:
             raise ValueError("classification state has labels, scores and keys of unequal length")
+        scores = state["scores"]
+        if isinstance(scores, dict) and sketch._scores:
+            classes = [str(c) for c in scores["classes"]]
+            if len(set(classes)) == len(classes):  # then packing the dicts gives this back
+                sketch._packed = (sketch._scores, len(sketch._scores), classes, scores["values"])
         return sketch
+
+    def _scores_state(self) -> list[dict[str, float]] | dict[str, Any]:
+        scores, packed = self._scores, self._packed
+        if packed is None or packed[0] is not scores or packed[1] != len(scores):
+            state = _scores_state(scores)
+            if not isinstance(state, dict):
+                return state
+            packed = self._packed = (scores, len(scores), state["classes"], state["values"])
+        return {"classes": list(packed[2]), "values": packed[3]}
 
 
 def _scores_state(scores: list[dict[str, float]]) -> list[dict[str, float]] | dict[str, Any]:
@@ -382,6 +400,9 @@ def _scores_from_state(state: Any) -> list[dict[str, float]]:
         if not names or values.size % len(names):
             raise ValueError("classification state has packed scores that do not fit its classes")
         rows = values.reshape(-1, len(names)).tolist()
+        if len(names) == 2:  # binary scores, the common case: a dict display is 5x faster
+            first, second = names
+            return [{first: a, second: b} for a, b in rows]
         return [dict(zip(names, row, strict=True)) for row in rows]
     return [{str(k): float(v) for k, v in s.items()} for s in state]
 

@@ -135,6 +135,10 @@ class NumericSketch:
         # themselves are only computed when a selection needs them (None until then).
         self._runs: list[KeyRun] | None = []
         self._keys: FloatArray | None = None
+        # The reservoir array and its `pack_floats` text, once packed or unpacked: a state
+        # written again before the reservoir changes (a loaded delta the judge keeps as its
+        # open window) reuses the text. Valid while ``_packed[0] is _sample``.
+        self._packed: tuple[FloatArray, str] | None = None
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -256,6 +260,7 @@ class NumericSketch:
         )  # fmt: skip
         clone._mean, clone._m2, clone._min, clone._max = self._mean, self._m2, self._min, self._max
         clone._sample, clone._keys = self._sample, self._keys  # never changed in place
+        clone._packed = self._packed
         clone._runs = None if self._runs is None else list(self._runs)
         return clone
 
@@ -301,6 +306,7 @@ class NumericSketch:
             self._keys = np.concatenate([self._key_array(), keys()])
             self._runs = None
         self._sample = np.concatenate([self._sample, values])
+        self._packed = None  # the text of the previous reservoir: let it go
 
     def _keep_smallest(
         self, values: FloatArray, keys: FloatArray, cut: float, runs: list[KeyRun] | None
@@ -311,6 +317,7 @@ class NumericSketch:
         if new.size == 0 and whole:
             return  # the common case once full: nothing enters
         self._sample = np.concatenate([self._sample[own], values[new]])
+        self._packed = None  # the text of the previous reservoir: let it go
         self._keys = np.concatenate([own_keys[own], keys[new]])
         self._runs = joined_runs(self._runs, runs) if whole and new.size == keys.size else None
 
@@ -362,9 +369,15 @@ class NumericSketch:
             "m2": self._m2,
             "min": self.min,
             "max": self.max,
-            "sample": pack_floats(self._sample),
+            "sample": self._packed_sample(),
             "keys": keys_to_state(self._key_array, self._runs, self._sample.size),
         }
+
+    def _packed_sample(self) -> str:
+        packed = self._packed
+        if packed is None or packed[0] is not self._sample:
+            packed = self._packed = (self._sample, pack_floats(self._sample))
+        return packed[1]
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
@@ -379,10 +392,11 @@ class NumericSketch:
         sketch._min = math.inf if state["min"] is None else float(state["min"])
         sketch._max = -math.inf if state["max"] is None else float(state["max"])
         sample = state["sample"]
-        # Format 1 stored plain lists.
-        sketch._sample = (
-            unpack_floats(sample) if isinstance(sample, str) else np.asarray(sample, np.float64)
-        )
+        if isinstance(sample, str):
+            sketch._sample = unpack_floats(sample)
+            sketch._packed = (sketch._sample, sample)
+        else:  # format 1 stored plain lists
+            sketch._sample = np.asarray(sample, np.float64)
         sketch._keys, sketch._runs = keys_from_state(state["keys"], lazy=True)
         if keys_size(sketch._keys, sketch._runs) != sketch._sample.size:
             raise ValueError("numeric sketch state has sample and keys of different lengths")
