@@ -15,22 +15,25 @@ partition away, the worker drops the model's series (the new owner exports them)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
+from streams.fold_columns import fold_columns
+from streams.ingest_columns import split_columns
 from streams.ingest_rounds import Folded, offset_span, split_replay
 from streams.join_batch import changes_of, entries_of
 from streams.judge_record import JudgeRecord, batch_of
-from streams.validation import RawMessage, Source, split_messages
+from streams.validation import RawMessage, Source
 from streams.warmup_order import route_delta
 
 if TYPE_CHECKING:
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["SKETCH_FORMAT_VERSION", "install_pipeline"]
 
 SKETCH_FORMAT_VERSION = 1
+JUDGE_SAVE_SECONDS = 2.0
+"""How long a judge's stored state may lag its live one (the gap is read back after a crash)."""
 log = logging.getLogger("driftline.agents")
 
 
@@ -69,7 +74,12 @@ def _by_partition(events: Sequence[Event]) -> dict[int, list[Event]]:
 
 
 def install_pipeline(
-    live: LiveApp, *, take_max: int, take_within_seconds: float, kit: MonitorKit | None = None
+    live: LiveApp,
+    *,
+    take_max: int,
+    take_within_seconds: float,
+    kit: MonitorKit | None = None,
+    judge_save_seconds: float | None = None,
 ) -> None:
     """Declare topics, tables, agents and timers on ``live.app``."""
     app, settings, metrics = live.app, live.settings, live.metrics
@@ -163,33 +173,38 @@ def install_pipeline(
             )
         if not fresh:
             return None
-        split = split_messages(fresh, now=_utc_now())
+        split = split_columns(fresh, now=_utc_now())
         metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
         metrics.messages_in.labels(source="labels").inc(split.label_messages)
-        metrics.events_in.labels(source="predictions").inc(len(split.predictions))
+        metrics.events_in.labels(source="predictions").inc(split.prediction_count)
         metrics.events_in.labels(source="labels").inc(len(split.labels))
         dead_letters.extend(split.dead_letters)
         # The join works on the batch's entries as plain dicts; what it changed is written
         # back at once, then the partition is expired now and then (that scans the table).
-        ids = [*(event.event_id for event in split.predictions),
+        ids = [*(key for part in split.predictions for key in part.event_ids),
                *(label.event_id for label in split.labels)]  # fmt: skip
         pending_before = entries_of(pending_table, partition, ids)
         early_before = entries_of(early_table, partition, ids)
         pending_now, early_now = dict(pending_before), dict(early_before)
-        deltas = kit.fold_partition(
+        newest: list[datetime] = []
+        deltas = fold_columns(
+            kit,
             pending_now,
             early_now,
             split.predictions,
             split.labels,
             metrics,
             labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
+            positions=split.positions,
+            on_joined=lambda _joiner, at: newest.append(at),
         )
         pending_table.write_many(partition, changes_of(pending_before, pending_now))
         early_table.write_many(partition, changes_of(early_before, early_now))
-        kit.expire_partition(
-            pending, early, split.predictions, split.labels, metrics,
-            partition=partition, partitions=topics.partitions,
-        )  # fmt: skip
+        if newest:
+            kit.expire_partition(
+                pending, early, newest[0], metrics, partition=partition,
+                partitions=topics.partitions,
+            )  # fmt: skip
         # One changelog message per join table for the whole partition batch.
         pending_table.flush_journal(partition)
         early_table.flush_journal(partition)
@@ -297,6 +312,9 @@ def install_pipeline(
     """Model -> sketches partition it came from, for the models judged here since the worker
     started or took them over."""
     revoked_sketches: set[int] = set()
+    unsaved: dict[str, float] = {}
+    """Model -> monotonic time of its first batch not in the stored state."""
+    save_seconds = JUDGE_SAVE_SECONDS if judge_save_seconds is None else judge_save_seconds
     live_judges: dict[str, tuple[Any, JudgeRecord]] = {}
     """Model -> its judge and record as this worker last stored them. Only the owner of a
     model's sketches partition writes its state, so they stay right until a rebalance; they
@@ -306,6 +324,7 @@ def install_pipeline(
     async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
         live_judges.clear()
+        unsaved.clear()  # their marks stay in the table: whoever loads them catches up
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def forget_moved_models(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -339,6 +358,8 @@ def install_pipeline(
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)
         for model, envelopes in by_model.items():
+            if model not in live_judges:
+                envelopes = await with_missed_envelopes(model, partition, envelopes)
             try:
                 emitted = judge_envelopes(model, partition, envelopes)
             except BaseException:
@@ -347,26 +368,51 @@ def install_pipeline(
             for alert in emitted:
                 await publish_alert(alert)
 
+    async def with_missed_envelopes(
+        model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """``envelopes`` preceded by the model's messages its stored state lacks (a crash
+        between two saves), read back from the sketches topic."""
+        from streams.sketch_catchup import read_model_envelopes
+
+        mark = judges.get(unsaved_key(model))
+        if mark is None or int(mark) >= envelopes[0][0]:
+            return envelopes
+        missed = await asyncio.get_running_loop().run_in_executor(
+            None, read_model_envelopes, settings, topics.sketches, partition, int(mark),
+            envelopes[0][0], model,
+        )  # fmt: skip
+        log.info("judge of %s: %d sketches messages read back since its last save", model,
+                 len(missed))  # fmt: skip
+        metrics.judge_catchup_deltas.inc(len(missed))
+        return [*missed, *envelopes]
+
     def judge_envelopes(
         model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]
     ) -> list[Alert]:
-        """Apply one model's sketches messages; store its judge; the alerts to publish."""
-        if model in live_judges:
+        """Apply one model's sketches messages; store its judge now and then; the alerts."""
+        stored = model in live_judges
+        if stored:
             judge, record = live_judges[model]
         else:
             record = JudgeRecord.load(judges.get(model))
+            stored = record.judge is not None
             if record.judge is not None and record.judge.get("reference") is None:
                 record.judge["reference"] = judges.get(reference_key(model))
             judge = load_judge(model, partition, record)
         emitted: list[Alert] = []
+        first_applied: int | None = None
+        switched = False
         for offset, envelope in envelopes:
             if record.seen(offset):
                 metrics.duplicate_deltas.labels(reason="redelivered").inc()
                 continue  # applied before the worker restarted (offset not committed)
             record.sketches_offset = offset
+            first_applied = offset if first_applied is None else first_applied
             if envelope.get("type") == "reference":
                 emitted.extend(kit.switch_reference(judge, envelope["reference"]))
                 metrics.reference_switches.inc()
+                switched = True
             elif record.accept(envelope.get("origin")):
                 reference = judge.settings.reference
                 for state in route_delta(
@@ -378,18 +424,49 @@ def install_pipeline(
                     record.events += int(state.get("count", 0))
             else:
                 metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
-        state = kit.judge_state(judge)
-        # The reference (a sample per feature) changes only when the model's does: it is
-        # stored under its own key, so a judge batch writes only what changed.
-        reference = state.pop("reference", None)
-        if reference is not None and reference.get("profile_id") != record.reference_id:
-            judges[reference_key(model)] = reference
-            record.reference_id = reference.get("profile_id")
-        record.judge = state
-        judges[model] = record.dump()
         live_judges[model] = (judge, record)
         metrics.judged_events.labels(model=model).set(record.events)
+        if first_applied is None:
+            return emitted  # nothing new
+        now = time.monotonic()
+        # A state is hundreds of KB: it is saved every JUDGE_SAVE_SECONDS, at once for a new
+        # model, an alert or a reference switch. In between, a small mark says from which
+        # offset the stored state is behind (see streams.sketch_catchup).
+        if not stored or emitted or switched or now - unsaved.get(model, now) >= save_seconds:
+            save_judge(model, judge, record, judges)
+        elif model not in unsaved:
+            unsaved[model] = now
+            judges[unsaved_key(model)] = first_applied
         return emitted
+
+    def save_judge(
+        model: str, judge: Any, record: JudgeRecord, table: MutableMapping[str, Any]
+    ) -> None:
+        state = kit.judge_state(judge)
+        # The reference (a sample per feature) changes only when the model's does: it is
+        # stored under its own key, so a save writes only what changed.
+        reference = state.pop("reference", None)
+        if reference is not None and reference.get("profile_id") != record.reference_id:
+            table[reference_key(model)] = reference
+            record.reference_id = reference.get("profile_id")
+        record.judge = state
+        table[model] = record.dump()
+        if unsaved.pop(model, None) is not None:
+            table[unsaved_key(model)] = None
+        metrics.judge_saves.inc()
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def save_idle_judges() -> None:
+        """Save the judges of models that went quiet with unsaved batches."""
+        from streams.journal_table import put_in_partition
+
+        now = time.monotonic()
+        for model, since in list(unsaved.items()):
+            if now - since < save_seconds or model not in live_judges:
+                continue
+            judge, record = live_judges[model]
+            target = PartitionWrites(judge_table, judged_at[model], put_in_partition)
+            save_judge(model, judge, record, JsonTableView(target))
 
     async def publish_alert(alert: Alert) -> None:
         metrics.set_alert_state(
@@ -459,6 +536,33 @@ def install_pipeline(
 def reference_key(model: str) -> str:
     """The judge table key of a model's reference (beside the model's own key)."""
     return f"{model}\x00reference"
+
+
+def unsaved_key(model: str) -> str:
+    """The judge table key of the offset from which the stored state of a model is behind."""
+    return f"{model}\x00unsaved"
+
+
+class PartitionWrites(MutableMapping[bytes, bytes]):
+    """Writes to one partition of a table outside any event (a timer); reads are not needed."""
+
+    def __init__(self, table: Any, partition: int, put: Any) -> None:
+        self.table, self.partition, self.put = table, partition, put
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.put(self.table, self.partition, key, value)
+
+    def __getitem__(self, key: bytes) -> bytes:
+        raise KeyError(key)
+
+    def __delitem__(self, key: bytes) -> None:
+        raise NotImplementedError("a timer only writes")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _dumps(value: Any) -> bytes:

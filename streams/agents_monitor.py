@@ -23,7 +23,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DeltaOut", "MonitorKit", "PartitionKeys"]
+__all__ = ["DeltaOut", "MonitorKit", "PartitionKeys", "count_join_outcomes"]
 
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
@@ -115,27 +115,29 @@ class MonitorKit:
             for joined in outcomes:
                 observe_latency(joined.latency_seconds)
             accumulator.add_outcomes(outcomes)
-            out.extend(self._drain(accumulator, labels_behind))
+            out.extend(self.drain(accumulator, labels_behind))
         for start in range(0, len(labels), step):
             outcomes = joiner.add_labels(labels[start : start + step])
             for joined in outcomes:
                 observe_latency(joined.latency_seconds)
             accumulator.add_outcomes(outcomes)
-            out.extend(self._drain(accumulator, labels_behind))
-        _count_outcomes(joiner.stats, metrics)
-        if partition is not None:
+            out.extend(self.drain(accumulator, labels_behind))
+        count_join_outcomes(joiner.stats, metrics)
+        if partition is not None and (predictions or labels):
+            newest = max(
+                [event.timestamp for event in predictions[-1:]]
+                + [event.timestamp for event in labels[-1:]]
+            )
             self.expire_partition(
-                pending, early, predictions, labels, metrics,
-                partition=partition, partitions=partitions,
-            )  # fmt: skip
+                pending, early, newest, metrics, partition=partition, partitions=partitions
+            )
         return out
 
     def expire_partition(
         self,
         pending: MutableMapping[str, Any],
         early: MutableMapping[str, Any],
-        predictions: Sequence[PredictionEvent],
-        labels: Sequence[LabelEvent],
+        newest: datetime,
         metrics: WorkerMetrics,
         *,
         partition: int,
@@ -143,16 +145,11 @@ class MonitorKit:
     ) -> None:
         """Forget this partition's join entries older than the TTL, now and then.
 
-        Called after each fold with the batch's events (their newest time is "now"). Only
-        keys that hash to ``partition`` are touched: a worker's local table holds every
-        partition it owns, and a delete is logged to the changelog of the current partition.
+        Called after each fold with the event time of the batch's last prediction or label,
+        whichever is later ("now"). Only keys that hash to ``partition`` are touched: a
+        worker's local table holds every partition it owns, and a delete is logged to the
+        changelog of the current partition.
         """
-        if not (predictions or labels):
-            return
-        newest = max(
-            [event.timestamp for event in predictions[-1:]]
-            + [event.timestamp for event in labels[-1:]]
-        )
         now = newest.timestamp()
         last = self._expired_at.setdefault(partition, now)
         if now - last < self.join_ttl_seconds * EXPIRE_EVERY_TTL_FRACTION:
@@ -164,10 +161,11 @@ class MonitorKit:
             ttl_seconds=self.join_ttl_seconds,
         )
         scoped.expire(newest)
-        _count_outcomes(scoped.stats, metrics)
+        count_join_outcomes(scoped.stats, metrics)
 
     @staticmethod
-    def _drain(accumulator: Any, labels_behind: bool) -> list[DeltaOut]:
+    def drain(accumulator: Any, labels_behind: bool) -> list[DeltaOut]:
+        """The accumulator's drained deltas, ready for the sketches topic."""
         out = []
         for delta in accumulator.drain():
             delta.labels_behind = labels_behind
@@ -227,7 +225,8 @@ class MonitorKit:
         return loaded
 
 
-def _count_outcomes(stats: JoinStats, metrics: WorkerMetrics) -> None:
+def count_join_outcomes(stats: JoinStats, metrics: WorkerMetrics) -> None:
+    """Add a joiner's counts to ``driftline_label_join_total``."""
     for outcome, count in (
         ("hit", stats.joined),
         ("early", stats.early),

@@ -98,6 +98,7 @@ def create_app(
     metrics: WorkerMetrics | None = None,
     take_max: int = 2_000,
     take_within_seconds: float = 0.5,
+    judge_save_seconds: float | None = None,
     install_agents: bool = True,
     monitor_kit: MonitorKit | None = None,
     **faust_options: Any,
@@ -108,6 +109,7 @@ def create_app(
     persistence beyond changelogs). ``datadir`` holds the RocksDB files; several workers on one
     host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold.
     ``monitor_kit`` replaces the monitor built from ``settings.monitor_config`` (tests).
+    ``judge_save_seconds``: how long a judge's stored state may lag its live one.
     ``faust_options`` override any Faust setting.
     """
     import faust
@@ -153,6 +155,7 @@ def create_app(
         from streams.agents import install_pipeline
 
         install_pipeline(
-            live, take_max=take_max, take_within_seconds=take_within_seconds, kit=monitor_kit
-        )
+            live, take_max=take_max, take_within_seconds=take_within_seconds, kit=monitor_kit,
+            judge_save_seconds=judge_save_seconds,
+        )  # fmt: skip
     return live

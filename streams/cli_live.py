@@ -27,6 +27,10 @@ def worker_command(
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="debug, info, warning or error")] = "warning",
+    judge_save_seconds: Annotated[
+        float,
+        typer.Option(help="How long a judge's stored state may lag; read back after a crash."),
+    ] = 2.0,
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
@@ -41,7 +45,12 @@ def worker_command(
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    run_worker(settings, store=store, datadir=datadir, loglevel=loglevel)
+    if judge_save_seconds <= 0:
+        raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
+    run_worker(
+        settings, store=store, datadir=datadir, loglevel=loglevel,
+        judge_save_seconds=judge_save_seconds,
+    )  # fmt: skip
 
 
 def replay_command(

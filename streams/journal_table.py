@@ -27,7 +27,13 @@ from typing import Any, Final
 from faust import Table
 from faust.types import TP, EventT
 
-__all__ = ["JOURNAL_FORMAT", "JournalTable", "decode_journal", "encode_journal"]
+__all__ = [
+    "JOURNAL_FORMAT",
+    "JournalTable",
+    "decode_journal",
+    "encode_journal",
+    "put_in_partition",
+]
 
 JOURNAL_FORMAT: Final = 1
 JOURNAL_KEY: Final = b"\x00journal"
@@ -188,3 +194,16 @@ class JournalTable(Table[bytes, bytes]):
         # The store reads only ``.message`` (and ``.key``/``.value``) of each event.
         keys: list[Any] = list(expand_journals(batch))
         self.data.apply_changelog_batch(keys, to_key=self._to_key, to_value=self._to_value)
+
+
+def put_in_partition(table: Table[bytes, bytes], partition: int, key: bytes, value: bytes) -> None:
+    """Write ``key`` of a raw-bytes table in ``partition``, with no current event (a timer).
+
+    `Table.__setitem__` takes the partition from the event being processed; a timer has none.
+    """
+    store = table.data
+    if hasattr(store, "_db_for_partition"):
+        store._db_for_partition(partition).put(key, value)
+    else:
+        store.data[key] = value
+    table.send_changelog(partition, key, value)

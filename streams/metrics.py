@@ -166,6 +166,16 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.judge_saves = Counter(
+            "driftline_judge_saves",
+            "Judge states written to the judge table (every few seconds per active model).",
+            registry=r,
+        )
+        self.judge_catchup_deltas = Counter(
+            "driftline_judge_catchup_messages",
+            "Sketches messages read back from Kafka because a judge's stored state was behind.",
+            registry=r,
+        )
         self.judged_events = Gauge(
             "driftline_judged_events",
             "Prediction events in the window deltas a model's judge applied (from its state: "

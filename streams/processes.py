@@ -139,9 +139,11 @@ class ProcessGroup:
         self.started.append(process)
         return process
 
-    def worker(self, name: str, datadir: Path, **env: str) -> ManagedProcess:
-        """``driftline worker`` with metrics on a free port (its URL is ``banner.group(1)``)."""
-        args = ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "warning"]
+    def worker(self, name: str, datadir: Path, *options: str, **env: str) -> ManagedProcess:
+        """``driftline worker`` with metrics on a free port (its URL is ``banner.group(1)``);
+        ``options``: more command-line options of ``python -m streams.worker``."""
+        args = ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "warning",
+                *options]  # fmt: skip
         return self.start(
             name, args, banner=WORKER_BANNER, env={"DRIFTLINE_METRICS__PORT": "0", **env}
         )

@@ -26,6 +26,7 @@ def run_worker(
     datadir: Path | None = None,
     loglevel: str = "warning",
     create_topics: bool = True,
+    judge_save_seconds: float | None = None,
 ) -> None:
     """Create the topics if missing, serve ``/metrics``, and run the worker until stopped."""
     import faust
@@ -38,7 +39,7 @@ def run_worker(
         raise ValueError(f"loglevel must be one of {', '.join(LOG_LEVELS)}, got {loglevel!r}")
     if create_topics:
         ensure_topics(settings)
-    live = create_app(settings, store=store, datadir=datadir)
+    live = create_app(settings, store=store, datadir=datadir, judge_save_seconds=judge_save_seconds)
     server = serve_metrics(live.metrics, settings.metrics.host, settings.metrics.port)
     # One parseable line, so scripts (and tests) find the bound port when it was 0.
     print(
@@ -58,8 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", default="rocksdb://", help="rocksdb:// or memory://")
     parser.add_argument("--datadir", type=Path, default=None, help="RocksDB directory")
     parser.add_argument("--loglevel", default="warning", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--judge-save-seconds", type=float, default=None,
+        help="how long a judge's stored state may lag (default 2; read back after a crash)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    run_worker(Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel)
+    run_worker(
+        Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
+        judge_save_seconds=args.judge_save_seconds,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""Live ingest without Kafka: pydantic events + ``MonitorKit.fold_partition`` vs columns.
+
+Folds the same messages both ways, in worker batches of ``--take`` messages with dict-backed
+join tables, and prints predictions/s of the whole step (parse, validate, join, fold) and of the
+parse + validate step alone. Data: the backlog benchmark's (``bench/live/backlog.py``: one model,
+10 features), as SDK envelopes and as single-event messages; the last row spreads the single
+events round-robin over 4 models, the worst case for runs of one model version.
+
+    .venv/bin/python bench/ingest_fold.py  # --events 30000 --envelope 500 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.live.backlog import _backlog_chunks
+from schemas.events import PredictionBatch, PredictionEvent, to_json_bytes
+from schemas.monitor_config import MonitorConfig
+from streams.agents_monitor import MonitorKit
+from streams.fold_columns import fold_columns
+from streams.ingest_columns import split_columns
+from streams.metrics import WorkerMetrics
+from streams.validation import RawMessage, split_messages
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _messages(events: list[PredictionEvent], per_message: int) -> list[RawMessage]:
+    if per_message == 1:
+        values = [to_json_bytes(event) for event in events]
+    else:
+        values = [
+            to_json_bytes(PredictionBatch(
+                batch_id=f"b-{start}", model=events[start].model,
+                model_version=events[start].model_version,
+                predictions=events[start : start + per_message],
+            ))
+            for start in range(0, len(events), per_message)
+        ]  # fmt: skip
+    return [RawMessage("predictions", value, "p", 0, i) for i, value in enumerate(values)]
+
+
+def _events_path(batches: list[list[RawMessage]], fold: bool) -> None:
+    kit, pending, early = MonitorKit(MonitorConfig()), {}, {}  # type: ignore[var-annotated]
+    metrics = WorkerMetrics(registry=CollectorRegistry())
+    for batch in batches:
+        split = split_messages(batch, now=NOW)
+        if fold:
+            kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+
+
+def _columns_path(batches: list[list[RawMessage]], fold: bool) -> None:
+    kit, pending, early = MonitorKit(MonitorConfig()), {}, {}  # type: ignore[var-annotated]
+    metrics = WorkerMetrics(registry=CollectorRegistry())
+    for batch in batches:
+        split = split_columns(batch, now=NOW)
+        if fold:
+            fold_columns(
+                kit, pending, early, split.predictions, split.labels, metrics,
+                labels_behind=False, positions=split.positions,
+            )  # fmt: skip
+
+
+def _rate(run: Callable[[list[list[RawMessage]], bool], None], batches: Any, fold: bool,
+          events: int, repeat: int) -> float:  # fmt: skip
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run(batches, fold)
+        best = min(best, time.perf_counter() - started)
+    return events / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--envelope", type=int, default=500, help="predictions per envelope")
+    parser.add_argument("--take", type=int, default=2_000, help="messages per worker batch")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    events = [event for chunk in _backlog_chunks(args.events, 1) for event in chunk]
+    spread = [event.model_copy(update={"model": f"m-{i % 4}"}) for i, event in enumerate(events)]
+    table = Table(title=f"{len(events):,} predictions, 10 features, best of {args.repeat}")
+    for column in ("messages", "pydantic + fold_partition", "columns + fold_columns", "speed-up",
+                   "parse only: pydantic", "parse only: columns"):  # fmt: skip
+        table.add_column(column, justify="right" if column != "messages" else "left")
+    cases = [(f"envelopes of {args.envelope}", events, args.envelope),
+             ("single events", events, 1), ("single events, 4 models", spread, 1)]  # fmt: skip
+    for name, data, per_message in cases:
+        messages = _messages(data, per_message)
+        batches = [messages[i : i + args.take] for i in range(0, len(messages), args.take)]
+        rates = [
+            _rate(run, batches, fold, len(data), args.repeat)
+            for fold in (True, False)
+            for run in (_events_path, _columns_path)
+        ]
+        cells = [f"{rate:,.0f}/s" for rate in rates]
+        table.add_row(name, cells[0], cells[1], f"x{rates[1] / rates[0]:.1f}", *cells[2:])
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()

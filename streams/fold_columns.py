@@ -1,0 +1,280 @@
+"""``MonitorKit.fold_partition`` for columnar predictions (`streams.ingest_columns`).
+
+`fold_columns` cuts the predictions where ``fold_partition`` cuts them (every
+``kit.delta_events`` predictions of the batch in consumption order, then the labels), folds
+each model version's rows of a chunk with one ``PartitionAccumulator.add_columns`` call, as
+``add_predictions`` folds its group of the chunk (sketches keep the batches they were updated
+with, so the deltas come out the same), and joins the chunk as ``add_predictions`` does.
+Expiry stays the caller's (``on_joined`` hands it the joiner before the join metrics count).
+
+>>> from datetime import UTC, datetime
+>>> from prometheus_client import CollectorRegistry
+>>> from schemas.monitor_config import MonitorConfig
+>>> from streams.ingest_columns import split_columns
+>>> from streams.metrics import WorkerMetrics
+>>> from streams.validation import RawMessage
+>>> row = (b'{"event_id": "e-%d", "model": "m", "timestamp": "2024-05-01T00:00:0%dZ", '
+...        b'"features": {"x": %d}, "prediction": 0.5}')
+>>> split = split_columns([RawMessage("predictions", row % (i, i, i), "p", 0, i)
+...     for i in range(3)], now=datetime(2024, 5, 1, tzinfo=UTC))
+>>> kit = MonitorKit(MonitorConfig(), delta_events=2)
+>>> pending: dict[str, object] = {}
+>>> deltas = fold_columns(kit, pending, {}, split.predictions, split.labels,
+...     WorkerMetrics(CollectorRegistry()), labels_behind=False, positions=split.positions)
+>>> [delta.state["count"] for delta in deltas], sorted(pending)
+([2, 1], ['e-0', 'e-1', 'e-2'])
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.columns import ABSENT, FeatureColumn, NumericColumn, PredictionColumns
+from detectors.join import LabelJoiner, Outcome, epoch_us, from_epoch_us
+from schemas.events import LabelEvent
+from streams.agents_monitor import DeltaOut, MonitorKit, count_join_outcomes
+
+if TYPE_CHECKING:
+    from streams.metrics import WorkerMetrics
+
+__all__ = ["fold_columns"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+def fold_columns(
+    kit: MonitorKit,
+    pending: MutableMapping[str, Any],
+    early: MutableMapping[str, Any],
+    columns: Sequence[PredictionColumns],
+    labels: Sequence[LabelEvent],
+    metrics: WorkerMetrics,
+    *,
+    labels_behind: bool,
+    positions: Sequence[IntArray] | None = None,
+    on_joined: Callable[[LabelJoiner, datetime], None] | None = None,
+) -> list[DeltaOut]:
+    """Join and fold one partition's batch into deltas of at most ``kit.delta_events`` each.
+
+    ``positions``: per element of ``columns``, its rows' places in consumption order
+    (``ColumnSplit.positions``: 0 to n-1 over all rows, increasing within each element); None:
+    ``columns`` are consecutive runs, in consumption order. ``on_joined(joiner, newest)``, when
+    given, runs after the join with the batch's newest event time as
+    ``MonitorKit.expire_partition`` takes it (the later of the last prediction's and the last
+    label's), so expiry on that joiner is counted in the same join metrics.
+    """
+    from detectors.accumulate import PartitionAccumulator
+
+    joiner = LabelJoiner(pending, early, ttl_seconds=kit.join_ttl_seconds)
+    accumulator = PartitionAccumulator(kit.config)
+    out: list[DeltaOut] = []
+    step = kit.delta_events
+    observe_latency = metrics.label_latency.observe
+    parts = _parts(columns, positions)
+    for pieces in _chunks(parts, step):
+        for group in _by_version(pieces):
+            accumulator.add_columns(group)
+        outcomes = _join(joiner, pieces)
+        for joined in outcomes:
+            observe_latency(joined.latency_seconds)
+        accumulator.add_outcomes(outcomes)
+        out.extend(MonitorKit.drain(accumulator, labels_behind))
+    for start in range(0, len(labels), step):
+        outcomes = joiner.add_labels(labels[start : start + step])
+        for joined in outcomes:
+            observe_latency(joined.latency_seconds)
+        accumulator.add_outcomes(outcomes)
+        out.extend(MonitorKit.drain(accumulator, labels_behind))
+    newest = _newest(parts, labels)
+    if on_joined is not None and newest is not None:
+        on_joined(joiner, newest)
+    count_join_outcomes(joiner.stats, metrics)
+    return out
+
+
+class _Piece(NamedTuple):
+    columns: PredictionColumns
+    positions: IntArray
+
+
+def _parts(
+    columns: Sequence[PredictionColumns], positions: Sequence[IntArray] | None
+) -> list[_Piece]:
+    if positions is None:
+        ends = np.cumsum([len(part) for part in columns], dtype=np.int64)
+        positions = [
+            np.arange(end - len(part), end) for part, end in zip(columns, ends, strict=True)
+        ]
+    if len(positions) != len(columns):
+        raise ValueError(f"{len(positions)} position arrays for {len(columns)} columns: pass "
+                         "ColumnSplit.positions with ColumnSplit.predictions")  # fmt: skip
+    parts = []
+    for part, where in zip(columns, positions, strict=True):
+        where = np.asarray(where, dtype=np.int64)
+        if where.shape != (len(part),) or (where.size > 1 and not (np.diff(where) > 0).all()):
+            raise ValueError(f"positions of {part.model!r} must be {len(part)} increasing numbers")
+        if len(part):
+            parts.append(_Piece(part, where))
+    return parts
+
+
+def _chunks(parts: list[_Piece], step: int) -> Iterator[list[_Piece]]:
+    """Each run of ``step`` positions: the pieces of the parts in it, by first position."""
+    if not parts:
+        return
+    every = np.concatenate([part.positions for part in parts])
+    owner = np.repeat(np.arange(len(parts)), [len(part.columns) for part in parts])
+    order = np.argsort(every, kind="stable")
+    if not np.array_equal(every[order], np.arange(every.size)):
+        raise ValueError("positions must number the rows 0 to n-1, each once")
+    owners = owner[order]
+    cursor = [0] * len(parts)
+    for start in range(0, every.size, step):
+        mine = owners[start : start + step]
+        seen, first = np.unique(mine, return_index=True)
+        counts = np.bincount(mine, minlength=len(parts))
+        pieces = []
+        for k in seen[np.argsort(first)].tolist():
+            part, lo = parts[k], cursor[k]
+            hi = cursor[k] = lo + int(counts[k])
+            whole = lo == 0 and hi == len(part.columns)
+            pieces.append(_Piece(
+                part.columns if whole else part.columns.take(slice(lo, hi)),
+                part.positions[lo:hi],
+            ))  # fmt: skip
+        yield pieces
+
+
+def _join(joiner: LabelJoiner, pieces: list[_Piece]) -> list[Outcome]:
+    """``add_predictions`` of the chunk's rows in consumption order (same state, outcomes)."""
+    if len(pieces) == 1:
+        return joiner.add_prediction_columns(pieces[0].columns)
+    ids = [i for piece in pieces for i in piece.columns.event_ids]
+    outcomes: list[Outcome] = []
+    if len(set(ids)) < len(ids):
+        # One event_id twice: which of its rows pends depends on the order. Rows in order.
+        for run in _in_order(pieces):
+            outcomes += joiner.add_prediction_columns(run)
+        return outcomes
+    # Distinct ids: each row touches only its own keys, so the order matters only for the
+    # outcomes' order, which their positions restore.
+    for piece in pieces:
+        outcomes += joiner.add_prediction_columns(piece.columns)
+    if outcomes:
+        place = dict(zip(ids, np.concatenate([p.positions for p in pieces]).tolist(), strict=True))
+        outcomes.sort(key=lambda outcome: place[outcome.event_id])
+    return outcomes
+
+
+def _in_order(pieces: list[_Piece]) -> Iterator[PredictionColumns]:
+    """The pieces' rows in consumption order, as runs of consecutive rows of one piece."""
+    every = np.concatenate([piece.positions for piece in pieces])
+    owner = np.repeat(np.arange(len(pieces)), [len(piece.columns) for piece in pieces])
+    local = np.concatenate([np.arange(len(piece.columns)) for piece in pieces])
+    order = np.argsort(every, kind="stable")
+    owner, local = owner[order], local[order]
+    cuts = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist(), len(owner)]
+    for a, b in itertools.pairwise(cuts):
+        yield pieces[int(owner[a])].columns.take(slice(int(local[a]), int(local[b - 1]) + 1))
+
+
+def _newest(parts: list[_Piece], labels: Sequence[LabelEvent]) -> datetime | None:
+    last = [epoch_us(label.timestamp) for label in labels[-1:]]
+    if parts:  # the prediction that came last
+        final = max(parts, key=lambda part: int(part.positions[-1]))
+        last.append(int(final.columns.times_us[-1]))
+    return from_epoch_us(max(last)) if last else None
+
+
+def _by_version(pieces: list[_Piece]) -> list[PredictionColumns]:
+    """One `PredictionColumns` per model version of the pieces (in first-seen order), its rows
+    in consumption order."""
+    groups: dict[tuple[str, str | None], list[_Piece]] = {}
+    for piece in pieces:
+        groups.setdefault((piece.columns.model, piece.columns.model_version), []).append(piece)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0].columns)
+            continue
+        merged = _concat([piece.columns for piece in group])
+        order = np.argsort(np.concatenate([piece.positions for piece in group]), kind="stable")
+        out.append(merged.take(order))
+    return out
+
+
+def _concat(parts: list[PredictionColumns]) -> PredictionColumns:
+    """The rows of ``parts`` in one `PredictionColumns` (folds as the rows in one go do).
+
+    A numeric feature of one part that another part has as a list becomes a list of floats:
+    the fold reads ints and their floats alike (both count as numbers and as the same
+    category), so the representation may change, the delta does not.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    sizes = [len(part) for part in parts]
+    names = dict.fromkeys(name for part in parts for name in part.features)
+    features = {
+        name: _concat_feature([part.features.get(name) for part in parts], sizes) for name in names
+    }
+    prediction: Any = (
+        np.concatenate([part.prediction for part in parts])
+        if all(isinstance(part.prediction, np.ndarray) for part in parts)
+        else [value for part in parts for value in part.prediction_list()]
+    )  # fmt: skip
+    classes = dict.fromkeys(c for part in parts if part.scores for c in part.scores)
+    scores = {
+        c: np.concatenate([
+            part.scores[c] if part.scores and c in part.scores else np.full(size, np.nan)
+            for part, size in zip(parts, sizes, strict=True)
+        ])
+        for c in classes
+    } or None  # fmt: skip
+    segments = (
+        None if all(part.segments is None for part in parts)
+        else [s for part, size in zip(parts, sizes, strict=True)
+              for s in (part.segments if part.segments is not None else [None] * size)]
+    )  # fmt: skip
+    first = parts[0]
+    return PredictionColumns(
+        first.model, first.model_version, [i for part in parts for i in part.event_ids],
+        np.concatenate([part.times_us for part in parts]), features, prediction, scores,
+        segments,
+    )  # fmt: skip
+
+
+def _concat_feature(columns: list[FeatureColumn | None], sizes: list[int]) -> FeatureColumn:
+    """One feature over the parts (None: a part without the feature)."""
+    if all(column is None or isinstance(column, NumericColumn) for column in columns):
+        values, nulls, absent = [], [], []
+        for column, size in zip(columns, sizes, strict=True):
+            if column is None:
+                values.append(np.zeros(size))
+                nulls.append(np.zeros(size, dtype=bool))
+                absent.append(np.ones(size, dtype=bool))
+                continue
+            assert isinstance(column, NumericColumn)
+            values.append(column.values)
+            nulls.append(np.zeros(size, bool) if column.nulls is None else column.nulls)
+            absent.append(np.zeros(size, bool) if column.absent is None else column.absent)
+        null_mask, absent_mask = np.concatenate(nulls), np.concatenate(absent)
+        return NumericColumn(
+            np.concatenate(values),
+            null_mask if null_mask.any() else None,
+            absent_mask if absent_mask.any() else None,
+        )
+    out: list[Any] = []
+    for column, size in zip(columns, sizes, strict=True):
+        if column is None:
+            out += [ABSENT] * size
+        elif isinstance(column, NumericColumn):
+            out += column.python()
+        else:
+            out += column
+    return out
