@@ -77,12 +77,17 @@ class ModelJudge:
         clock: Clock,
         on_point: Callable[[StatisticPoint], None] | None = None,
         profile_loader: Callable[[Path], ReferenceProfile] | None = load_profile,
+        report_all_statistics: bool = True,
     ) -> None:
         self.model = model
         self.config = config
         self.settings: ModelMonitorConfig = config.for_model(model)
         self.clock = clock
         self.on_point = on_point
+        self.report_all_statistics = report_all_statistics
+        """False: ``on_point`` gets the deciding statistics only, and the ones only reported
+        (PSI, JS, Wasserstein by default) and their simulated thresholds are never computed:
+        a live worker exports gauges, and those thresholds dominated a fresh judge's cost."""
         settings = self.settings.alerting
         self.book = AlertBook(k=settings.k, m=settings.m, resolve_after=settings.resolve_after)
         self.reference: ReferenceProfile | None = None
@@ -272,7 +277,8 @@ class ModelJudge:
         coverage = None if window.labels_behind else self.coverage.rate()
         readings = self._evaluator.evaluate(
             window, baseline=baseline, coverage=coverage,
-            new_features=frozenset(self.known_new), everything=self.on_point is not None,
+            new_features=frozenset(self.known_new),
+            everything=self.on_point is not None and self.report_all_statistics,
         )  # fmt: skip
         readings += self._sequential(readings)
         self.baseline.observe(window, self.settings)
@@ -439,11 +445,12 @@ class ModelJudge:
         *,
         clock: Clock,
         on_point: Callable[[StatisticPoint], None] | None = None,
+        report_all_statistics: bool = True,
     ) -> ModelJudge:
         from detectors.judge_state import judge_from_state
 
         judge = cls(str(state["model"]), config, clock=clock, on_point=on_point,
-                    profile_loader=None)  # fmt: skip
+                    profile_loader=None, report_all_statistics=report_all_statistics)  # fmt: skip
         judge_from_state(judge, state)
         if judge.mean_shift is not None and state.get("mean_shift") is not None:
             judge.mean_shift.load_state(state["mean_shift"])

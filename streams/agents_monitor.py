@@ -185,9 +185,13 @@ class MonitorKit:
                     point.statistic, point.threshold,
                 )  # fmt: skip
 
+        # Gauges show the deciding statistics: the report-only ones (and their simulated
+        # thresholds) are for `driftline backtest` and `report`, which recompute them.
+        options: dict[str, Any] = {"clock": self.clock, "on_point": export,
+                                   "report_all_statistics": False}  # fmt: skip
         if state is None:
-            return ModelJudge(model, self.config, clock=self.clock, on_point=export)
-        return ModelJudge.from_state(state, self.config, clock=self.clock, on_point=export)
+            return ModelJudge(model, self.config, **options)
+        return ModelJudge.from_state(state, self.config, **options)
 
     def apply_delta(self, judge: Any, delta_state: dict[str, Any]) -> list[Alert]:
         from detectors.window import WindowDelta

@@ -364,3 +364,22 @@ def test_firing_identities_are_the_alerts_still_firing_and_survive_the_state() -
     restored.set_reference(profile)
     assert restored.firing_identities() == []
     assert {(a.kind, a.feature, a.detector) for a in restored.flush()} == set(expected)
+
+
+def test_judges_reporting_only_deciding_statistics_alert_the_same() -> None:
+    """The live worker's judges skip the report-only statistics (and their simulated
+    thresholds): same alerts, and every point they hand out is a deciding one."""
+    stream = events(rows(1500, 3, base) + rows(1500, 4, shifted))
+    outcomes = {}
+    for report_all in (True, False):
+        points: list[StatisticPoint] = []
+        monitor = FleetMonitor(small_config(), clock=lambda: T0, on_point=points.append)
+        alerts = monitor.process(stream[:10])
+        monitor.judges["m"].report_all_statistics = report_all
+        alerts += monitor.process(stream[10:])
+        outcomes[report_all] = (keys(alerts), {p.detector for p in points})
+    assert outcomes[True][0] == outcomes[False][0]
+    assert ("firing", "feature_drift", "x", "cusum", None) in outcomes[False][0]
+    assert {"psi", "wasserstein", "jensen_shannon"} <= outcomes[True][1]
+    assert not {"psi", "wasserstein", "jensen_shannon"} & outcomes[False][1]
+    assert {"ks", "chi_square"} <= outcomes[False][1]
