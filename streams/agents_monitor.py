@@ -107,21 +107,12 @@ class MonitorKit:
         accumulator = PartitionAccumulator(self.config)
         out: list[DeltaOut] = []
         step = self.delta_events
-        observe_latency = metrics.label_latency.observe
         for start in range(0, len(predictions), step):
             chunk = predictions[start : start + step]
             accumulator.add_predictions(chunk)
             outcomes = joiner.add_predictions(chunk)
-            for joined in outcomes:
-                observe_latency(joined.latency_seconds)
-            accumulator.add_outcomes(outcomes)
-            out.extend(self.drain(accumulator, labels_behind))
-        for start in range(0, len(labels), step):
-            outcomes = joiner.add_labels(labels[start : start + step])
-            for joined in outcomes:
-                observe_latency(joined.latency_seconds)
-            accumulator.add_outcomes(outcomes)
-            out.extend(self.drain(accumulator, labels_behind))
+            out.extend(self.fold_joined(accumulator, outcomes, metrics, labels_behind))
+        out.extend(self.fold_labels(joiner, accumulator, labels, metrics, labels_behind))
         count_join_outcomes(joiner.stats, metrics)
         if partition is not None and (predictions or labels):
             newest = max(
@@ -162,6 +153,31 @@ class MonitorKit:
         )
         scoped.expire(newest)
         count_join_outcomes(scoped.stats, metrics)
+
+    def fold_joined(
+        self, accumulator: Any, outcomes: list[Any], metrics: WorkerMetrics, labels_behind: bool
+    ) -> list[DeltaOut]:
+        """Record each join's label latency, fold the outcomes, drain the deltas."""
+        observe_latency = metrics.label_latency.observe
+        for joined in outcomes:
+            observe_latency(joined.latency_seconds)
+        accumulator.add_outcomes(outcomes)
+        return self.drain(accumulator, labels_behind)
+
+    def fold_labels(
+        self,
+        joiner: LabelJoiner,
+        accumulator: Any,
+        labels: Sequence[LabelEvent],
+        metrics: WorkerMetrics,
+        labels_behind: bool,
+    ) -> list[DeltaOut]:
+        """Join and fold a batch's labels, ``delta_events`` at a time."""
+        out: list[DeltaOut] = []
+        for start in range(0, len(labels), self.delta_events):
+            outcomes = joiner.add_labels(labels[start : start + self.delta_events])
+            out.extend(self.fold_joined(accumulator, outcomes, metrics, labels_behind))
+        return out
 
     @staticmethod
     def drain(accumulator: Any, labels_behind: bool) -> list[DeltaOut]:

@@ -75,22 +75,13 @@ def fold_columns(
     accumulator = PartitionAccumulator(kit.config)
     out: list[DeltaOut] = []
     step = kit.delta_events
-    observe_latency = metrics.label_latency.observe
     parts = _parts(columns, positions)
     for pieces in _chunks(parts, step):
         for group in _by_version(pieces):
             accumulator.add_columns(group)
         outcomes = _join(joiner, pieces)
-        for joined in outcomes:
-            observe_latency(joined.latency_seconds)
-        accumulator.add_outcomes(outcomes)
-        out.extend(MonitorKit.drain(accumulator, labels_behind))
-    for start in range(0, len(labels), step):
-        outcomes = joiner.add_labels(labels[start : start + step])
-        for joined in outcomes:
-            observe_latency(joined.latency_seconds)
-        accumulator.add_outcomes(outcomes)
-        out.extend(MonitorKit.drain(accumulator, labels_behind))
+        out.extend(kit.fold_joined(accumulator, outcomes, metrics, labels_behind))
+    out.extend(kit.fold_labels(joiner, accumulator, labels, metrics, labels_behind))
     newest = _newest(parts, labels)
     if on_joined is not None and newest is not None:
         on_joined(joiner, newest)
