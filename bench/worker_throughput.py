@@ -1,7 +1,7 @@
 """The live pipeline against naive Faust and Quix Streams consumers: same run, same broker.
 
     .venv/bin/python bench/worker_throughput.py [--events 100000] [--memory-minutes 2]
-        [--rate N] [--only a,b,c,d,e,s] [--profile out.prof]      (needs `make kafka-up`)
+        [--rate N] [--only a,b,c,d,e,s] [--profile out.prof] [--worker-args "..."]  (needs Kafka)
 
 1. Throughput per process (one process each, 3 partitions, a pre-filled backlog of
    ``--events`` predictions of one model with 10 features), from the first message consumed
@@ -187,7 +187,11 @@ def main() -> int:
         "--profile", type=Path, default=None, help="cProfile row a's worker (b's with --only b)"
     )
     parser.add_argument("--keep", action="store_true", help="keep topics and logs")
+    parser.add_argument(
+        "--worker-args", default="", help='more worker options, e.g. "--judge-save-seconds 5"'
+    )
     args = parser.parse_args()
+    worker_args = args.worker_args.split()
     only = set(args.only.split(","))
     if not broker_answers(args.bootstrap):
         print(f"no Kafka broker at {args.bootstrap}: run `make kafka-up`", file=sys.stderr)
@@ -220,7 +224,7 @@ def main() -> int:
                     continue
                 profile = args.profile if key == ("a" if "a" in only else "b") else None
                 probe = start_worker(procs, f"worker-{key}", args.bootstrap, prefix,
-                                     workdir / f"data-{key}", profile)  # fmt: skip
+                                     workdir / f"data-{key}", profile, worker_args)  # fmt: skip
                 rows[key] = measured = worker_throughput(
                     probe, args.bootstrap, settings, args.events, args.row_timeout
                 )
@@ -262,7 +266,7 @@ def main() -> int:
                 settings_s = settings_for(args.bootstrap, prefix_s)
                 ensure_topics(settings_s)
                 probe = start_worker(procs, "worker-s", args.bootstrap, prefix_s,
-                                     workdir / "data-s")  # fmt: skip
+                                     workdir / "data-s", None, worker_args)  # fmt: skip
                 seconds = args.memory_minutes * 60
                 # Every model must get far enough to shift and be decided on.
                 models = max(1, min(args.models, int(rate * seconds / EVENTS_PER_MODEL)))

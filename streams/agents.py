@@ -486,6 +486,8 @@ def install_pipeline(
             for _partition, events in sorted(_by_partition(batch).items()):
                 await judge_partition(events)
             metrics.batch_duration.labels(stage="judge").observe(time.monotonic() - started)
+            newest = max(event.message.timestamp for event in batch)
+            metrics.processing_latency.labels(stage="judge").observe(max(0.0, time.time() - newest))
 
     @app.agent(models, name="models")
     async def model_events(stream: Any) -> None:

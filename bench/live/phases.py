@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -95,13 +96,13 @@ class WorkerProbe:
 
 def start_worker(
     procs: ProcessGroup, name: str, bootstrap: str, prefix: str, datadir: Path,
-    profile: Path | None = None,
+    profile: Path | None = None, options: Sequence[str] = (),
 ) -> WorkerProbe:  # fmt: skip
     """Start a worker at log level info: its ``[^Worker]: Ready`` line is when fetching starts."""
     argv = [sys.executable]
     if profile is not None:
         argv += ["-m", "cProfile", "-o", str(profile)]
-    argv += ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "info"]
+    argv += ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "info", *options]
     proc = procs.start(name, argv, env=worker_env(bootstrap, prefix), cwd=REPO)
     _, banner = proc.wait_for(r"metrics=(http://\S+/metrics)", 120)
     arrived, ready = proc.wait_for(r"\[\^Worker\]: Ready", 180)
