@@ -110,6 +110,8 @@ def install_pipeline(
     alerts = raw_topic(topics.alerts)
     deadletter = raw_topic(topics.deadletter)
 
+    from streams.app import drain_buffer_on_flush
+
     def table(name: str, help_text: str, journal_retention: float | None = None) -> Any:
         from streams.app import MAX_STATE_MESSAGE_BYTES, ROCKSDB_OPTIONS
         from streams.journal_table import JournalTable
@@ -249,14 +251,6 @@ def install_pipeline(
             if round_:
                 await ingest_round(round_)
 
-    async def flush_table_writes() -> None:
-        # Faust's flush stops draining its send-soon buffer (table writes) when one message
-        # takes over 0.1 s, which a loaded worker sees; deltas sent after it could overtake.
-        producer = app.producer
-        await producer.flush()
-        while producer.buffer.size:
-            await producer.flush()
-
     async def ingest_round(parts: Sequence[tuple[int, list[Event], list[int] | None]]) -> None:
         """Intents first (flushed), then the deltas, then the progress offsets."""
         folded: list[Folded] = []
@@ -274,7 +268,7 @@ def install_pipeline(
             _as_current(result.first)
             progress[f"intent:{result.partition}"] = result.batch
         if publishing:
-            await flush_table_writes()  # the intents are durable before any delta is out
+            await app.producer.flush()  # the intents are durable before any delta is out
         ordered = sorted(
             (
                 (delta, {**result.origin, "index": i})
@@ -300,6 +294,7 @@ def install_pipeline(
 
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
+        drain_buffer_on_flush(app)
         async for batch in stream.take_events(take_max, within=take_within_seconds):
             started = time.monotonic()
             await ingest_batch(batch)
@@ -481,6 +476,7 @@ def install_pipeline(
 
     @app.agent(sketches, name="judge")
     async def judge(stream: Any) -> None:
+        drain_buffer_on_flush(app)
         async for batch in stream.take_events(take_max, within=take_within_seconds):
             started = time.monotonic()
             for _partition, events in sorted(_by_partition(batch).items()):

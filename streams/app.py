@@ -28,6 +28,7 @@ __all__ = [
     "LiveApp",
     "app_id_for",
     "create_app",
+    "drain_buffer_on_flush",
     "faust_credentials",
 ]
 
@@ -159,3 +160,26 @@ def create_app(
             judge_save_seconds=judge_save_seconds,
         )  # fmt: skip
     return live
+
+
+def drain_buffer_on_flush(app: faust.App) -> None:
+    """Make ``app.producer.flush()`` drain Faust's send-soon buffer (table writes) fully.
+
+    Faust commits input offsets right after ``producer.flush()``, but its buffer stops
+    draining when one message takes over 0.1 s (a loaded worker): a commit could then pass
+    table writes (join journals, ingest progress, judge marks) still in the buffer, and a
+    crash lost them with their input already committed. Idempotent; call it once the
+    producer exists (first thing in an agent).
+    """
+    buffer: Any = app.producer.buffer
+    if getattr(buffer, "_driftline_drains", False):
+        return
+    flush_some = buffer.flush
+
+    async def flush_all() -> None:
+        await flush_some()
+        while buffer.size:
+            await flush_some()
+
+    buffer.flush = flush_all
+    buffer._driftline_drains = True

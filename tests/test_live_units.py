@@ -233,3 +233,27 @@ def test_live_join_expires_only_its_partition_and_counts_orphans() -> None:
     if orphan_partition == 0:
         assert 'driftline_label_join_total{outcome="orphan"} 1.0' in samples
     assert f'driftline_label_join_total{{outcome="expired"}} {len(mine)}.0' in samples
+
+
+def test_producer_flush_drains_the_whole_send_soon_buffer() -> None:
+    """Faust's buffer flush gives up after one slow message; commits must not pass writes."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import drain_buffer_on_flush
+
+    class SlowBuffer:
+        def __init__(self) -> None:
+            self.size = 5
+            self.calls = 0
+
+        async def flush(self) -> None:  # Faust's: returns after one message timed out
+            self.calls += 1
+            self.size -= 1
+
+    buffer = SlowBuffer()
+    app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer))
+    drain_buffer_on_flush(app)  # type: ignore[arg-type]
+    drain_buffer_on_flush(app)  # type: ignore[arg-type]  # idempotent: wrapped once
+    asyncio.run(buffer.flush())
+    assert (buffer.size, buffer.calls) == (0, 5)
