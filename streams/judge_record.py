@@ -70,9 +70,9 @@ class JudgeRecord:
     is stored without it)."""
     watermarks: dict[str, int] = field(default_factory=dict)
     """Input partition -> latest event time (µs) of its deltas, while warming up."""
-    parked: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Input partition -> its deltas ahead of the slowest partition during the warm-up,
-    merged (see `streams.warmup_order`)."""
+    parked: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Input partition -> its deltas ahead of the slowest partition during the warm-up, in
+    arrival order (see `streams.warmup_order`)."""
 
     @classmethod
     def load(cls, value: Mapping[str, Any] | None) -> JudgeRecord:
@@ -89,7 +89,11 @@ class JudgeRecord:
             duplicates=int(value.get("duplicates", 0)),
             reference_id=value.get("reference_id"),
             watermarks={k: int(v) for k, v in value.get("watermarks", {}).items()},
-            parked=dict(value.get("parked") or {}),
+            # Records from before kept one merged delta per partition.
+            parked={
+                key: states if isinstance(states, list) else [states]
+                for key, states in (value.get("parked") or {}).items()
+            },
         )
 
     def dump(self) -> dict[str, Any]:

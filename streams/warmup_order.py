@@ -4,13 +4,15 @@ arrive.
 Workers fold their partitions independently, so during a catch-up or a replay a worker with
 fewer partitions runs ahead in event time and its deltas reach the judge first. A warm-up made
 of whatever arrives first would then hold later events (maybe the very change it should
-reveal). While a judge has no reference, a delta whose events start beyond the slowest input
+reveal). While a judge has no reference, a delta whose events end beyond the slowest input
 partition's event time (every partition's latest delta end, known from the deltas' origins)
-is parked: merged with the parked deltas of its partition (sketches: bounded however many
-events they hold), until every partition passed its end. Once the reference exists
-the parked deltas are applied first, then everything as it comes. A partition is waited
-for until it sent its first delta, unless the others sent a warm-up's worth each meanwhile (it
-has no traffic of the model: producers key by ``event_id``, so this is a safety net).
+is parked with its partition's other parked deltas, until every partition passed its end;
+deltas are released in event-time order. A partition keeps at most `MAX_PARKED` deltas: beyond
+that its two newest are merged (sketches: bounded however many events they hold), so the
+earliest events, the ones the warm-up wants, keep their order. Once the reference exists the
+parked deltas are applied first, then everything as it comes. A partition is waited for until
+it sent its first delta, unless the others sent a warm-up's worth each meanwhile (it has no
+traffic of the model: producers key by ``event_id``, so this is a safety net).
 
 >>> def delta(start, end, count=10):
 ...     return {"format": 2, "model": "m", "model_version": None, "start_us": start,
@@ -22,12 +24,12 @@ has no traffic of the model: producers key by ``event_id``, so this is a safety 
 ...     return [(s["start_us"], s["end_us"], s["count"]) for s in out]
 >>> route(delta(0, 9), 0)  # partition 1 not heard of yet: park
 []
->>> route(delta(0, 5), 1), route(delta(20, 29), 0)  # 0..5 is below both; 20.. is ahead
+>>> route(delta(0, 5), 1), route(delta(20, 29), 0)  # 0..9 is not below 5; 20.. is ahead
 ([(0, 5, 10)], [])
->>> route(delta(6, 12), 1)
-[(6, 12, 10)]
->>> route(delta(13, 30), 1)  # every partition passed 29: partition 0's parked events go
-[(0, 29, 20)]
+>>> route(delta(6, 12), 1)  # every partition passed 9
+[(0, 9, 10), (6, 12, 10)]
+>>> route(delta(13, 30), 1)  # ... and 29: partition 0's next delta goes; 30 waits for 0
+[(20, 29, 10)]
 >>> route(delta(31, 40), 0), route(delta(31, 35), 1)
 ([(13, 30, 10)], [(31, 35, 10)])
 >>> route(delta(36, 39), 1, warming_up=False)  # reference exists: parked deltas go first
@@ -45,6 +47,10 @@ from streams.judge_record import JudgeRecord
 __all__ = ["route_delta"]
 
 
+MAX_PARKED = 64
+"""Parked deltas kept apart per input partition; beyond that the newest two are merged."""
+
+
 def route_delta(
     record: JudgeRecord,
     delta: dict[str, Any],
@@ -55,7 +61,7 @@ def route_delta(
 ) -> list[dict[str, Any]]:
     """The delta states to apply now, in order (none: ``delta`` was parked)."""
     if not warming_up:
-        waiting = [record.parked[p] for p in sorted(record.parked, key=int)]
+        waiting = _in_time_order([state for states in record.parked.values() for state in states])
         record.parked, record.watermarks = {}, {}
         return [*waiting, delta]
     start, end = delta.get("start_us"), delta.get("end_us")
@@ -63,23 +69,36 @@ def route_delta(
         return [delta]  # from an older worker, or no events: nothing to order it by
     source, partitions = str(int(origin["partition"])), int(origin["partitions"])
     record.watermarks[source] = max(record.watermarks.get(source, end), int(end))
-    parked = record.parked.get(source)
-    if parked is not None and parked["model_version"] != delta["model_version"]:
+    parked = record.parked.setdefault(source, [])
+    if parked and parked[-1]["model_version"] != delta["model_version"]:
         return [delta]  # a version change: its own warm-up, not ours to reorder
-    record.parked[source] = _merged(parked, delta)
+    parked.append(delta)
+    if len(parked) > MAX_PARKED:
+        parked[-2:] = [_merged(parked[-2], parked[-1])]
     if len(record.watermarks) < partitions:
-        if sum(state["count"] for state in record.parked.values()) <= partitions * warmup_events:
+        waiting = sum(state["count"] for states in record.parked.values() for state in states)
+        if waiting <= partitions * warmup_events:
             return []
         slowest = max(record.watermarks.values())  # a partition without traffic: stop waiting
     else:
         slowest = min(record.watermarks.values())
-    ready = sorted((p for p, state in record.parked.items() if state["end_us"] <= slowest), key=int)
-    return [record.parked.pop(p) for p in ready]
+    ready: list[dict[str, Any]] = []
+    for key in list(record.parked):
+        states = record.parked[key]
+        ready += [state for state in states if state["end_us"] <= slowest]
+        kept = [state for state in states if state["end_us"] > slowest]
+        if kept:
+            record.parked[key] = kept
+        else:
+            del record.parked[key]
+    return _in_time_order(ready)
 
 
-def _merged(parked: dict[str, Any] | None, delta: dict[str, Any]) -> dict[str, Any]:
-    if parked is None:
-        return delta
-    into = WindowDelta.from_state(parked)
-    into.merge(WindowDelta.from_state(delta))
+def _in_time_order(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(states, key=lambda state: (state["start_us"], state["end_us"]))
+
+
+def _merged(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    into = WindowDelta.from_state(older)
+    into.merge(WindowDelta.from_state(newer))
     return into.to_state()
