@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
-    from streams.processes import ProcessGroup
+    from streams.processes import ManagedProcess, ProcessGroup
 
 BOOTSTRAP_ENV = "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS"
 REPO = Path(__file__).resolve().parent.parent
@@ -72,6 +72,20 @@ def driftline_processes(kafka_env: dict[str, str], tmp_path: Path) -> Iterator[P
 
     with ProcessGroup(env=kafka_env, log_dir=tmp_path, cwd=REPO) as group:
         yield group
+
+
+@pytest.fixture
+def start_worker(
+    driftline_processes: ProcessGroup, tmp_path: Path
+) -> Callable[..., ManagedProcess]:
+    """``start_worker(name="w1", *options, **env)``: a worker with its own datadir (reused when
+    a name is started again, like a restarted host); ``options`` go to ``python -m
+    streams.worker``."""
+
+    def start(name: str = "w1", *options: str, **env: str) -> ManagedProcess:
+        return driftline_processes.worker(name, tmp_path / f"data-{name}", *options, **env)
+
+    return start
 
 
 @pytest.fixture

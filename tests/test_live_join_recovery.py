@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from kafka_helpers import scrape, wait_for
 
 from schemas.events import LabelEvent, PredictionEvent
 from schemas.settings import Settings
-from streams.processes import ManagedProcess, ProcessGroup
+from streams.processes import ManagedProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -49,15 +48,8 @@ def _labels() -> list[LabelEvent]:
     ]
 
 
-@pytest.fixture
-def start_worker(
-    driftline_processes: ProcessGroup, tmp_path: Path
-) -> Callable[[str], ManagedProcess]:
-    return lambda name: driftline_processes.worker(name, tmp_path / f"data-{name}")
-
-
 def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw(
-    settings: Settings, start_worker: Callable[[str], ManagedProcess]
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     from streams.replay import replay_events
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from kafka_helpers import scrape, wait_for
 
 from schemas.events import PredictionEvent
 from schemas.settings import Settings
-from streams.processes import ManagedProcess, ProcessGroup
+from streams.processes import ManagedProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -39,28 +39,24 @@ def _steady_stream() -> list[PredictionEvent]:
     ]
 
 
-@pytest.fixture
-def start_worker(
-    driftline_processes: ProcessGroup, tmp_path: Path
-) -> Callable[[str], ManagedProcess]:
-    # Saves only when a model first appears (or alerts): everything after is unsaved.
-    return lambda name: driftline_processes.worker(
-        name, tmp_path / f"data-{name}", "--judge-save-seconds", "600"
-    )
+def _judged_at_least(worker: ManagedProcess, count: float) -> bool:
+    return scrape(worker).get(JUDGED, 0.0) >= count
 
 
 def test_a_crash_between_two_saves_loses_and_repeats_nothing(
-    settings: Settings, start_worker: Callable[[str], ManagedProcess]
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     from streams.replay import replay_events
 
     stream = _steady_stream()
-    first = start_worker("w1")
+    # Saves only when a model first appears (or alerts): everything after is unsaved.
+    saving_rarely = ("--judge-save-seconds", "600")
+    first = start_worker("w1", *saving_rarely)
     # At least two judge batches: the second is not saved. (While the judge warms up, the
     # newest deltas of a partition wait for the other partitions: the counts lag behind.)
-    for end, judged in ((FIRST // 2, 1_000), (FIRST, 2_500)):
+    for end, judged in ((FIRST // 2, 1_000.0), (FIRST, 2_500.0)):
         replay_events(settings, stream[end - FIRST // 2 : end], batch_size=100)
-        assert wait_for(lambda at=judged: scrape(first).get(JUDGED, 0.0) >= at, timeout=90), (
+        assert wait_for(partial(_judged_at_least, first, judged), timeout=90), (
             scrape(first).get(JUDGED),
             first.log_tail(),
         )
@@ -68,7 +64,7 @@ def test_a_crash_between_two_saves_loses_and_repeats_nothing(
     saves = scrape(first).get("driftline_judge_saves_total", 0.0)
     assert saves == 1.0, "only the new model's first batch should have been saved"
     first.kill()
-    second = start_worker("w2")  # empty datadir: the judge table comes from its changelog
+    second = start_worker("w2", *saving_rarely)  # empty datadir: judge table from its changelog
     replay_events(settings, stream[FIRST:], batch_size=100)
     total = FIRST + SECOND
     assert wait_for(lambda: scrape(second).get(JUDGED, 0.0) >= total, timeout=90), (

@@ -17,20 +17,10 @@ from kafka_helpers import read_topic, scrape, shifted_x_stream, wait_for
 
 from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
-from streams.processes import ManagedProcess, ProcessGroup
+from streams.processes import ManagedProcess
 from streams.producer import PredictionProducer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
-
-
-@pytest.fixture
-def start_worker(
-    driftline_processes: ProcessGroup, tmp_path: Path
-) -> Callable[..., ManagedProcess]:
-    def start(name: str = "w1") -> ManagedProcess:
-        return driftline_processes.worker(name, tmp_path / f"data-{name}")
-
-    return start
 
 
 def _prediction(index: int, x: float) -> PredictionEvent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from kafka_helpers import scrape, wait_for
 
 from schemas.events import PredictionEvent
 from schemas.settings import Settings
-from streams.processes import ManagedProcess, ProcessGroup
+from streams.processes import ManagedProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(150)]
 
@@ -38,15 +37,8 @@ def _wide_stream() -> list[PredictionEvent]:
     ]
 
 
-@pytest.fixture
-def start_worker(
-    driftline_processes: ProcessGroup, tmp_path: Path
-) -> Callable[[str], ManagedProcess]:
-    return lambda name: driftline_processes.worker(name, tmp_path / f"data-{name}")
-
-
 def test_a_judge_state_over_one_megabyte_is_stored_and_recovered(
-    settings: Settings, start_worker: Callable[[str], ManagedProcess]
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     from streams.replay import replay_events
 
