@@ -190,7 +190,11 @@ def _features_ok(features: list[Any]) -> BoolArray:
     n = len(features)
     ok = np.fromiter((type(f) is dict and len(f) <= MAX_FEATURES for f in features), bool, n)
     if not ok.all():
-        return ok  # such rows take the per-row path; a cheap answer is enough
+        # Such rows take the per-row path; the others still need their values checked.
+        good = ok.nonzero()[0]
+        if good.size:
+            ok[good] = _features_ok([features[i] for i in good.tolist()])
+        return ok
     first = features[0].keys() if features else {}.keys()
     same = all(row.keys() == first for row in features)
     names = list(first) if same else list(dict.fromkeys(k for row in features for k in row))

@@ -29,6 +29,7 @@ from streams.readers import (
 from streams.readers_columns import (
     ColumnReader,
     _event_row,
+    bulk_ok,
     bulk_times,
     merge_rows_by_event_time,
 )
@@ -423,3 +424,13 @@ def test_merge_rows_counts_late_rows_like_merge_by_event_time() -> None:
         ([e.event_id for e in ps], ls) for ps, ls in expected
     ]
     assert stats.out_of_order == expected_stats.out_of_order == 100
+
+
+def test_bulk_checks_still_check_the_values_next_to_a_malformed_row() -> None:
+    """A row whose features are not a mapping used to make the checks skip the values of the
+    chunk's other rows: an infinite feature then passed as valid."""
+    good = {"event_id": "a", "model": "m", "timestamp": "2024-05-01T00:00:00Z",
+            "features": {"x": 1.5}, "prediction": 1}  # fmt: skip
+    infinite = {**good, "event_id": "b", "features": {"x": float("inf")}}
+    malformed = {**good, "event_id": "c", "features": ["x", 1.5]}
+    assert bulk_ok([malformed, infinite, good]).tolist() == [False, False, True]
