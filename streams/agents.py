@@ -21,8 +21,9 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
@@ -428,40 +429,44 @@ def install_pipeline(
         # model, an alert or a reference switch. In between, a small mark says from which
         # offset the stored state is behind (see streams.sketch_catchup).
         if not stored or emitted or switched or now - unsaved.get(model, now) >= save_seconds:
-            save_judge(model, judge, record, judges)
+            save_judge(model, judge, record, judges.__setitem__)
         elif model not in unsaved:
             unsaved[model] = now
             judges[unsaved_key(model)] = first_applied
         return emitted
 
     def save_judge(
-        model: str, judge: Any, record: JudgeRecord, table: MutableMapping[str, Any]
+        model: str, judge: Any, record: JudgeRecord, write: Callable[[str, Any], None]
     ) -> None:
+        """Store the judge through ``write(key, JSON value)``."""
         state = kit.judge_state(judge)
         # The reference (a sample per feature) changes only when the model's does: it is
         # stored under its own key, so a save writes only what changed.
         reference = state.pop("reference", None)
         if reference is not None and reference.get("profile_id") != record.reference_id:
-            table[reference_key(model)] = reference
+            write(reference_key(model), reference)
             record.reference_id = reference.get("profile_id")
         record.judge = state
-        table[model] = record.dump()
+        write(model, record.dump())
         if unsaved.pop(model, None) is not None:
-            table[unsaved_key(model)] = None
+            write(unsaved_key(model), None)
         metrics.judge_saves.inc()
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def save_idle_judges() -> None:
         """Save the judges of models that went quiet with unsaved batches."""
-        from streams.journal_table import put_in_partition
-
         now = time.monotonic()
         for model, since in list(unsaved.items()):
             if now - since < save_seconds or model not in live_judges:
                 continue
             judge, record = live_judges[model]
-            target = PartitionWrites(judge_table, judged_at[model], put_in_partition)
-            save_judge(model, judge, record, JsonTableView(target))
+            save_judge(model, judge, record, partial(write_in, judged_at[model]))
+
+    def write_in(partition: int, key: str, value: Any) -> None:
+        """A judge-table write outside any event (the timer)."""
+        from streams.journal_table import put_in_partition
+
+        put_in_partition(judge_table, partition, key.encode(), _dumps(value))
 
     async def publish_alert(alert: Alert) -> None:
         metrics.set_alert_state(
@@ -539,28 +544,6 @@ def reference_key(model: str) -> str:
 def unsaved_key(model: str) -> str:
     """The judge table key of the offset from which the stored state of a model is behind."""
     return f"{model}\x00unsaved"
-
-
-class PartitionWrites(MutableMapping[bytes, bytes]):
-    """Writes to one partition of a table outside any event (a timer); reads are not needed."""
-
-    def __init__(self, table: Any, partition: int, put: Any) -> None:
-        self.table, self.partition, self.put = table, partition, put
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.put(self.table, self.partition, key, value)
-
-    def __getitem__(self, key: bytes) -> bytes:
-        raise KeyError(key)
-
-    def __delitem__(self, key: bytes) -> None:
-        raise NotImplementedError("a timer only writes")
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 def _dumps(value: Any) -> bytes:

@@ -279,42 +279,66 @@ class SnapshotReader:
         consumer = Consumer(self._config)
         self._open.append(consumer)
         try:
-            consumer.assign([TopicPartition(topic, partition, low)])
-            idle_since = time.monotonic()
-            while True:
-                # Take what is queued; wait only when nothing is (consume waits for a full batch).
-                messages = consumer.consume(num_messages=_FETCH, timeout=0)
-                messages = messages or consumer.consume(num_messages=1, timeout=0.5)
-                if not messages:
-                    if time.monotonic() - idle_since > self.idle_timeout_seconds:
-                        raise SnapshotError(
-                            f"{topic}[{partition}] delivered nothing for "
-                            f"{self.idle_timeout_seconds:.0f} s before offset {high}: is Kafka "
-                            f"at {self.settings.kafka.bootstrap_servers} still up?"
-                        )
-                    continue
-                idle_since = time.monotonic()
+            for messages in read_range(
+                consumer, topic, partition, low, high, idle_seconds=self.idle_timeout_seconds,
+                where=f"is Kafka at {self.settings.kafka.bootstrap_servers} still up?",
+            ):  # fmt: skip
                 if self._progress is not None:
-                    fresh = sum(m.error() is None and _offset(m) < high for m in messages)
-                    self._progress.advance(self._task, fresh)
+                    self._progress.advance(self._task, len(messages))
                 for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            return
-                        raise SnapshotError(f"reading {topic}[{partition}] failed: {error}")
-                    offset = _offset(message)
-                    if offset >= high:
-                        return
                     value = message.value()
                     if value is not None:  # a tombstone deletes a key; nothing to show
                         yield value
-                    if offset >= high - 1:
-                        return
         finally:
             if consumer in self._open:
                 self._open.remove(consumer)
                 consumer.close()
+
+
+def read_range(
+    consumer: Any, topic: str, partition: int, low: int, high: int, *, idle_seconds: float,
+    where: str,
+) -> Iterator[list[Any]]:  # fmt: skip
+    """Batches of the messages of ``topic[partition]`` with ``low <= offset < high``, read by
+    ``consumer`` (assigned here; the caller closes it). Raises `SnapshotError` when the
+    partition delivers nothing for ``idle_seconds`` (``where`` says what to check)."""
+    if high <= low:
+        return
+    consumer.assign([TopicPartition(topic, partition, low)])
+    idle_since = time.monotonic()
+    while True:
+        # Take what is queued; wait only when nothing is (consume waits for a full batch).
+        messages = consumer.consume(num_messages=_FETCH, timeout=0)
+        messages = messages or consumer.consume(num_messages=1, timeout=0.5)
+        if not messages:
+            if time.monotonic() - idle_since > idle_seconds:
+                raise SnapshotError(
+                    f"{topic}[{partition}] delivered nothing for {idle_seconds:.0f} s before "
+                    f"offset {high}: {where}"
+                )
+            continue
+        idle_since = time.monotonic()
+        batch: list[Any] = []
+        done = False
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    done = True
+                    break
+                raise SnapshotError(f"reading {topic}[{partition}] failed: {error}")
+            offset = _offset(message)
+            if offset >= high:
+                done = True
+                break
+            batch.append(message)
+            if offset >= high - 1:
+                done = True
+                break
+        if batch:
+            yield batch
+        if done:
+            return
 
 
 def _offset(message: Any) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from typing import Any, Final
 
 from schemas.settings import Settings
@@ -26,10 +25,10 @@ def read_model_envelopes(
 ) -> list[tuple[int, dict[str, Any]]]:
     """(offset, envelope) of ``model``'s messages in ``topic[partition]``, ``low <= offset <
     high``, in offset order. Runs in a thread: it blocks until the range is read."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer
 
-    if high <= low:
-        return []
+    from streams.kafka_snapshot import read_range
+
     consumer = Consumer(
         {
             **settings.kafka.confluent_config(),
@@ -41,33 +40,16 @@ def read_model_envelopes(
     key = model.encode()
     found: list[tuple[int, dict[str, Any]]] = []
     try:
-        consumer.assign([TopicPartition(topic, partition, low)])
-        idle_since = time.monotonic()
-        while True:
-            messages = consumer.consume(num_messages=500, timeout=0.5)
-            if not messages:
-                if time.monotonic() - idle_since > _IDLE_SECONDS:
-                    raise RuntimeError(
-                        f"{topic}[{partition}] delivered nothing for {_IDLE_SECONDS:.0f} s "
-                        f"before offset {high} while a judge caught up: is Kafka up?"
-                    )
-                continue
-            idle_since = time.monotonic()
+        for messages in read_range(
+            consumer, topic, partition, low, high, idle_seconds=_IDLE_SECONDS,
+            where="a judge was catching up: is Kafka up?",
+        ):  # fmt: skip
             for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return found
-                    raise RuntimeError(f"reading {topic}[{partition}] failed: {error}")
-                offset = int(message.offset() or 0)
-                if offset >= high:
-                    return found
                 value = message.value()
                 if message.key() == key and value:
                     # A malformed message is skipped (and logged) by the judge when it is live.
                     with contextlib.suppress(ValueError):
-                        found.append((offset, json.loads(value)))
-                if offset >= high - 1:
-                    return found
+                        found.append((int(message.offset() or 0), json.loads(value)))
     finally:
         consumer.close()
+    return found
