@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
 __all__ = [
+    "BATCH_SECONDS",
     "DEFAULT_STORE",
     "MAX_STATE_MESSAGE_BYTES",
     "LiveApp",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_STORE: Final = "rocksdb://"
+BATCH_SECONDS: Final = 0.5
+"""How long each agent waits to fill a batch (``take_within_seconds``)."""
 MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
 """Largest table value (changelog message) a worker writes: a judge of a model with hundreds
 of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
@@ -98,7 +101,7 @@ def create_app(
     datadir: Path | None = None,
     metrics: WorkerMetrics | None = None,
     take_max: int = 2_000,
-    take_within_seconds: float = 0.5,
+    take_within_seconds: float = BATCH_SECONDS,
     judge_save_seconds: float | None = None,
     install_agents: bool = True,
     monitor_kit: MonitorKit | None = None,

@@ -31,10 +31,15 @@ def worker_command(
         float,
         typer.Option(help="How long a judge's stored state may lag; read back after a crash."),
     ] = 2.0,
+    event_loop: Annotated[str, typer.Option(help="uvloop (faster) or asyncio")] = "uvloop",
+    batch_seconds: Annotated[
+        float,
+        typer.Option(help="How long each agent waits to fill a batch; lower cuts alert latency."),
+    ] = 0.5,
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
-    from streams.worker import LOG_LEVELS, run_worker
+    from streams.worker import EVENT_LOOPS, LOG_LEVELS, run_worker
 
     if loglevel not in LOG_LEVELS:
         raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--loglevel")
@@ -45,11 +50,18 @@ def worker_command(
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    if event_loop not in EVENT_LOOPS:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(EVENT_LOOPS)}", param_hint="--event-loop"
+        )
+    if batch_seconds <= 0:
+        raise typer.BadParameter("must be positive, e.g. 0.5", param_hint="--batch-seconds")
     if judge_save_seconds <= 0:
         raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
     run_worker(
         settings, store=store, datadir=datadir, loglevel=loglevel,
-        judge_save_seconds=judge_save_seconds,
+        judge_save_seconds=judge_save_seconds, event_loop=event_loop,
+        batch_seconds=batch_seconds,
     )  # fmt: skip
 
 

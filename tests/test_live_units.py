@@ -189,6 +189,18 @@ def test_live_commands_have_help() -> None:
         assert flag in result.output
     bad = runner.invoke(cli, ["replay", "--predictions", "nope.jsonl", "--speed", "0"])
     assert bad.exit_code == 2
+    for option, value in (("--event-loop", "gevent"), ("--batch-seconds", "0")):
+        bad = runner.invoke(cli, ["worker", option, value])
+        assert bad.exit_code == 2, bad.output
+        assert option in bad.output
+
+
+def test_run_worker_names_a_wrong_event_loop() -> None:
+    from schemas.settings import Settings
+    from streams.worker import run_worker
+
+    with pytest.raises(ValueError, match="event_loop must be one of uvloop, asyncio"):
+        run_worker(Settings(), event_loop="gevent", create_topics=False)
 
 
 def test_live_join_expires_only_its_partition_and_counts_orphans() -> None:
