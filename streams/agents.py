@@ -27,6 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
+from streams import json_read
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
 from streams.fold_columns import fold_columns
@@ -349,7 +350,7 @@ def install_pipeline(
         by_model: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for event in events:
             try:
-                envelope = json.loads(event.message.value or b"")
+                envelope = json_read.loads(event.message.value or b"")
                 by_model[str(envelope["model"])].append((event.message.offset, envelope))
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)

@@ -24,6 +24,8 @@ import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from streams import json_read
+
 __all__ = ["AlertLedger", "JsonTableView"]
 
 
@@ -37,7 +39,7 @@ class JsonTableView(MutableMapping[str, Any]):
         raw = self.table[key.encode()]
         if raw is None:  # a deleted key in some Faust stores
             raise KeyError(key)
-        return json.loads(raw)
+        return json_read.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table[key.encode()] = json.dumps(value, separators=(",", ":")).encode()
@@ -50,7 +52,7 @@ class JsonTableView(MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         raw = self.table.get(key.encode())
-        return default if raw is None else json.loads(raw)
+        return default if raw is None else json_read.loads(raw)
 
     def __iter__(self) -> Iterator[str]:
         for key in list(self.table.keys()):

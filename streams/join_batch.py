@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from streams import json_read
+
 __all__ = ["BatchStore", "changes_of", "entries_of"]
 
 
@@ -33,7 +35,9 @@ def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> d
     keys = list(dict.fromkeys(key.encode() for key in event_ids))
     if not keys:
         return {}
-    return {key.decode(): json.loads(raw) for key, raw in table.read_many(partition, keys).items()}
+    return {
+        key.decode(): json_read.loads(raw) for key, raw in table.read_many(partition, keys).items()
+    }
 
 
 def changes_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[bytes, bytes | None]:

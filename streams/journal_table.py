@@ -27,6 +27,8 @@ from typing import Any, Final
 from faust import Table
 from faust.types import TP, EventT
 
+from streams import json_read
+
 __all__ = [
     "JOURNAL_FORMAT",
     "JournalTable",
@@ -56,7 +58,7 @@ def _text(raw: bytes) -> str:
 
 def decode_journal(raw: bytes) -> dict[bytes, bytes | None]:
     """The changes of one journal message, in the order they were made."""
-    data = json.loads(raw)
+    data = json_read.loads(raw)
     if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
         raise ValueError(
             f"not a driftline join journal (format {JOURNAL_FORMAT}): the changelog holds "

@@ -10,10 +10,10 @@ for days) and applied before anything newer; the judge's record drops what it ha
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, Final
 
 from schemas.settings import Settings
+from streams import json_read
 
 __all__ = ["read_model_envelopes"]
 
@@ -49,7 +49,7 @@ def read_model_envelopes(
                 if message.key() == key and value:
                     # A malformed message is skipped (and logged) by the judge when it is live.
                     with contextlib.suppress(ValueError):
-                        found.append((int(message.offset() or 0), json.loads(value)))
+                        found.append((int(message.offset() or 0), json_read.loads(value)))
     finally:
         consumer.close()
     return found
