@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 DEFAULT_STORE: Final = "rocksdb://"
-BATCH_SECONDS: Final = 0.5
-"""How long each agent waits to fill a batch (``take_within_seconds``)."""
+BATCH_SECONDS: Final = 0.1
+"""How long each agent waits to fill a batch (``take_within_seconds``). 0.5 s cost ~300 ms of
+alert latency and no throughput (bench/worker_throughput.py): a backlog fills batches anyway."""
 MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
 """Largest table value (changelog message) a worker writes: a judge of a model with hundreds
 of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry

@@ -195,6 +195,16 @@ def test_live_commands_have_help() -> None:
         assert option in bad.output
 
 
+def test_worker_command_defaults_to_the_apps_batch_seconds() -> None:
+    import inspect
+
+    from streams.app import BATCH_SECONDS
+    from streams.cli_live import worker_command
+
+    default = inspect.signature(worker_command).parameters["batch_seconds"].default
+    assert default == BATCH_SECONDS
+
+
 def test_run_worker_names_a_wrong_event_loop() -> None:
     from schemas.settings import Settings
     from streams.worker import run_worker
