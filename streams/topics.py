@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from schemas.settings import Settings
+from schemas.settings import KafkaSettings, Settings
 
-__all__ = ["TopicPlan", "TopicsError", "ensure_topics", "plan_topics"]
+__all__ = ["TopicPlan", "TopicsError", "delete_topics_with_prefix", "ensure_topics", "plan_topics"]
+
+MIN_DELETE_PREFIX = 8
+"""Shortest prefix ``delete_topics_with_prefix`` accepts: it is for throwaway prefixes."""
 
 
 class TopicsError(RuntimeError):
@@ -101,3 +105,27 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
             f"`driftline topics create` before anything produces to them"
         )
     return outcome
+
+
+def delete_topics_with_prefix(
+    kafka: KafkaSettings, prefix: str, timeout_seconds: float = 30.0
+) -> int:
+    """Delete every topic named ``prefix``* (with a run's topic prefix, that includes its
+    workers' changelog topics); returns how many. For the unique prefixes of tests and
+    benchmarks: a broker that keeps thousands of their topics starts slowly.
+
+    Best effort: a topic that fails to go is left behind (harmless).
+    """
+    if len(prefix) < MIN_DELETE_PREFIX or prefix == "driftline.":
+        raise ValueError(
+            f"refusing to delete the topics of prefix {prefix!r}: only unique throwaway prefixes "
+            f"of at least {MIN_DELETE_PREFIX} characters (tests, benchmarks)"
+        )
+    admin = AdminClient({**kafka.confluent_config()})
+    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    if not names:
+        return 0
+    for future in admin.delete_topics(names, operation_timeout=timeout_seconds).values():
+        with contextlib.suppress(KafkaException):
+            future.result()
+    return len(names)

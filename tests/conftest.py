@@ -62,6 +62,12 @@ def kafka_env(
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     yield values
+    # After the test's processes stopped (they depend on this fixture): a dev broker that kept
+    # every test's topics grew to thousands and then started slowly.
+    from schemas.settings import KafkaSettings
+    from streams.topics import delete_topics_with_prefix
+
+    delete_topics_with_prefix(KafkaSettings(bootstrap_servers=kafka_bootstrap), topic_prefix)
 
 
 @pytest.fixture

@@ -117,6 +117,27 @@ def test_topics_create_twice_is_harmless(kafka_env: dict[str, str]) -> None:
     assert first.keys() == second.keys()
 
 
+def test_topics_of_a_throwaway_prefix_are_deleted(kafka_env: dict[str, str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from streams.topics import delete_topics_with_prefix
+
+    settings = Settings()
+    created = ensure_topics(settings)
+    assert delete_topics_with_prefix(settings.kafka, settings.topics.prefix) == len(created)
+    left = AdminClient({**settings.kafka.confluent_config()}).list_topics(timeout=10).topics
+    assert not [name for name in left if name.startswith(settings.topics.prefix)]
+
+
+def test_topic_deletion_refuses_short_and_production_prefixes() -> None:
+    from schemas.settings import KafkaSettings
+    from streams.topics import delete_topics_with_prefix
+
+    for prefix in ("t1.", "driftline."):
+        with pytest.raises(ValueError, match="only unique throwaway prefixes"):
+            delete_topics_with_prefix(KafkaSettings(), prefix)
+
+
 def test_topics_with_another_partition_count_are_refused_with_the_fix(
     kafka_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-__all__ = ["delete_topics_with_prefix", "group_caught_up", "read_all"]
+__all__ = ["group_caught_up", "read_all"]
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -66,17 +64,3 @@ def read_all(
         return messages
     finally:
         consumer.close()
-
-
-def delete_topics_with_prefix(bootstrap: str, prefix: str) -> int:
-    """Delete the topics this run created (all share its unique prefix); returns how many."""
-    if len(prefix) < 8:  # never a broad prefix: this deletes data
-        raise ValueError(f"refusing to delete topics for the short prefix {prefix!r}")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
-    if not names:
-        return 0
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        with contextlib.suppress(Exception):  # best effort: a leftover topic is harmless
-            future.result()
-    return len(names)
