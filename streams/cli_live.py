@@ -55,7 +55,7 @@ def worker_command(
             f"must be one of {', '.join(EVENT_LOOPS)}", param_hint="--event-loop"
         )
     if batch_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 0.5", param_hint="--batch-seconds")
+        raise typer.BadParameter("must be positive, e.g. 0.1", param_hint="--batch-seconds")
     if judge_save_seconds <= 0:
         raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
     run_worker(

@@ -205,12 +205,14 @@ def test_worker_command_defaults_to_the_apps_batch_seconds() -> None:
     assert default == BATCH_SECONDS
 
 
-def test_run_worker_names_a_wrong_event_loop() -> None:
+def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
     from schemas.settings import Settings
     from streams.worker import run_worker
 
     with pytest.raises(ValueError, match="event_loop must be one of uvloop, asyncio"):
         run_worker(Settings(), event_loop="gevent", create_topics=False)
+    with pytest.raises(ValueError, match="batch_seconds must be positive"):
+        run_worker(Settings(), batch_seconds=0.0, create_topics=False)
 
 
 def test_live_join_expires_only_its_partition_and_counts_orphans() -> None:
