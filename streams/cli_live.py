@@ -35,7 +35,7 @@ def worker_command(
     batch_seconds: Annotated[
         float,
         typer.Option(help="How long each agent waits to fill a batch; lower cuts alert latency."),
-    ] = 0.1,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
+    ] = 0.05,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
@@ -55,7 +55,7 @@ def worker_command(
             f"must be one of {', '.join(EVENT_LOOPS)}", param_hint="--event-loop"
         )
     if batch_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 0.1", param_hint="--batch-seconds")
+        raise typer.BadParameter("must be positive, e.g. 0.05", param_hint="--batch-seconds")
     if judge_save_seconds <= 0:
         raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
     run_worker(
