@@ -23,7 +23,8 @@
    timestamps are the wall clock at produce time. Alert latency = alert's Kafka timestamp -
    ``fired_at``; the worker's VmRSS is sampled every ``--rss-interval`` seconds.
 Rates also per CPU-second of the measured process (the machine may be shared). Goals are
-reported, never asserted. Quix runs in ``.venv-bench`` (else ``/tmp/dl/evvenv``).
+reported, never asserted. Quix runs in ``.venv-bench`` (``make bench-venv``)
+or the interpreter given with ``--baseline-python``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from rich.table import Table
 from streams.processes import terminate_on_sigterm
 from streams.topics import delete_topics_with_prefix, ensure_topics
 
-BASELINE_VENVS = (REPO / ".venv-bench", Path("/tmp/dl/evvenv"))
+BASELINE_VENV = REPO / ".venv-bench"
 ROWS = {
     "a": "our worker, 1 prediction/message (rocksdb)",
     "b": "our worker, SDK envelopes of 500 (rocksdb)",
@@ -72,11 +73,9 @@ ROWS = {
 def baseline_python(explicit: str | None) -> tuple[Path | None, str]:
     if explicit:
         return Path(explicit), "--baseline-python"
-    for venv in BASELINE_VENVS:
-        if (venv / "bin" / "python").exists():
-            note = "" if venv.name == ".venv-bench" else " (fallback: .venv-bench missing)"
-            return venv / "bin" / "python", f"{venv}{note}"
-    return None, "no baseline venv found"
+    if (BASELINE_VENV / "bin" / "python").exists():
+        return BASELINE_VENV / "bin" / "python", str(BASELINE_VENV)
+    return None, "no baseline venv found (make bench-venv)"
 
 
 def check_quix(python: Path) -> str | None:
