@@ -1,13 +1,14 @@
 """Cost of the live judge per window delta, next to the ingest's cost of publishing one.
 
     .venv/bin/python bench/judge_cost.py [--events 30000] [--repeats 3] [--profile]
-        [--save FILE] [--baseline FILE]
+        [--delta-events 250] [--save FILE] [--baseline FILE]
 
 Deltas are built as the live worker builds them (``MonitorKit.fold_partition``): seeded
 ``streams.synthetic.generate_stream`` events (one model, 10 features: 7 numeric, 3
 categorical, a label per prediction about an hour later), validated before any timing, folded
 by a ``PartitionAccumulator`` (labels joined by a ``LabelJoiner``) and drained every 250
-predictions; each delta's ``to_state()`` goes through a JSON round trip, as over Kafka.
+predictions (``--delta-events``: a worker judging many models publishes far smaller deltas);
+each delta's ``to_state()`` goes through a JSON round trip, as over Kafka.
 Then, side by side in one process (default ``MonitorConfig``; the judge has an ``on_point``
 callback, like the worker's, so every statistic is computed):
 
@@ -82,7 +83,7 @@ class Built:
     ingest_bytes: int
 
 
-def build(seed: int, events: int, labels: bool) -> Built:
+def build(seed: int, events: int, labels: bool, delta_events: int = DELTA_EVENTS) -> Built:
     raw_predictions, raw_labels = generate_stream(
         seed, events, MODEL, features=10, label_fraction=1.0 if labels else 0.0
     )
@@ -93,8 +94,8 @@ def build(seed: int, events: int, labels: bool) -> Built:
     accumulator = PartitionAccumulator(config)
     states: list[dict[str, Any]] = []
     seconds, size, next_label = 0.0, 0, 0
-    for start in range(0, len(predictions), DELTA_EVENTS):
-        chunk = predictions[start : start + DELTA_EVENTS]
+    for start in range(0, len(predictions), delta_events):
+        chunk = predictions[start : start + delta_events]
         accumulator.add_predictions(chunk)
         accumulator.add_outcomes(joiner.add_predictions(chunk))
         # The labels read by the time of the chunk's last prediction (real-time reading).
@@ -217,16 +218,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-labels", action="store_true", help="predictions only")
+    parser.add_argument(
+        "--delta-events", type=int, default=DELTA_EVENTS,
+        help="predictions per delta (a worker with many models publishes small ones)",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile the apply path")
     parser.add_argument("--save", type=Path, help="write the numbers as JSON")
     parser.add_argument("--baseline", type=Path, help="JSON of --save: print it as 'before'")
     args = parser.parse_args()
 
-    built = build(args.seed, 2 * args.events, not args.no_labels)
+    built = build(args.seed, 2 * args.events, not args.no_labels, args.delta_events)
     half = len(built.states) // 2
     states, later = built.states[:half], built.states[half:]
     n = len(states)
-    print(f"{built.events:,} predictions -> {len(built.states)} deltas of <= {DELTA_EVENTS} "
+    print(f"{built.events:,} predictions -> {len(built.states)} deltas of <= {args.delta_events} "
           f"predictions (labels {'off' if args.no_labels else 'on'}), one model, 10 "
           f"features: (a) the first {n}, (a2) the next {len(later)}; best of "
           f"{args.repeats}")  # fmt: skip

@@ -350,7 +350,7 @@ def install_pipeline(
         by_model: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for event in events:
             try:
-                envelope = json_read.loads(event.message.value or b"")
+                envelope = json_read.loads_own(event.message.value or b"")
                 by_model[str(envelope["model"])].append((event.message.offset, envelope))
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)

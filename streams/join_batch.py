@@ -15,11 +15,10 @@ one write and one changelog journal per table (`streams.journal_table`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from streams import json_read
+from streams import json_read, json_write
 
 __all__ = ["BatchStore", "changes_of", "entries_of"]
 
@@ -47,7 +46,7 @@ def changes_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[byte
     the very object read before is new or changed.
     """
     changes: dict[bytes, bytes | None] = {
-        key.encode(): json.dumps(value, separators=(",", ":")).encode()
+        key.encode(): json_write.dumps(value)
         for key, value in after.items()
         if before.get(key) is not value
     }

@@ -19,7 +19,6 @@ True
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,7 +26,7 @@ from typing import Any, Final
 from faust import Table
 from faust.types import TP, EventT
 
-from streams import json_read
+from streams import json_read, json_write
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -49,7 +48,7 @@ def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
     pairs = [
         [_text(key), None if value is None else _text(value)] for key, value in changes.items()
     ]
-    return json.dumps({"format": JOURNAL_FORMAT, "changes": pairs}, separators=(",", ":")).encode()
+    return json_write.dumps({"format": JOURNAL_FORMAT, "changes": pairs})
 
 
 def _text(raw: bytes) -> str:
@@ -58,7 +57,7 @@ def _text(raw: bytes) -> str:
 
 def decode_journal(raw: bytes) -> dict[bytes, bytes | None]:
     """The changes of one journal message, in the order they were made."""
-    data = json_read.loads(raw)
+    data = json_read.loads_own(raw)
     if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
         raise ValueError(
             f"not a driftline join journal (format {JOURNAL_FORMAT}): the changelog holds "

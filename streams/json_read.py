@@ -1,23 +1,40 @@
 """Read JSON fast on the worker's hot paths (sketches, join entries, table values).
 
-orjson parses standard JSON 2-4x faster than the standard library. ``json.dumps`` may have
-written the non-standard tokens ``NaN``/``Infinity``, which orjson refuses: such text, and
-anything else orjson rejects, is read by ``json.loads``, so the result (or the ``ValueError``)
-is exactly the standard library's.
+orjson parses standard JSON 2-4x faster than the standard library, with two differences:
+it refuses the non-standard tokens ``NaN``/``Infinity`` that ``json.dumps`` may have written,
+and it reads an integer beyond 64 bits as a float. `loads` gives exactly the standard
+library's result (or its ``ValueError``): text orjson refuses, or that has a run of 19 digits
+(a possible integer beyond 64 bits), is read by ``json.loads``. `loads_own` skips the digit
+check, for driftline's own formats whose integers are counts and offsets, never user values.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-__all__ = ["loads"]
+__all__ = ["loads", "loads_own"]
+
+Raw = bytes | bytearray | memoryview | str
+
+_DIGITS_AS_ZERO: Final = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_DIGITS: Final = b"0" * 19
+"""-9223372036854775809 has 19 digits: shorter integers always fit orjson's 64 bits."""
 
 
-def loads(raw: bytes | bytearray | memoryview | str) -> Any:
-    """``json.loads(raw)``, faster for standard JSON."""
+def loads(raw: Raw) -> Any:
+    """``json.loads(raw)``, faster for standard JSON without huge integers."""
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if _LONG_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        return json.loads(data)
+    return loads_own(data)
+
+
+def loads_own(raw: Raw) -> Any:
+    """`loads` for driftline's own formats: an integer beyond 64 bits would come back as a
+    float (none has one: user values there are strings or floats)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -49,7 +49,7 @@ def read_model_envelopes(
                 if message.key() == key and value:
                     # A malformed message is skipped (and logged) by the judge when it is live.
                     with contextlib.suppress(ValueError):
-                        found.append((int(message.offset() or 0), json_read.loads(value)))
+                        found.append((int(message.offset() or 0), json_read.loads_own(value)))
     finally:
         consumer.close()
     return found
