@@ -32,7 +32,14 @@ from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
-from streams.ingest_rounds import Folded, offset_span, split_replay
+from streams.ingest_rounds import (
+    Folded,
+    offset_gaps,
+    offset_span,
+    split_replay,
+    with_read_back,
+)
+from streams.input_refetch import RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, entries_of
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source
@@ -44,6 +51,10 @@ if TYPE_CHECKING:
     Event = EventT[Any]
 
     from streams.app import LiveApp
+
+    Part = tuple[int, list[Event | RefetchedEvent], list[int] | None, Event]
+    """A partition's share of a round: its events, the intent it replays (or None), and a
+    Faust event of it to make current."""
 
 __all__ = ["SKETCH_FORMAT_VERSION", "install_pipeline"]
 
@@ -156,9 +167,12 @@ def install_pipeline(
     ledger = AlertLedger(JsonTableView(ledger_table))
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
-    def fold_partition(partition: int, events: list[Event]) -> Folded | None:
-        """Validate, join and fold one partition's events (None: all of them folded before)."""
-        _as_current(events[0])
+    def fold_partition(
+        partition: int, events: list[Event | RefetchedEvent], anchor: Event
+    ) -> Folded | None:
+        """Validate, join and fold one partition's events (None: all of them folded before);
+        ``anchor``: a Faust event of the partition (messages read back are not)."""
+        _as_current(anchor)
         fresh: list[RawMessage] = []
         last_offsets: dict[str, int] = {}
         for event in events:
@@ -213,7 +227,7 @@ def install_pipeline(
         pending_table.flush_journal(partition)
         early_table.flush_journal(partition)
         span = offset_span([(message.source, message.offset) for message in fresh])
-        return Folded(partition, events[0], deltas, last_offsets, batch_of(span), topics.partitions)
+        return Folded(partition, anchor, deltas, last_offsets, batch_of(span), topics.partitions)
 
     def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
         """Label messages of ``partition`` not read yet (0 when the broker has not said)."""
@@ -226,17 +240,18 @@ def install_pipeline(
 
     dead_letters: list[Any] = []
 
-    def locate(event: Event) -> tuple[str, int]:
+    def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
         return source_of[event.message.topic], event.message.offset
 
     async def ingest_batch(batch: Sequence[Event]) -> None:
         """Fold every partition; publish the deltas in event-time order, then the offsets.
 
         A batch left unfinished by a crash (its intent is beyond the progress offsets) is
-        folded again first, as the same batch, so the judge recognises its deltas.
+        folded again first, as the same batch, so the judge recognises its deltas. Offsets
+        that never reached the ingest (see `streams.input_refetch`) are read back first.
         """
-        replays: list[tuple[int, list[Event], list[int]]] = []
-        rest: list[tuple[int, list[Event], list[int] | None]] = []
+        replays: list[Part] = []
+        rest: list[Part] = []
         for partition, events in sorted(_by_partition(batch).items()):
             _as_current(events[0])
             intent = progress.get(f"intent:{partition}")
@@ -244,20 +259,36 @@ def install_pipeline(
                 source: int(progress.get(f"{source}:{partition}", -1))
                 for source in ("predictions", "labels")
             }
-            again, new = split_replay(events, locate, intent, done)
+            found = await read_back(partition, offset_gaps(events, locate, done))
+            arrived: list[Event | RefetchedEvent] = with_read_back(found, events, locate)
+            again, new = split_replay(arrived, locate, intent, done)
             if again:
-                replays.append((partition, again, intent))
+                replays.append((partition, again, intent, events[0]))
             if new:
-                rest.append((partition, new, None))
+                rest.append((partition, new, None, events[0]))
         for round_ in (replays, rest):
             if round_:
                 await ingest_round(round_)
 
-    async def ingest_round(parts: Sequence[tuple[int, list[Event], list[int] | None]]) -> None:
+    async def read_back(partition: int, gaps: list[tuple[str, int, int]]) -> list[RefetchedEvent]:
+        """The input messages of ``partition`` in ``gaps``, read from Kafka, in offset order."""
+        found: list[RefetchedEvent] = []
+        for source, low, high in gaps:
+            topic = topics.predictions if source == "predictions" else topics.labels
+            missed = await asyncio.get_running_loop().run_in_executor(
+                None, read_input_range, settings, topic, partition, low, high
+            )
+            log.warning("%s[%d]: offsets %d-%d never reached the ingest: %d read back",
+                        topic, partition, low, high - 1, len(missed))  # fmt: skip
+            metrics.input_read_back.labels(source=source).inc(len(missed))
+            found += missed
+        return found
+
+    async def ingest_round(parts: Sequence[Part]) -> None:
         """Intents first (flushed), then the deltas, then the progress offsets."""
         folded: list[Folded] = []
-        for partition, events, intent in parts:
-            result = fold_partition(partition, events)
+        for partition, events, intent, anchor in parts:
+            result = fold_partition(partition, events, anchor)
             if result is not None:
                 folded.append(result if intent is None else result.as_batch(intent))
         for letter in dead_letters:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from streams.agents_monitor import DeltaOut
 
-__all__ = ["Folded", "offset_span", "split_replay"]
+__all__ = ["Folded", "offset_gaps", "offset_span", "split_replay", "with_read_back"]
 
 T = TypeVar("T")
 
@@ -50,6 +50,61 @@ def split_replay(
         source, offset = locate(message)
         (replay if offset <= last[source] else rest).append(message)
     return replay, rest
+
+
+def offset_gaps(
+    messages: Sequence[T], locate: Callable[[T], tuple[str, int]], progress: Mapping[str, int]
+) -> list[tuple[str, int, int]]:
+    """``(source, low, high)``: offsets ``low <= offset < high`` of a source that never reached
+    the ingest, between the last one folded (``progress``) and those in ``messages``.
+
+    Faust can drop a message fetched while a worker finishes its startup recovery (it resumes
+    the input partitions before it seeks them to their committed offsets), and that message's
+    offset is then committed with the ones after it. A source without progress (-1) has no
+    known start: nothing is reported for it.
+
+    >>> messages = [("labels", 99), ("predictions", 12), ("labels", 101)]
+    >>> offset_gaps(messages, lambda m: m, {"predictions": 11, "labels": 97})
+    [('labels', 98, 99), ('labels', 100, 101)]
+    >>> offset_gaps(messages, lambda m: m, {"predictions": -1, "labels": 98})
+    [('labels', 100, 101)]
+    """
+    offsets: dict[str, list[int]] = {}
+    for message in messages:
+        source, offset = locate(message)
+        offsets.setdefault(source, []).append(offset)
+    gaps: list[tuple[str, int, int]] = []
+    for source, seen in offsets.items():
+        expected = progress.get(source, -1) + 1
+        if expected == 0:
+            continue
+        for offset in sorted(seen):
+            if offset > expected:
+                gaps.append((source, expected, offset))
+            expected = max(expected, offset + 1)
+    return gaps
+
+
+def with_read_back(
+    found: Sequence[T], messages: Sequence[T], locate: Callable[[T], tuple[str, int]]
+) -> list[T]:
+    """``messages`` with the ``found`` ones read back, each source in offset order (the
+    ingest skips an offset at or below the last it folded).
+
+    >>> with_read_back([("labels", 98)], [("labels", 97), ("predictions", 5), ("labels", 99)],
+    ...                lambda m: m)
+    [('labels', 97), ('labels', 98), ('labels', 99), ('predictions', 5)]
+    """
+    if not found:
+        return list(messages)
+    by_source: dict[str, list[T]] = {}
+    for message in [*messages, *found]:
+        by_source.setdefault(locate(message)[0], []).append(message)
+    return [
+        message
+        for group in by_source.values()
+        for message in sorted(group, key=lambda item: locate(item)[1])
+    ]
 
 
 def offset_span(offsets: Sequence[tuple[str, int]]) -> dict[str, tuple[int, int]]:

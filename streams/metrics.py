@@ -171,6 +171,13 @@ class WorkerMetrics:
             "Judge states written to the judge table (every few seconds per active model).",
             registry=r,
         )
+        self.input_read_back = Counter(
+            "driftline_input_read_back_messages",
+            "Input messages read back from Kafka because their offsets never reached the "
+            "ingest (Faust can drop one fetched while a worker finishes its recovery).",
+            ["source"],
+            registry=r,
+        )
         self.judge_catchup_deltas = Counter(
             "driftline_judge_catchup_messages",
             "Sketches messages read back from Kafka because a judge's stored state was behind.",
