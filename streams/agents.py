@@ -340,6 +340,8 @@ def install_pipeline(
     """Model -> sketches partition it came from, for the models judged here since the worker
     started or took them over."""
     revoked_sketches: set[int] = set()
+    sketches_seen: dict[int, int] = {}
+    """Sketches partition -> last offset the judge got, since the last rebalance."""
     unsaved: dict[str, float] = {}
     """Model -> monotonic time of its first batch not in the stored state."""
     save_seconds = JUDGE_SAVE_SECONDS if judge_save_seconds is None else judge_save_seconds
@@ -351,6 +353,7 @@ def install_pipeline(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
+        sketches_seen.clear()  # the next owner starts from the committed offsets
         live_judges.clear()
         unsaved.clear()  # their marks stay in the table: whoever loads them catches up
 
@@ -379,7 +382,7 @@ def install_pipeline(
         _as_current(events[0])
         partition = events[0].message.partition
         by_model: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for event in events:
+        for event in await with_sketches_read_back(partition, events):
             try:
                 envelope = json_read.loads_own(event.message.value or b"")
                 by_model[str(envelope["model"])].append((event.message.offset, envelope))
@@ -395,6 +398,30 @@ def install_pipeline(
                 raise
             for alert in emitted:
                 await publish_alert(alert)
+
+    async def with_sketches_read_back(
+        partition: int, events: list[Event]
+    ) -> list[Event | RefetchedEvent]:
+        """``events`` with the sketches messages since this partition's last batch that never
+        reached the judge (see `streams.input_refetch`) read back from Kafka, in offset order."""
+        last = sketches_seen.get(partition)
+        sketches_seen[partition] = events[-1].message.offset
+        if last is None:
+            return list(events)
+
+        def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
+            return "sketches", event.message.offset
+
+        found: list[RefetchedEvent] = []
+        for _, low, high in offset_gaps(events, locate, {"sketches": last}):
+            missed = await asyncio.get_running_loop().run_in_executor(
+                None, read_input_range, settings, topics.sketches, partition, low, high
+            )
+            log.warning("%s[%d]: offsets %d-%d never reached the judge: %d read back",
+                        topics.sketches, partition, low, high - 1, len(missed))  # fmt: skip
+            metrics.input_read_back.labels(source="sketches").inc(len(missed))
+            found += missed
+        return with_read_back(found, events, locate)
 
     async def with_missed_envelopes(
         model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]

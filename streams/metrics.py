@@ -173,8 +173,8 @@ class WorkerMetrics:
         )
         self.input_read_back = Counter(
             "driftline_input_read_back_messages",
-            "Input messages read back from Kafka because their offsets never reached the "
-            "ingest (Faust can drop one fetched while a worker finishes its recovery).",
+            "Messages read back from Kafka because their offsets never reached the ingest "
+            "or the judge (Faust can drop one fetched while a worker finishes its recovery).",
             ["source"],
             registry=r,
         )
