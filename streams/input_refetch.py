@@ -26,6 +26,7 @@ class _Message:
     topic: str
     partition: int
     offset: int
+    key: bytes | None
     value: bytes | None
 
 
@@ -37,10 +38,11 @@ class RefetchedEvent:
 
 
 def read_input_range(
-    settings: Settings, topic: str, partition: int, low: int, high: int
-) -> list[RefetchedEvent]:
+    settings: Settings, topic: str, partition: int, low: int, high: int, *,
+    who: str = "the ingest was reading back skipped input",
+) -> list[RefetchedEvent]:  # fmt: skip
     """The messages of ``topic[partition]`` with ``low <= offset < high``, in offset order.
-    Blocks until the range is read: run it in a thread."""
+    Blocks until the range is read: run it in a thread. ``who`` is named if Kafka is silent."""
     from confluent_kafka import Consumer
 
     from streams.kafka_snapshot import read_range
@@ -48,7 +50,7 @@ def read_input_range(
     consumer = Consumer(
         {
             **settings.kafka.confluent_config(),
-            "group.id": f"{settings.topics.prefix}ingest-refetch",
+            "group.id": f"{settings.topics.prefix}read-back",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
@@ -57,11 +59,15 @@ def read_input_range(
     try:
         for messages in read_range(
             consumer, topic, partition, low, high, idle_seconds=_IDLE_SECONDS,
-            where="the ingest was reading back skipped input: is Kafka up?",
+            where=f"{who}: is Kafka up?",
         ):  # fmt: skip
             for message in messages:
                 offset = int(message.offset() or 0)
-                found.append(RefetchedEvent(_Message(topic, partition, offset, message.value())))
+                found.append(
+                    RefetchedEvent(
+                        _Message(topic, partition, offset, message.key(), message.value())
+                    )
+                )
     finally:
         consumer.close()
     return found

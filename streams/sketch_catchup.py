@@ -10,14 +10,13 @@ for days) and applied before anything newer; the judge's record drops what it ha
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Final
+from typing import Any
 
 from schemas.settings import Settings
 from streams import json_read
+from streams.input_refetch import read_input_range
 
 __all__ = ["read_model_envelopes"]
-
-_IDLE_SECONDS: Final = 30.0
 
 
 def read_model_envelopes(
@@ -25,31 +24,15 @@ def read_model_envelopes(
 ) -> list[tuple[int, dict[str, Any]]]:
     """(offset, envelope) of ``model``'s messages in ``topic[partition]``, ``low <= offset <
     high``, in offset order. Runs in a thread: it blocks until the range is read."""
-    from confluent_kafka import Consumer
-
-    from streams.kafka_snapshot import read_range
-
-    consumer = Consumer(
-        {
-            **settings.kafka.confluent_config(),
-            "group.id": f"{settings.topics.prefix}judge-catchup",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
     key = model.encode()
     found: list[tuple[int, dict[str, Any]]] = []
-    try:
-        for messages in read_range(
-            consumer, topic, partition, low, high, idle_seconds=_IDLE_SECONDS,
-            where="a judge was catching up: is Kafka up?",
-        ):  # fmt: skip
-            for message in messages:
-                value = message.value()
-                if message.key() == key and value:
-                    # A malformed message is skipped (and logged) by the judge when it is live.
-                    with contextlib.suppress(ValueError):
-                        found.append((int(message.offset() or 0), json_read.loads_own(value)))
-    finally:
-        consumer.close()
+    messages = read_input_range(
+        settings, topic, partition, low, high, who="a judge was catching up"
+    )
+    for event in messages:
+        message = event.message
+        if message.key == key and message.value:
+            # A malformed message is skipped (and logged) by the judge when it is live.
+            with contextlib.suppress(ValueError):
+                found.append((message.offset, json_read.loads_own(message.value)))
     return found
