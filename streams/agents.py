@@ -39,7 +39,7 @@ from streams.ingest_rounds import (
     split_replay,
     with_read_back,
 )
-from streams.input_refetch import RefetchedEvent, read_input_range
+from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, entries_of
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source
@@ -241,6 +241,8 @@ def install_pipeline(
         return 0 if highwater is None else max(0, int(highwater) - read - 1)
 
     dead_letters: list[Any] = []
+    ingest_watch, judge_watch = GapWatch(), GapWatch()
+    """When the agents look for input offsets Faust dropped (after a rebalance)."""
 
     def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
         return source_of[event.message.topic], event.message.offset
@@ -261,7 +263,8 @@ def install_pipeline(
                 source: int(progress.get(f"{source}:{partition}", -1))
                 for source in ("predictions", "labels")
             }
-            found = await read_back(partition, offset_gaps(events, locate, done))
+            gaps = offset_gaps(events, locate, done) if ingest_watch.watching() else []
+            found = await read_back(partition, gaps)
             arrived: list[Event | RefetchedEvent] = with_read_back(found, events, locate)
             again, new = split_replay(arrived, locate, intent, done)
             if again:
@@ -364,6 +367,8 @@ def install_pipeline(
         # Faust rebalances eagerly: every partition is revoked, then the new assignment (all
         # of it) arrives. Only the models whose partition did not come back moved away.
         kept = {tp.partition for tp in assigned if tp.topic == topics.sketches}
+        ingest_watch.rearm()
+        judge_watch.rearm()
         lost = revoked_sketches - kept
         revoked_sketches.clear()
         for model, partition in list(judged_at.items()):
@@ -408,7 +413,7 @@ def install_pipeline(
         reached the judge (see `streams.input_refetch`) read back from Kafka, in offset order."""
         last = sketches_seen.get(partition)
         sketches_seen[partition] = events[-1].message.offset
-        if last is None:
+        if last is None or not judge_watch.watching():
             return list(events)
 
         def locate(event: Event | RefetchedEvent) -> tuple[str, int]:

@@ -6,19 +6,57 @@ after it are processed, and its offset is then committed with theirs. The ingest
 hole in its progress offsets (`streams.ingest_rounds.offset_gaps`), the judge a hole between
 two batches of a sketches partition; both read the missing offsets here, with a plain
 consumer outside the group, before they go on. Offsets the topic no longer has (retention,
-or transaction markers of another producer) are simply not returned.
+or transaction markers of another producer) are simply not returned. Holes are looked for
+only just after a rebalance (`GapWatch`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from schemas.settings import Settings
 
-__all__ = ["RefetchedEvent", "read_input_range"]
+__all__ = ["GAP_WATCH_SECONDS", "GapWatch", "RefetchedEvent", "read_input_range"]
 
 _IDLE_SECONDS: Final = 30.0
+GAP_WATCH_SECONDS: Final = 30.0
+"""How long after a rebalance the first batches are checked for holes (see `GapWatch`)."""
+
+
+class GapWatch:
+    """When to look for offsets that never arrived: from the first batch after a rebalance,
+    for ``seconds``. The drop happens right when a worker's recovery ends, which is when its
+    first batches flow; checking for ever would read back, batch after batch, every offset a
+    transactional producer's commit markers take.
+
+    >>> clock = iter([100.0, 110.0, 131.0, 200.0]).__next__
+    >>> watch = GapWatch(30.0, clock)
+    >>> [watch.watching(), watch.watching(), watch.watching()]
+    [True, True, False]
+    >>> watch.rearm(); watch.watching()
+    True
+    """
+
+    def __init__(
+        self, seconds: float = GAP_WATCH_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._until: float | None = None
+
+    def rearm(self) -> None:
+        """A rebalance: watch again from the next batch."""
+        self._until = None
+
+    def watching(self) -> bool:
+        """Is this batch to be checked (the first call after `rearm` opens the window)?"""
+        now = self._clock()
+        if self._until is None:
+            self._until = now + self._seconds
+        return now <= self._until
 
 
 @dataclass(frozen=True)
