@@ -11,6 +11,7 @@ check, for driftline's own formats whose integers are counts and offsets, never 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 import orjson
@@ -22,11 +23,14 @@ Raw = bytes | bytearray | memoryview | str
 _DIGITS_AS_ZERO: Final = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
 _LONG_DIGITS: Final = b"0" * 19
 """-9223372036854775809 has 19 digits: shorter integers always fit orjson's 64 bits."""
+_LONG_DIGIT_RUN: Final = re.compile(r"[0-9]{19}")
 
 
 def loads(raw: Raw) -> Any:
     """``json.loads(raw)``, faster for standard JSON without huge integers."""
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if isinstance(raw, str):  # rare (tests, tools): no need for the byte-level scan
+        return json.loads(raw) if _LONG_DIGIT_RUN.search(raw) else loads_own(raw)
+    data = bytes(raw)
     if _LONG_DIGITS in data.translate(_DIGITS_AS_ZERO):
         return json.loads(data)
     return loads_own(data)

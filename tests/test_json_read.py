@@ -40,6 +40,8 @@ def test_reads_integers_beyond_64_bits_exactly(big: int) -> None:
     raw = json.dumps([5, "m", None, big, {"a": 0.5}, None]).encode()
     assert loads(raw) == [5, "m", None, big, {"a": 0.5}, None]
     assert type(loads(raw)[3]) is int
+    assert loads(raw.decode()) == loads(raw)
+    assert loads('"\udcff"') == "\udcff"  # text json.loads reads, though orjson does not
 
 
 def test_own_formats_read_like_the_standard_library() -> None:
