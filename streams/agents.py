@@ -43,7 +43,7 @@ from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, entries_of
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source
-from streams.warmup_order import route_delta
+from streams.warmup_order import release_parked, route_delta
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -486,6 +486,11 @@ def install_pipeline(
                     record.events += int(state.get("count", 0))
             else:
                 metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
+        if record.parked and judge.reference is not None:
+            # The warm-up just ended: apply what it parked now, not when (if) traffic resumes.
+            for state in release_parked(record):
+                emitted.extend(kit.apply_delta(judge, state))
+                record.events += int(state.get("count", 0))
         live_judges[model] = (judge, record)
         metrics.judged_events.labels(model=model).set(record.events)
         if first_applied is None:

@@ -44,7 +44,7 @@ from typing import Any
 from detectors.window import WindowDelta
 from streams.judge_record import JudgeRecord
 
-__all__ = ["route_delta"]
+__all__ = ["release_parked", "route_delta"]
 
 
 MAX_PARKED = 64
@@ -61,9 +61,7 @@ def route_delta(
 ) -> list[dict[str, Any]]:
     """The delta states to apply now, in order (none: ``delta`` was parked)."""
     if not warming_up:
-        waiting = _in_time_order([state for states in record.parked.values() for state in states])
-        record.parked, record.watermarks = {}, {}
-        return [*waiting, delta]
+        return [*release_parked(record), delta]
     start, end = delta.get("start_us"), delta.get("end_us")
     if origin is None or "partitions" not in origin or start is None or end is None:
         return [delta]  # from an older worker, or no events: nothing to order it by
@@ -92,6 +90,20 @@ def route_delta(
         else:
             del record.parked[key]
     return _in_time_order(ready)
+
+
+def release_parked(record: JudgeRecord) -> list[dict[str, Any]]:
+    """Every parked delta, in event-time order, and the record emptied of them: once the
+    reference exists nothing is waited for (not even the next delta, which may never come).
+
+    >>> record = JudgeRecord(parked={"0": [{"start_us": 5, "end_us": 9}],
+    ...                              "1": [{"start_us": 1, "end_us": 4}]}, watermarks={"0": 9})
+    >>> [state["start_us"] for state in release_parked(record)], record.parked, record.watermarks
+    ([1, 5], {}, {})
+    """
+    waiting = _in_time_order([state for states in record.parked.values() for state in states])
+    record.parked, record.watermarks = {}, {}
+    return waiting
 
 
 def _in_time_order(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
