@@ -93,10 +93,8 @@ def install_pipeline(
     take_within_seconds: float,
     kit: MonitorKit | None = None,
     judge_save_seconds: float | None = None,
-    judge_within_seconds: float | None = None,
 ) -> None:
-    """Declare topics, tables, agents and timers on ``live.app`` (the judge waits
-    ``judge_within_seconds`` to fill a batch, by default as long as the ingest)."""
+    """Declare topics, tables, agents and timers on ``live.app``."""
     app, settings, metrics = live.app, live.settings, live.metrics
     topics = settings.topics
     kit = kit or MonitorKit.from_settings(settings)
@@ -550,12 +548,10 @@ def install_pipeline(
         ledger.record(alert.fingerprint, alert.status, alert.alert_id)
         metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()
 
-    judge_within = take_within_seconds if judge_within_seconds is None else judge_within_seconds
-
     @app.agent(sketches, name="judge")
     async def judge(stream: Any) -> None:
         drain_buffer_on_flush(app)
-        async for batch in stream.take_events(take_max, within=judge_within):
+        async for batch in stream.take_events(take_max, within=take_within_seconds):
             started = time.monotonic()
             for _partition, events in sorted(_by_partition(batch).items()):
                 await judge_partition(events)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_SECONDS",
     "DEFAULT_STORE",
-    "JUDGE_BATCH_SECONDS",
     "MAX_STATE_MESSAGE_BYTES",
     "LiveApp",
     "app_id_for",
@@ -39,11 +38,6 @@ BATCH_SECONDS: Final = 0.05
 """How long each agent waits to fill a batch (``take_within_seconds``). Waiting costs alert
 latency (p99 at 700/s, 20 models: 0.5 s ~795 ms, 0.1 s ~310 ms, 0.05 s ~260 ms) and buys no
 throughput: a backlog fills batches anyway (bench/worker_throughput.py)."""
-JUDGE_BATCH_SECONDS: Final = 0.01
-"""How long the judge waits to fill a batch (at most ``take_within_seconds``). An ingest round
-sends its deltas together, so a longer wait only delays them: at 700/s with 20 models the
-judge's mean latency was 41 ms with 0.05 s and 23 ms with 0.01 s, for the same CPU time, and
-the alert latency p50/p99 went from 146/261 ms to 105/162 ms (bench/worker_throughput.py)."""
 MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
 """Largest table value (changelog message) a worker writes: a judge of a model with hundreds
 of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
@@ -119,8 +113,7 @@ def create_app(
 
     ``store`` is ``"rocksdb://"`` (default; rocksdict) or ``"memory://"`` (tests, no
     persistence beyond changelogs). ``datadir`` holds the RocksDB files; several workers on one
-    host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold (the
-    judge waits at most `JUDGE_BATCH_SECONDS`).
+    host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold.
     ``monitor_kit`` replaces the monitor built from ``settings.monitor_config`` (tests).
     ``judge_save_seconds``: how long a judge's stored state may lag its live one.
     ``faust_options`` override any Faust setting.
@@ -170,7 +163,6 @@ def create_app(
         install_pipeline(
             live, take_max=take_max, take_within_seconds=take_within_seconds, kit=monitor_kit,
             judge_save_seconds=judge_save_seconds,
-            judge_within_seconds=min(take_within_seconds, JUDGE_BATCH_SECONDS),
         )  # fmt: skip
     return live
 
