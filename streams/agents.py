@@ -274,14 +274,17 @@ def install_pipeline(
                 await ingest_round(round_)
 
     async def read_back(partition: int, gaps: list[tuple[str, int, int]]) -> list[RefetchedEvent]:
-        """The input messages of ``partition`` in ``gaps``, read from Kafka, in offset order."""
+        """The messages of ``partition`` in ``gaps`` (source: predictions, labels or sketches),
+        read from Kafka, in offset order."""
+        topic_of = {"predictions": topics.predictions, "labels": topics.labels,
+                    "sketches": topics.sketches}  # fmt: skip
         found: list[RefetchedEvent] = []
         for source, low, high in gaps:
-            topic = topics.predictions if source == "predictions" else topics.labels
+            topic = topic_of[source]
             missed = await asyncio.get_running_loop().run_in_executor(
                 None, read_input_range, settings, topic, partition, low, high
             )
-            log.warning("%s[%d]: offsets %d-%d never reached the ingest: %d read back",
+            log.warning("%s[%d]: offsets %d-%d never reached the worker: %d read back",
                         topic, partition, low, high - 1, len(missed))  # fmt: skip
             metrics.input_read_back.labels(source=source).inc(len(missed))
             found += missed
@@ -417,15 +420,7 @@ def install_pipeline(
         def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
             return "sketches", event.message.offset
 
-        found: list[RefetchedEvent] = []
-        for _, low, high in offset_gaps(events, locate, {"sketches": last}):
-            missed = await asyncio.get_running_loop().run_in_executor(
-                None, read_input_range, settings, topics.sketches, partition, low, high
-            )
-            log.warning("%s[%d]: offsets %d-%d never reached the judge: %d read back",
-                        topics.sketches, partition, low, high - 1, len(missed))  # fmt: skip
-            metrics.input_read_back.labels(source="sketches").inc(len(missed))
-            found += missed
+        found = await read_back(partition, offset_gaps(events, locate, {"sketches": last}))
         return with_read_back(found, events, locate)
 
     async def with_missed_envelopes(
