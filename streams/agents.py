@@ -404,8 +404,13 @@ def install_pipeline(
             except BaseException:
                 live_judges.pop(model, None)  # half-applied: the table has the last good state
                 raise
+            judge = live_judges[model][0]
             for alert in emitted:
                 await publish_alert(alert)
+            metrics.show_alert_states(
+                model, [(a.kind, a.feature, a.detector) for a in emitted],
+                judge.firing_identities(),
+            )  # fmt: skip
 
     async def with_sketches_read_back(
         partition: int, events: list[Event]
@@ -533,9 +538,6 @@ def install_pipeline(
         put_in_partition(judge_table, partition, key.encode(), _dumps(value))
 
     async def publish_alert(alert: Alert) -> None:
-        metrics.set_alert_state(
-            alert.model, alert.kind, alert.feature, alert.detector, alert.status == "firing"
-        )
         if not ledger.should_emit(alert.fingerprint, alert.status):
             metrics.alerts_suppressed.inc()
             return

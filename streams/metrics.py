@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,6 +26,8 @@ from prometheus_client.exposition import start_http_server
 __all__ = ["DEFAULT_MAX_STATISTIC_SERIES", "MetricsServer", "WorkerMetrics", "serve_metrics"]
 
 DEFAULT_MAX_STATISTIC_SERIES: Final = 2_000
+AlertIdentity = tuple[str, str | None, str]
+"""(kind, feature, detector): what an alert-state series is labelled by."""
 _LATENCY_BUCKETS: Final = (
     0.001,
     0.005,
@@ -133,7 +136,7 @@ class WorkerMetrics:
         )
         self.alert_state = Gauge(
             "driftline_alert_firing",
-            "1 while an alert is firing, 0 once resolved.",
+            "1 while an alert of this identity fires (whole traffic or any segment), else 0.",
             ["model", "kind", "feature", "detector"],
             registry=r,
         )
@@ -216,6 +219,30 @@ class WorkerMetrics:
         key = (model, kind, feature or "", detector)
         self._alert_series.add(key)
         self.alert_state.labels(*key).set(1.0 if firing else 0.0)
+
+    def show_alert_states(
+        self,
+        model: str,
+        changed: Iterable[AlertIdentity],
+        firing: Iterable[AlertIdentity],
+    ) -> None:
+        """Set the alert gauge of each (kind, feature, detector) in ``changed`` from the
+        judge's ``firing`` identities. The whole traffic and its segments share one series, so
+        it stays 1 while any of them fires: a segment's resolve must not clear another's fire.
+
+        >>> metrics = WorkerMetrics()
+        >>> drift = ("feature_drift", "x", "ks")
+        >>> metrics.show_alert_states("m", [drift], firing=[drift])  # "country=DE" resolved
+        >>> b'feature="x",kind="feature_drift",model="m"} 1.0' in metrics.exposition()
+        True
+        >>> metrics.show_alert_states("m", [drift], firing=[])  # ... and the last one did
+        >>> b'feature="x",kind="feature_drift",model="m"} 0.0' in metrics.exposition()
+        True
+        """
+        still_firing = set(firing)
+        for kind, feature, detector in set(changed):
+            firing_now = (kind, feature, detector) in still_firing
+            self.set_alert_state(model, kind, feature, detector, firing_now)
 
     def set_lag(self, topic: str, partition: int, messages: int) -> None:
         self._lag_series.add((topic, str(partition)))
