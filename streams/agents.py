@@ -40,7 +40,7 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
-from streams.join_batch import changes_of, entries_of
+from streams.join_batch import changes_of, entries_of, partition_entries
 from streams.judge_record import JudgeRecord, batch_of
 from streams.validation import RawMessage, Source
 from streams.warmup_order import release_parked, route_delta
@@ -160,8 +160,6 @@ def install_pipeline(
     progress_table = table("ingest-progress", "Last offset folded into a published delta.")
     judge_table = table("judge-state", "Per-model judge state (windows, detectors, reference).")
     ledger_table = table("alert-ledger", "Last published alert status per fingerprint.")
-    pending = JsonTableView(pending_table)
-    early = JsonTableView(early_table)
     progress = JsonTableView(progress_table)
     judges = JsonTableView(judge_table)
     ledger = AlertLedger(JsonTableView(ledger_table))
@@ -218,16 +216,22 @@ def install_pipeline(
         )
         pending_table.write_many(partition, changes_of(pending_before, pending_now))
         early_table.write_many(partition, changes_of(early_before, early_now))
-        if newest:
-            kit.expire_partition(
-                pending, early, newest[0], metrics, partition=partition,
-                partitions=topics.partitions,
-            )  # fmt: skip
+        if newest and kit.expiry_due(partition, newest[0]):
+            expire_join(partition, newest[0])
         # One changelog message per join table for the whole partition batch.
         pending_table.flush_journal(partition)
         early_table.flush_journal(partition)
         span = offset_span([(message.source, message.offset) for message in fresh])
         return Folded(partition, anchor, deltas, last_offsets, batch_of(span), topics.partitions)
+
+    def expire_join(partition: int, newest: datetime) -> None:
+        """Expire ``partition``'s join: scan its own store, write back what expired."""
+        pending_before = partition_entries(pending_table, partition)
+        early_before = partition_entries(early_table, partition)
+        pending_now, early_now = dict(pending_before), dict(early_before)
+        kit.expire(pending_now, early_now, newest, metrics)
+        pending_table.write_many(partition, changes_of(pending_before, pending_now))
+        early_table.write_many(partition, changes_of(early_before, early_now))
 
     def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
         """Label messages of ``partition`` not read yet (0 when the broker has not said)."""

@@ -8,7 +8,7 @@ back window-delta states to publish and alerts to emit. Everything crossing Kafk
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DeltaOut", "MonitorKit", "PartitionKeys", "count_join_outcomes"]
+__all__ = ["DeltaOut", "MonitorKit", "count_join_outcomes"]
 
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
@@ -92,10 +92,10 @@ class MonitorKit:
         metrics: WorkerMetrics,
         *,
         partition: int | None = None,
-        partitions: int = 1,
         labels_behind: bool = False,
     ) -> list[DeltaOut]:
-        """Join and fold one partition's batch into deltas of at most ``delta_events`` each.
+        """Join and fold one partition's batch into deltas of at most ``delta_events`` each;
+        with ``partition``, expire its join now and then (the mappings hold its entries only).
 
         Bounded deltas keep event time roughly ordered at the judge: a replay at full speed
         hands a worker thousands of events per partition at once, and one delta spanning all
@@ -119,40 +119,33 @@ class MonitorKit:
                 [event.timestamp for event in predictions[-1:]]
                 + [event.timestamp for event in labels[-1:]]
             )
-            self.expire_partition(
-                pending, early, newest, metrics, partition=partition, partitions=partitions
-            )
+            if self.expiry_due(partition, newest):
+                self.expire(pending, early, newest, metrics)
         return out
 
-    def expire_partition(
+    def expiry_due(self, partition: int, newest: datetime) -> bool:
+        """Whether ``partition``'s join should be expired now: its event time (``newest``, the
+        later of its last prediction's and last label's) advanced by a fraction of the TTL
+        since its last expiry. An expiry scans the partition's whole store."""
+        now = newest.timestamp()
+        last = self._expired_at.setdefault(partition, now)
+        if now - last < self.join_ttl_seconds * EXPIRE_EVERY_TTL_FRACTION:
+            return False
+        self._expired_at[partition] = now
+        return True
+
+    def expire(
         self,
         pending: MutableMapping[str, Any],
         early: MutableMapping[str, Any],
         newest: datetime,
         metrics: WorkerMetrics,
-        *,
-        partition: int,
-        partitions: int,
     ) -> None:
-        """Forget this partition's join entries older than the TTL, now and then.
-
-        Called after each fold with the event time of the batch's last prediction or label,
-        whichever is later ("now"). Only keys that hash to ``partition`` are touched: a
-        worker's local table holds every partition it owns, and a delete is logged to the
-        changelog of the current partition.
-        """
-        now = newest.timestamp()
-        last = self._expired_at.setdefault(partition, now)
-        if now - last < self.join_ttl_seconds * EXPIRE_EVERY_TTL_FRACTION:
-            return
-        self._expired_at[partition] = now
-        scoped = LabelJoiner(
-            PartitionKeys(pending, partition, partitions),
-            PartitionKeys(early, partition, partitions),
-            ttl_seconds=self.join_ttl_seconds,
-        )
-        scoped.expire(newest)
-        count_join_outcomes(scoped.stats, metrics)
+        """Forget the join entries older than the TTL at ``newest``; count the orphans and the
+        predictions that expired unlabelled. The mappings hold one partition's entries."""
+        joiner = LabelJoiner(pending, early, ttl_seconds=self.join_ttl_seconds)
+        joiner.expire(newest)
+        count_join_outcomes(joiner.stats, metrics)
 
     def fold_joined(
         self, accumulator: Any, outcomes: list[Any], metrics: WorkerMetrics, labels_behind: bool
@@ -256,42 +249,3 @@ def count_join_outcomes(stats: JoinStats, metrics: WorkerMetrics) -> None:
     ):
         if count:
             metrics.join_outcomes.labels(outcome=outcome).inc(count)
-
-
-class PartitionKeys(MutableMapping[str, Any]):
-    """The entries of ``table`` whose keys Kafka's default partitioner puts in ``partition``.
-
-    Predictions and labels are keyed by ``event_id`` and placed with murmur2 (the SDK, Java
-    clients and Faust), so this is exactly the partition's share of the join.
-
-    >>> table = {f"e-{i}": i for i in range(6)}
-    >>> sorted([*PartitionKeys(table, 0, 2), *PartitionKeys(table, 1, 2)]) == sorted(table)
-    True
-    """
-
-    def __init__(self, table: MutableMapping[str, Any], partition: int, partitions: int) -> None:
-        self.table = table
-        self.partition = partition
-        self.partitions = partitions
-
-    def _mine(self, key: str) -> bool:
-        from streams.partitioning import partition_for
-
-        return partition_for(key.encode(), self.partitions) == self.partition
-
-    def __getitem__(self, key: str) -> Any:
-        if not self._mine(key):
-            raise KeyError(key)
-        return self.table[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.table[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return (key for key in list(self.table) if self._mine(key))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)

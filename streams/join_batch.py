@@ -20,13 +20,15 @@ from typing import Any, Protocol
 
 from streams import json_read, json_write
 
-__all__ = ["BatchStore", "changes_of", "entries_of"]
+__all__ = ["BatchStore", "changes_of", "entries_of", "partition_entries"]
 
 
 class BatchStore(Protocol):
     """What the ingest needs of a join table (a `JournalTable`)."""
 
     def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]: ...
+
+    def items_in(self, partition: int) -> list[tuple[bytes, bytes]]: ...
 
 
 def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> dict[str, Any]:
@@ -37,6 +39,11 @@ def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> d
     return {
         key.decode(): json_read.loads(raw) for key, raw in table.read_many(partition, keys).items()
     }
+
+
+def partition_entries(table: BatchStore, partition: int) -> dict[str, Any]:
+    """Every join entry ``table`` holds in ``partition`` (decoded): what its expiry scans."""
+    return {key.decode(): json_read.loads(raw) for key, raw in table.items_in(partition)}
 
 
 def changes_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[bytes, bytes | None]:

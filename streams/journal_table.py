@@ -39,6 +39,8 @@ __all__ = [
 JOURNAL_FORMAT: Final = 1
 JOURNAL_KEY: Final = b"\x00journal"
 """Changelog key of every journal (the topic is not compacted: any constant does)."""
+_OFFSET_KEY: Final = b"__faust\0offset__"
+"""Where Faust's RocksDB store keeps a partition's changelog offset, among the keys."""
 MAX_JOURNAL_BYTES: Final = 4 << 20
 """A partition's journal is sent once it holds about this much, even within a batch."""
 
@@ -144,6 +146,22 @@ class JournalTable(Table[bytes, bytes]):
         held = store.data  # the memory store's dict (all partitions)
         return {key: held[key] for key in keys if held.get(key) is not None}
 
+    def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
+        """Every key and value ``partition``'s store holds, whatever partitioner placed them.
+
+        The join is local to a partition: a producer that keys predictions and labels by
+        ``event_id`` with any one partitioner (librdkafka's default CRC32 as well as Kafka's
+        murmur2) puts both halves of a pair on the same partition, and so in its store.
+        """
+        store = self.data
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            items = store._db_for_partition(partition).items()
+            return [(key, value) for key, value in items if key != _OFFSET_KEY]
+        held, placed = store.data, _key_partitions(store)
+        return [
+            (key, held[key]) for key, where in placed.items() if where == partition and key in held
+        ]
+
     def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
         """Write (None: delete) ``changes`` to ``partition``'s store and journal at once.
 
@@ -162,12 +180,16 @@ class JournalTable(Table[bytes, bytes]):
                     batch.put(key, value)
             store._db_for_partition(partition).write(batch)
         else:
-            held = store.data
+            # The memory store keeps every partition in one dict and knows each key's
+            # partition only from recovery: `items_in` and rebalances need it for ours too.
+            held, placed = store.data, _key_partitions(store)
             for key, value in changes.items():
                 if value is None:
                     held.pop(key, None)
+                    placed.pop(key, None)
                 else:
                     held[key] = value
+                    placed[key] = partition
         for key, value in changes.items():
             self._note(partition, key, value)
 
@@ -195,6 +217,12 @@ class JournalTable(Table[bytes, bytes]):
         # The store reads only ``.message`` (and ``.key``/``.value``) of each event.
         keys: list[Any] = list(expand_journals(batch))
         self.data.apply_changelog_batch(keys, to_key=self._to_key, to_value=self._to_value)
+
+
+def _key_partitions(memory_store: Any) -> dict[bytes, int]:
+    """The memory store's key -> partition map (Faust fills it only on recovery)."""
+    placed: dict[bytes, int] = memory_store._key_partition
+    return placed
 
 
 def put_in_partition(table: Table[bytes, bytes], partition: int, key: bytes, value: bytes) -> None:

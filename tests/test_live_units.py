@@ -215,48 +215,61 @@ def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
         run_worker(Settings(), batch_seconds=0.0, create_topics=False)
 
 
-def test_live_join_expires_only_its_partition_and_counts_orphans() -> None:
+def test_live_join_expiry_counts_orphans_and_unlabelled_predictions() -> None:
     from datetime import timedelta
 
     from schemas.events import LabelEvent
     from schemas.monitor_config import MonitorConfig
-    from streams.partitioning import partition_for
 
     kit = MonitorKit(MonitorConfig.model_validate({"join": {"ttl_seconds": 60}}))
     metrics = WorkerMetrics()
     pending: dict[str, Any] = {}
     early: dict[str, Any] = {}
-    ids = [f"e-{i}" for i in range(40)]
-    mine = [i for i in ids if partition_for(i.encode(), 2) == 0]
-    theirs = [i for i in ids if i not in mine]
-    for key in theirs:  # another partition's entries share the local table
-        pending[key] = [0, "churn", None, 0.5, None, None]
-    old = [
-        PredictionEvent(
-            event_id=i, model="churn", timestamp=NOW, features={"x": 1.0}, prediction=0.5
+
+    def prediction(event_id: str, at: datetime) -> PredictionEvent:
+        return PredictionEvent(
+            event_id=event_id, model="churn", timestamp=at, features={"x": 1.0}, prediction=0.5
         )
-        for i in mine
-    ]
+
+    old = [prediction(f"e-{i}", NOW) for i in range(20)]
+    joined = LabelEvent(event_id="e-0", model="churn", timestamp=NOW, label=1)
     orphan = LabelEvent(event_id="never-predicted", model="churn", timestamp=NOW, label=1)
-    kit.fold_partition(pending, early, old, [orphan], metrics, partition=0, partitions=2)
-    assert set(mine) <= set(pending) and "never-predicted" in early
-    later = NOW + timedelta(seconds=61)
-    fresh = PredictionEvent(
-        event_id=mine[0] + "-new",
-        model="churn",
-        timestamp=later,
-        features={"x": 1.0},
-        prediction=0.5,
-    )
-    kit.fold_partition(pending, early, [fresh], [], metrics, partition=0, partitions=2)
-    assert not set(mine) & set(pending), "expired predictions of this partition stay"
-    assert set(theirs) <= set(pending), "another partition's entries were touched"
+    kit.fold_partition(pending, early, old, [joined, orphan], metrics, partition=0)
+    assert len(pending) == 20 and "never-predicted" in early  # within the TTL: all kept
+    fresh = prediction("e-new", NOW + timedelta(seconds=61))
+    kit.fold_partition(pending, early, [fresh], [], metrics, partition=0)
+    assert set(pending) == {"e-new"} and not early
     samples = metrics.exposition().decode()
-    orphan_partition = partition_for(b"never-predicted", 2)
-    assert ("never-predicted" in early) == (orphan_partition != 0)
-    if orphan_partition == 0:
-        assert 'driftline_label_join_total{outcome="orphan"} 1.0' in samples
-    assert f'driftline_label_join_total{{outcome="expired"}} {len(mine)}.0' in samples
+    assert 'driftline_label_join_total{outcome="orphan"} 1.0' in samples
+    assert 'driftline_label_join_total{outcome="expired"} 19.0' in samples  # e-0 was joined
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
+    store: str, tmp_path: Path
+) -> None:
+    """A producer with librdkafka's default partitioner (CRC32) puts ``e-1`` elsewhere than
+    murmur2 would: the expiry of the partition it landed on must still see it."""
+    import faust
+
+    from streams.journal_table import JournalTable
+    from streams.partitioning import partition_for
+
+    app = faust.App("journal-scan", store=store, datadir=str(tmp_path), autodiscover=False)
+    table = JournalTable(
+        app, name="join", key_type=bytes, value_type=bytes, partitions=2, retention_seconds=60.0
+    )
+    keys = [f"e-{i}".encode() for i in range(12)]
+    on_0 = {key: b"[1]" for key in keys[:6]}
+    on_1 = {key: b"[2]" for key in keys[6:]}
+    assert {partition_for(key, 2) for key in on_0} == {0, 1}  # some "belong" to the other one
+    table.write_many(0, dict(on_0))
+    table.write_many(1, dict(on_1))
+    assert dict(table.items_in(0)) == on_0
+    assert dict(table.items_in(1)) == on_1
+    table.write_many(0, {keys[0]: None})
+    assert dict(table.items_in(0)) == {key: b"[1]" for key in keys[1:6]}
+    assert table.flush_journals() == 2  # both partitions' writes reach their own changelog
 
 
 def test_producer_flush_drains_the_whole_send_soon_buffer() -> None:
