@@ -350,6 +350,7 @@ def install_pipeline(
     """Model -> sketches partition it came from, for the models judged here since the worker
     started or took them over."""
     revoked_sketches: set[int] = set()
+    assigned_sketches: set[int] = set()
     sketches_seen: dict[int, int] = {}
     """Sketches partition -> last offset the judge got, since the last rebalance."""
     unsaved: dict[str, float] = {}
@@ -372,6 +373,8 @@ def install_pipeline(
         # Faust rebalances eagerly: every partition is revoked, then the new assignment (all
         # of it) arrives. Only the models whose partition did not come back moved away.
         kept = {tp.partition for tp in assigned if tp.topic == topics.sketches}
+        assigned_sketches.clear()
+        assigned_sketches.update(kept)
         ingest_watch.rearm()
         judge_watch.rearm()
         lost = revoked_sketches - kept
@@ -380,6 +383,23 @@ def install_pipeline(
             if partition in lost:
                 del judged_at[model]
                 metrics.forget_model(model)
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # handlers take (sender)
+    async def export_alerts_moved_in(sender: Any, **_: Any) -> None:
+        """Show the firing alerts of the models whose judge moved here (tables recovered):
+        their judges load at the model's next delta, which an idle model may not send."""
+        from streams.journal_table import partition_items
+
+        for partition in sorted(assigned_sketches):
+            entries = (
+                json_read.loads_own(raw) for _, raw in partition_items(ledger_table, partition)
+            )
+            for model, identities in AlertLedger.firing_by_model(entries).items():
+                if model in judged_at:
+                    continue  # its judge is live here: it exports them
+                judged_at[model] = partition
+                for kind, feature, detector in sorted(identities, key=str):
+                    metrics.set_alert_state(model, kind, feature, detector, True)
 
     def load_judge(model: str, partition: int, record: JudgeRecord) -> Any:
         judge = kit.load_judge(model, record.judge, metrics)
@@ -546,7 +566,8 @@ def install_pipeline(
             metrics.alerts_suppressed.inc()
             return
         await alerts.send(key=alert.fingerprint.encode(), value=to_json_bytes(alert))
-        ledger.record(alert.fingerprint, alert.status, alert.alert_id)
+        identity = (alert.model, alert.kind, alert.feature, alert.detector)
+        ledger.record(alert.fingerprint, alert.status, alert.alert_id, identity)
         metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()
 
     @app.agent(sketches, name="judge")

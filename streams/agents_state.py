@@ -21,7 +21,7 @@ JSON, so the pure monitor code can be handed ordinary ``MutableMapping``s.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from streams import json_read
@@ -82,5 +82,39 @@ class AlertLedger:
             return status == "firing"  # a resolve for something never fired is noise
         return last != status
 
-    def record(self, fingerprint: str, status: str, alert_id: str) -> None:
-        self.table[fingerprint] = {"status": status, "alert_id": alert_id}
+    def record(
+        self,
+        fingerprint: str,
+        status: str,
+        alert_id: str,
+        identity: tuple[str, str, str | None, str] | None = None,
+    ) -> None:
+        """Store the published ``status``; ``identity`` (model, kind, feature, detector) lets
+        a worker that takes the model over show it firing before the model's next event."""
+        entry: dict[str, Any] = {"status": status, "alert_id": alert_id}
+        if identity is not None:
+            entry.update(zip(("model", "kind", "feature", "detector"), identity, strict=True))
+        self.table[fingerprint] = entry
+
+    @staticmethod
+    def firing_by_model(
+        entries: Iterable[Any],
+    ) -> dict[str, set[tuple[str, str | None, str]]]:
+        """Model -> (kind, feature, detector) of its firing alerts, from ledger entries (those
+        recorded without an identity are skipped).
+
+        >>> AlertLedger.firing_by_model([
+        ...     {"status": "firing", "alert_id": "a", "model": "m", "kind": "performance",
+        ...      "feature": None, "detector": "error_rate"},
+        ...     {"status": "resolved", "alert_id": "b", "model": "m", "kind": "feature_drift",
+        ...      "feature": "x", "detector": "ks"},
+        ...     {"status": "firing", "alert_id": "c"},
+        ... ])
+        {'m': {('performance', None, 'error_rate')}}
+        """
+        firing: dict[str, set[tuple[str, str | None, str]]] = {}
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("status") == "firing" and "model" in entry:
+                identity = (str(entry["kind"]), entry.get("feature"), str(entry["detector"]))
+                firing.setdefault(str(entry["model"]), set()).add(identity)
+        return firing

@@ -33,6 +33,7 @@ __all__ = [
     "JournalTable",
     "decode_journal",
     "encode_journal",
+    "partition_items",
     "put_in_partition",
 ]
 
@@ -153,14 +154,7 @@ class JournalTable(Table[bytes, bytes]):
         ``event_id`` with any one partitioner (librdkafka's default CRC32 as well as Kafka's
         murmur2) puts both halves of a pair on the same partition, and so in its store.
         """
-        store = self.data
-        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
-            items = store._db_for_partition(partition).items()
-            return [(key, value) for key, value in items if key != _OFFSET_KEY]
-        held, placed = store.data, _key_partitions(store)
-        return [
-            (key, held[key]) for key, where in placed.items() if where == partition and key in held
-        ]
+        return partition_items(self, partition)
 
     def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
         """Write (None: delete) ``changes`` to ``partition``'s store and journal at once.
@@ -217,6 +211,20 @@ class JournalTable(Table[bytes, bytes]):
         # The store reads only ``.message`` (and ``.key``/``.value``) of each event.
         keys: list[Any] = list(expand_journals(batch))
         self.data.apply_changelog_batch(keys, to_key=self._to_key, to_value=self._to_value)
+
+
+def partition_items(table: Table[bytes, bytes], partition: int) -> list[tuple[bytes, bytes]]:
+    """The keys and values of a raw-bytes table that ``partition``'s store holds.
+
+    RocksDB keeps a database per partition; the memory store knows a key's partition from
+    recovery (and, for join tables, from `JournalTable.write_many`).
+    """
+    store = table.data
+    if hasattr(store, "_db_for_partition"):
+        items = store._db_for_partition(partition).items()
+        return [(key, value) for key, value in items if key != _OFFSET_KEY]
+    held, placed = store.data, _key_partitions(store)
+    return [(key, held[key]) for key, where in placed.items() if where == partition and key in held]
 
 
 def _key_partitions(memory_store: Any) -> dict[bytes, int]:

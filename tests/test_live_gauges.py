@@ -2,7 +2,8 @@
 
 Three models, one per sketches partition, drift on ``x`` while w1 runs alone. When w2 joins,
 the models whose sketches partition it took leave w1's ``/metrics`` and show up on w2 (their
-firing alert included, although no alert is published again); w1 keeps the others. When w1
+firing alert included, although no alert is published again, and before their next event);
+w1 keeps the others. When w1
 stops, w2 exports every firing alert.
 """
 
@@ -134,7 +135,12 @@ def test_gauges_follow_the_judge_when_models_move(
     assert wait_for(lambda: not any(_series(w1, m) for m in moved), 30), w1.log_tail()
     assert all(_x_drift_firing(w1, m) for m in kept)  # a rebalance does not drop what stays
 
-    # More drifting traffic: w2 loads the moved judges and re-exports their firing alerts.
+    # Before any new traffic (an idle model may send none for hours), w2 shows the moved
+    # models' firing alerts from the alert ledger it recovered.
+    assert wait_for(lambda: all(_x_drift_firing(w2, m) for m in moved), 30), w2.log_tail()
+    assert not any(_series(w2, m) for m in kept), w2.log_tail()
+
+    # More drifting traffic: w2 loads the moved judges; their alerts stay firing.
     replay(PHASES[1])
     assert wait_for(lambda: all(_x_drift_firing(w2, m) for m in moved), 30), w2.log_tail()
     for model in models.values():
