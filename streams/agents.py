@@ -21,9 +21,8 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
@@ -41,9 +40,9 @@ from streams.ingest_rounds import (
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, entries_of, partition_entries
-from streams.judge_record import JudgeRecord, batch_of
+from streams.judge_book import Envelopes, JudgeBook
+from streams.judge_record import batch_of
 from streams.validation import RawMessage, Source
-from streams.warmup_order import release_parked, route_delta
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -346,27 +345,18 @@ def install_pipeline(
             newest = max(event.message.timestamp for event in batch)
             metrics.processing_latency.labels(stage="ingest").observe(max(0.0, now - newest))
 
-    judged_at: dict[str, int] = {}
-    """Model -> sketches partition it came from, for the models judged here since the worker
-    started or took them over."""
+    save_seconds = JUDGE_SAVE_SECONDS if judge_save_seconds is None else judge_save_seconds
+    book = JudgeBook(kit, metrics, judges, save_seconds=save_seconds)
     revoked_sketches: set[int] = set()
     assigned_sketches: set[int] = set()
     sketches_seen: dict[int, int] = {}
     """Sketches partition -> last offset the judge got, since the last rebalance."""
-    unsaved: dict[str, float] = {}
-    """Model -> monotonic time of its first batch not in the stored state."""
-    save_seconds = JUDGE_SAVE_SECONDS if judge_save_seconds is None else judge_save_seconds
-    live_judges: dict[str, tuple[Any, JudgeRecord]] = {}
-    """Model -> its judge and record as this worker last stored them. Only the owner of a
-    model's sketches partition writes its state, so they stay right until a rebalance; they
-    spare every judge batch decoding and rebuilding the whole judge."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
         sketches_seen.clear()  # the next owner starts from the committed offsets
-        live_judges.clear()
-        unsaved.clear()  # their marks stay in the table: whoever loads them catches up
+        book.on_revoked()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
     async def forget_moved_models(sender: Any, assigned: set[Any], **_: Any) -> None:
@@ -377,12 +367,8 @@ def install_pipeline(
         assigned_sketches.update(kept)
         ingest_watch.rearm()
         judge_watch.rearm()
-        lost = revoked_sketches - kept
+        book.forget_partitions(revoked_sketches - kept)
         revoked_sketches.clear()
-        for model, partition in list(judged_at.items()):
-            if partition in lost:
-                del judged_at[model]
-                metrics.forget_model(model)
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # handlers take (sender)
     async def export_alerts_moved_in(sender: Any, **_: Any) -> None:
@@ -394,26 +380,12 @@ def install_pipeline(
             entries = (
                 json_read.loads_own(raw) for _, raw in partition_items(ledger_table, partition)
             )
-            for model, identities in AlertLedger.firing_by_model(entries).items():
-                if model in judged_at:
-                    continue  # its judge is live here: it exports them
-                judged_at[model] = partition
-                for kind, feature, detector in sorted(identities, key=str):
-                    metrics.set_alert_state(model, kind, feature, detector, True)
-
-    def load_judge(model: str, partition: int, record: JudgeRecord) -> Any:
-        judge = kit.load_judge(model, record.judge, metrics)
-        if judged_at.get(model) is None:
-            # Alerts only set the gauge when they change state: re-export those still firing.
-            for kind, feature, detector in judge.firing_identities():
-                metrics.set_alert_state(model, kind, feature, detector, True)
-        judged_at[model] = partition
-        return judge
+            book.show_moved_in(partition, AlertLedger.firing_by_model(entries))
 
     async def judge_partition(events: list[Event]) -> None:
         _as_current(events[0])
         partition = events[0].message.partition
-        by_model: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        by_model: dict[str, Envelopes] = defaultdict(list)
         for event in await with_sketches_read_back(partition, events):
             try:
                 envelope = json_read.loads_own(event.message.value or b"")
@@ -421,20 +393,14 @@ def install_pipeline(
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping malformed sketch message at offset %s", event.message.offset)
         for model, envelopes in by_model.items():
-            if model not in live_judges:
+            if not book.is_live(model):
                 envelopes = await with_missed_envelopes(model, partition, envelopes)
-            try:
-                emitted = judge_envelopes(model, partition, envelopes)
-            except BaseException:
-                live_judges.pop(model, None)  # half-applied: the table has the last good state
-                raise
-            judge = live_judges[model][0]
+            emitted = book.apply(model, partition, envelopes)
+            firing = book.firing_identities(model)
             for alert in emitted:
                 await publish_alert(alert)
-            metrics.show_alert_states(
-                model, [(a.kind, a.feature, a.detector) for a in emitted],
-                judge.firing_identities(),
-            )  # fmt: skip
+            changed = [(alert.kind, alert.feature, alert.detector) for alert in emitted]
+            metrics.show_alert_states(model, changed, firing)
 
     async def with_sketches_read_back(
         partition: int, events: list[Event]
@@ -452,18 +418,16 @@ def install_pipeline(
         found = await read_back(partition, offset_gaps(events, locate, {"sketches": last}))
         return with_read_back(found, events, locate)
 
-    async def with_missed_envelopes(
-        model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]
-    ) -> list[tuple[int, dict[str, Any]]]:
+    async def with_missed_envelopes(model: str, partition: int, envelopes: Envelopes) -> Envelopes:
         """``envelopes`` preceded by the model's messages its stored state lacks (a crash
         between two saves), read back from the sketches topic."""
         from streams.sketch_catchup import read_model_envelopes
 
-        mark = judges.get(unsaved_key(model))
-        if mark is None or int(mark) >= envelopes[0][0]:
+        mark = book.unsaved_mark(model)
+        if mark is None or mark >= envelopes[0][0]:
             return envelopes
         missed = await asyncio.get_running_loop().run_in_executor(
-            None, read_model_envelopes, settings, topics.sketches, partition, int(mark),
+            None, read_model_envelopes, settings, topics.sketches, partition, mark,
             envelopes[0][0], model,
         )  # fmt: skip
         log.info("judge of %s: %d sketches messages read back since its last save", model,
@@ -471,89 +435,10 @@ def install_pipeline(
         metrics.judge_catchup_deltas.inc(len(missed))
         return [*missed, *envelopes]
 
-    def judge_envelopes(
-        model: str, partition: int, envelopes: list[tuple[int, dict[str, Any]]]
-    ) -> list[Alert]:
-        """Apply one model's sketches messages; store its judge now and then; the alerts."""
-        stored = model in live_judges
-        if stored:
-            judge, record = live_judges[model]
-        else:
-            record = JudgeRecord.load(judges.get(model))
-            stored = record.judge is not None
-            if record.judge is not None and record.judge.get("reference") is None:
-                record.judge["reference"] = judges.get(reference_key(model))
-            judge = load_judge(model, partition, record)
-        emitted: list[Alert] = []
-        first_applied: int | None = None
-        switched = False
-        for offset, envelope in envelopes:
-            if record.seen(offset):
-                metrics.duplicate_deltas.labels(reason="redelivered").inc()
-                continue  # applied before the worker restarted (offset not committed)
-            record.sketches_offset = offset
-            first_applied = offset if first_applied is None else first_applied
-            if envelope.get("type") == "reference":
-                emitted.extend(kit.switch_reference(judge, envelope["reference"]))
-                metrics.reference_switches.inc()
-                switched = True
-            elif record.accept(envelope.get("origin")):
-                reference = judge.settings.reference
-                for state in route_delta(
-                    record, envelope["delta"], envelope.get("origin"),
-                    warming_up=judge.reference is None and reference.source == "warmup",
-                    warmup_events=reference.warmup_events,
-                ):  # fmt: skip
-                    emitted.extend(kit.apply_delta(judge, state))
-                    record.events += int(state.get("count", 0))
-            else:
-                metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
-        if record.parked and judge.reference is not None:
-            # The warm-up just ended: apply what it parked now, not when (if) traffic resumes.
-            for state in release_parked(record):
-                emitted.extend(kit.apply_delta(judge, state))
-                record.events += int(state.get("count", 0))
-        live_judges[model] = (judge, record)
-        metrics.judged_events.labels(model=model).set(record.events)
-        if first_applied is None:
-            return emitted  # nothing new
-        now = time.monotonic()
-        # A state is hundreds of KB: it is saved every JUDGE_SAVE_SECONDS, at once for a new
-        # model, an alert or a reference switch. In between, a small mark says from which
-        # offset the stored state is behind (see streams.sketch_catchup).
-        if not stored or emitted or switched or now - unsaved.get(model, now) >= save_seconds:
-            save_judge(model, judge, record, judges.__setitem__)
-        elif model not in unsaved:
-            unsaved[model] = now
-            judges[unsaved_key(model)] = first_applied
-        return emitted
-
-    def save_judge(
-        model: str, judge: Any, record: JudgeRecord, write: Callable[[str, Any], None]
-    ) -> None:
-        """Store the judge through ``write(key, JSON value)``."""
-        state = kit.judge_state(judge)
-        # The reference (a sample per feature) changes only when the model's does: it is
-        # stored under its own key, so a save writes only what changed.
-        reference = state.pop("reference", None)
-        if reference is not None and reference.get("profile_id") != record.reference_id:
-            write(reference_key(model), reference)
-            record.reference_id = reference.get("profile_id")
-        record.judge = state
-        write(model, record.dump())
-        if unsaved.pop(model, None) is not None:
-            write(unsaved_key(model), None)
-        metrics.judge_saves.inc()
-
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def save_idle_judges() -> None:
         """Save the judges of models that went quiet with unsaved batches."""
-        now = time.monotonic()
-        for model, since in list(unsaved.items()):
-            if now - since < save_seconds or model not in live_judges:
-                continue
-            judge, record = live_judges[model]
-            save_judge(model, judge, record, partial(write_in, judged_at[model]))
+        book.save_idle(write_in)
 
     def write_in(partition: int, key: str, value: Any) -> None:
         """A judge-table write outside any event (the timer)."""
@@ -625,16 +510,6 @@ def install_pipeline(
                 metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
         # A partition that moved to another worker is that worker's to report.
         metrics.keep_lag_of({(tp.topic, tp.partition) for tp in assigned})
-
-
-def reference_key(model: str) -> str:
-    """The judge table key of a model's reference (beside the model's own key)."""
-    return f"{model}\x00reference"
-
-
-def unsaved_key(model: str) -> str:
-    """The judge table key of the offset from which the stored state of a model is behind."""
-    return f"{model}\x00unsaved"
 
 
 def _dumps(value: Any) -> bytes:

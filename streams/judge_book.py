@@ -1,0 +1,215 @@
+"""The judges one worker runs: loaded from the judge table, fed sketches envelopes, stored now
+and then, and the per-model gauges that follow them. The judge agent (`streams.agents`)
+reads Kafka and publishes alerts; this keeps the state between its batches.
+
+A judge's state is hundreds of KB: it is saved every ``save_seconds``, at once for a new model,
+an alert or a reference switch. In between, a small mark under `unsaved_key` says from which
+sketches offset the stored state is behind, so whoever loads it next reads those messages back
+(`streams.sketch_catchup`). Only the owner of a model's sketches partition writes its state,
+so the live judges kept in memory stay right until a rebalance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import Alert
+from streams.judge_record import JudgeRecord
+from streams.warmup_order import release_parked, route_delta
+
+if TYPE_CHECKING:
+    from streams.agents_monitor import MonitorKit
+    from streams.metrics import WorkerMetrics
+
+__all__ = ["Envelopes", "JudgeBook", "reference_key", "unsaved_key"]
+
+Envelopes = list[tuple[int, dict[str, Any]]]
+"""A model's sketches messages of one batch: (offset, decoded envelope), in offset order."""
+Write = Callable[[str, Any], None]
+"""``write(key, JSON value)`` into the judge table (None deletes)."""
+
+
+def reference_key(model: str) -> str:
+    """The judge table key of a model's reference (beside the model's own key)."""
+    return f"{model}\x00reference"
+
+
+def unsaved_key(model: str) -> str:
+    """The judge table key of the offset from which the stored state of a model is behind."""
+    return f"{model}\x00unsaved"
+
+
+class JudgeBook:
+    """The live judges of one worker and what it exports of them."""
+
+    def __init__(
+        self,
+        kit: MonitorKit,
+        metrics: WorkerMetrics,
+        judges: MutableMapping[str, Any],
+        *,
+        save_seconds: float,
+    ) -> None:
+        self.kit = kit
+        self.metrics = metrics
+        self.judges = judges
+        """The judge table as JSON values, written through the current event's partition."""
+        self.save_seconds = save_seconds
+        self.live: dict[str, tuple[Any, JudgeRecord]] = {}
+        """Model -> its judge and record as this worker last stored them; they spare every
+        batch decoding and rebuilding the whole judge."""
+        self.judged_at: dict[str, int] = {}
+        """Model -> sketches partition it came from, for the models whose gauges this worker
+        exports (judged here since it started or took them over)."""
+        self.unsaved: dict[str, float] = {}
+        """Model -> monotonic time of its first batch not in the stored state."""
+
+    # -- loading and applying ------------------------------------------------------------------
+
+    def is_live(self, model: str) -> bool:
+        return model in self.live
+
+    def unsaved_mark(self, model: str) -> int | None:
+        """The sketches offset from which ``model``'s stored state is behind (None: it is not)."""
+        mark = self.judges.get(unsaved_key(model))
+        return None if mark is None else int(mark)
+
+    def apply(self, model: str, partition: int, envelopes: Envelopes) -> list[Alert]:
+        """Apply one model's sketches messages; store its judge now and then; the alerts.
+
+        If this raises, the model's live judge is dropped (half-applied): the table has the
+        last good state.
+        """
+        try:
+            return self._apply(model, partition, envelopes)
+        except BaseException:
+            self.live.pop(model, None)
+            raise
+
+    def firing_identities(self, model: str) -> list[tuple[str, str | None, str]]:
+        """(kind, feature, detector) of ``model``'s firing alerts (its judge is live)."""
+        judge, _ = self.live[model]
+        identities: list[tuple[str, str | None, str]] = judge.firing_identities()
+        return identities
+
+    def _apply(self, model: str, partition: int, envelopes: Envelopes) -> list[Alert]:
+        kit, metrics = self.kit, self.metrics
+        stored = model in self.live
+        if stored:
+            judge, record = self.live[model]
+        else:
+            record = JudgeRecord.load(self.judges.get(model))
+            stored = record.judge is not None
+            if record.judge is not None and record.judge.get("reference") is None:
+                record.judge["reference"] = self.judges.get(reference_key(model))
+            judge = self._load(model, partition, record)
+        emitted: list[Alert] = []
+        first_applied: int | None = None
+        switched = False
+        for offset, envelope in envelopes:
+            if record.seen(offset):
+                metrics.duplicate_deltas.labels(reason="redelivered").inc()
+                continue  # applied before the worker restarted (offset not committed)
+            record.sketches_offset = offset
+            first_applied = offset if first_applied is None else first_applied
+            if envelope.get("type") == "reference":
+                emitted.extend(kit.switch_reference(judge, envelope["reference"]))
+                metrics.reference_switches.inc()
+                switched = True
+            elif record.accept(envelope.get("origin")):
+                reference = judge.settings.reference
+                for state in route_delta(
+                    record, envelope["delta"], envelope.get("origin"),
+                    warming_up=judge.reference is None and reference.source == "warmup",
+                    warmup_events=reference.warmup_events,
+                ):  # fmt: skip
+                    emitted.extend(kit.apply_delta(judge, state))
+                    record.events += int(state.get("count", 0))
+            else:
+                metrics.duplicate_deltas.labels(reason="replayed_batch").inc()
+        if record.parked and judge.reference is not None:
+            # The warm-up just ended: apply what it parked now, not when (if) traffic resumes.
+            for state in release_parked(record):
+                emitted.extend(kit.apply_delta(judge, state))
+                record.events += int(state.get("count", 0))
+        self.live[model] = (judge, record)
+        metrics.judged_events.labels(model=model).set(record.events)
+        if first_applied is None:
+            return emitted  # nothing new
+        now = time.monotonic()
+        if (
+            not stored
+            or emitted
+            or switched
+            or now - self.unsaved.get(model, now) >= (self.save_seconds)
+        ):
+            self.save(model, judge, record, self.judges.__setitem__)
+        elif model not in self.unsaved:
+            self.unsaved[model] = now
+            self.judges[unsaved_key(model)] = first_applied
+        return emitted
+
+    def _load(self, model: str, partition: int, record: JudgeRecord) -> Any:
+        judge = self.kit.load_judge(model, record.judge, self.metrics)
+        if self.judged_at.get(model) is None:
+            # Alerts only set the gauge when they change state: re-export those still firing.
+            for kind, feature, detector in judge.firing_identities():
+                self.metrics.set_alert_state(model, kind, feature, detector, True)
+        self.judged_at[model] = partition
+        return judge
+
+    # -- storing -------------------------------------------------------------------------------
+
+    def save(self, model: str, judge: Any, record: JudgeRecord, write: Write) -> None:
+        """Store the judge through ``write``."""
+        state = self.kit.judge_state(judge)
+        # The reference (a sample per feature) changes only when the model's does: it is
+        # stored under its own key, so a save writes only what changed.
+        reference = state.pop("reference", None)
+        if reference is not None and reference.get("profile_id") != record.reference_id:
+            write(reference_key(model), reference)
+            record.reference_id = reference.get("profile_id")
+        record.judge = state
+        write(model, record.dump())
+        if self.unsaved.pop(model, None) is not None:
+            write(unsaved_key(model), None)
+        self.metrics.judge_saves.inc()
+
+    def save_idle(self, write_in: Callable[[int, str, Any], None]) -> None:
+        """Save the judges of models that went quiet with unsaved batches, through
+        ``write_in(partition, key, value)`` (there is no current event)."""
+        now = time.monotonic()
+        for model, since in list(self.unsaved.items()):
+            if now - since < self.save_seconds or model not in self.live:
+                continue
+            judge, record = self.live[model]
+            self.save(model, judge, record, partial(write_in, self.judged_at[model]))
+
+    # -- rebalances ----------------------------------------------------------------------------
+
+    def on_revoked(self) -> None:
+        """Partitions are being revoked: live judges may be written by their next owner."""
+        self.live.clear()
+        self.unsaved.clear()  # their marks stay in the table: whoever loads them catches up
+
+    def forget_partitions(self, lost: set[int]) -> None:
+        """Drop the gauges of the models whose sketches partition moved to another worker."""
+        for model, partition in list(self.judged_at.items()):
+            if partition in lost:
+                del self.judged_at[model]
+                self.metrics.forget_model(model)
+
+    def show_moved_in(
+        self, partition: int, firing: dict[str, set[tuple[str, str | None, str]]]
+    ) -> None:
+        """Export the firing alerts (from the alert ledger) of models of ``partition`` whose
+        judges are not loaded here yet: an idle model may send no delta for hours."""
+        for model, identities in firing.items():
+            if model in self.judged_at:
+                continue  # its judge is live here: it exports them
+            self.judged_at[model] = partition
+            for kind, feature, detector in sorted(identities, key=str):
+                self.metrics.set_alert_state(model, kind, feature, detector, True)
