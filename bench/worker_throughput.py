@@ -14,7 +14,9 @@
    b. the same with SDK batch envelopes (``send_batch``, 500 per envelope);
    c. a naive Faust agent and d. a naive Quix Streams app: per event, parse + one sketch
       update per feature + KS per numeric feature every 500 events (bench/live/naive_logic.py);
-   e. Faust and Quix apps that only count messages (reference ceilings).
+   e. Faust and Quix apps that only count messages (reference ceilings), and a Faust agent
+      that counts its channel queue without Faust's Stream (e-drain: what any ingest fed
+      by Faust's consumer could reach at most).
    The baselines time themselves (first message -> last processed) and read the backlog of a.
    A row still running after ``--row-timeout`` seconds reports its rate so far ("partial").
 2+3. One sustained paced run (``--memory-minutes``, default 2) at ``--rate`` (default half of
@@ -66,6 +68,7 @@ ROWS = {
     "c": "naive Faust agent (per-event parse + sketches + KS)",
     "d": "naive Quix Streams app (same per-event logic)",
     "e-faust": "Faust agent that only counts",
+    "e-drain": "Faust agent that counts its channel queue (no Stream)",
     "e-quix": "Quix Streams app that only counts",
 }
 
@@ -105,6 +108,7 @@ def goal_text(key: str, result: Throughput | None, rows: dict[str, Throughput | 
     naive = [r.rate for k, r in rows.items() if k in ("c", "d") and r is not None]
     if result is None or key not in ("a", "b"):
         return {"c": "baseline", "d": "baseline", "e-faust": "issue: ~14k/s",
+                "e-drain": "ceiling of a Faust-fed ingest",
                 "e-quix": "issue: ~120k/s"}.get(key, "")  # fmt: skip
     parts = []
     if naive:
@@ -240,7 +244,7 @@ def main() -> int:
             baselines: list[tuple[str, list[str], dict[str, str]]] = []
             faust_app = str(REPO / "bench/live/naive_faust.py")
             quix_app = str(REPO / "bench/live/quix_app.py")
-            for key, mode in (("c", "naive"), ("e-faust", "count")):
+            for key, mode in (("c", "naive"), ("e-faust", "count"), ("e-drain", "drain")):
                 if key[0] in only:
                     baselines.append((key, [sys.executable, faust_app, "--mode", mode], {}))
             quix_problem = check_quix(quix_python) if quix_python else venv_note

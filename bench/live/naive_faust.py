@@ -1,4 +1,6 @@
-"""Faust baselines: ``--mode naive`` (per-event monitor) or ``--mode count`` (count only).
+"""Faust baselines: ``--mode naive`` (per-event monitor), ``--mode count`` (count only) or
+``--mode drain`` (count what the agent's channel queue holds, without Faust's stream: the
+ceiling of any ingest that keeps Faust's consumer).
 
     .venv/bin/python bench/live/naive_faust.py --bootstrap 127.0.0.1:9092 \\
         --topic driftline.predictions --group bench-faust --events 100000 --mode naive
@@ -39,6 +41,9 @@ def build_app(args: argparse.Namespace) -> faust.App:
 
     @app.agent(topic, name=f"bench-{args.mode}")
     async def consume(stream: Any) -> None:
+        if args.mode == "drain":
+            await drain(stream.channel.queue, reporter)
+            return
         async for value in stream:
             reporter.start()
             if monitor is None:
@@ -51,13 +56,25 @@ def build_app(args: argparse.Namespace) -> faust.App:
     return app
 
 
+async def drain(queue: Any, reporter: Reporter) -> None:
+    """Take every event the conductor queued, count them, ack them (so offsets commit)."""
+    while True:
+        events = [await queue.get()]
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        reporter.start()
+        reporter.add(len(events))
+        for event in events:
+            event.ack()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True, help="Faust app id (the consumer group)")
     parser.add_argument("--events", type=int, required=True)
-    parser.add_argument("--mode", choices=("naive", "count"), default="naive")
+    parser.add_argument("--mode", choices=("naive", "count", "drain"), default="naive")
     parser.add_argument("--datadir", default=None, help="Faust data directory (default: temp)")
     args = parser.parse_args()
     app = build_app(args)
