@@ -194,6 +194,12 @@ def install_pipeline(
         metrics.events_in.labels(source="predictions").inc(split.prediction_count)
         metrics.events_in.labels(source="labels").inc(len(split.labels))
         dead_letters.extend(split.dead_letters)
+        if split.predictions and split.predictions[0].event_ids:  # one key per batch
+            sample = split.predictions[0].event_ids[0]
+            metrics.sample_key_placement("predictions", sample, partition, topics.partitions)
+        if split.labels:
+            sample = split.labels[0].event_id
+            metrics.sample_key_placement("labels", sample, partition, topics.partitions)
         # The join works on the batch's entries as plain dicts; what it changed is written
         # back at once, then the partition is expired now and then (that scans the table).
         ids = [*(key for part in split.predictions for key in part.event_ids),

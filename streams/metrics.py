@@ -23,6 +23,8 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 
+from streams.partitioning import partition_for
+
 __all__ = ["DEFAULT_MAX_STATISTIC_SERIES", "MetricsServer", "WorkerMetrics", "serve_metrics"]
 
 DEFAULT_MAX_STATISTIC_SERIES: Final = 2_000
@@ -90,6 +92,16 @@ class WorkerMetrics:
             ["source", "error_class"],
             registry=r,
         )
+        self.key_placement = Counter(
+            "driftline_input_key_placement",
+            "Input keys sampled, one per source and partition batch: does Kafka's default "
+            "partitioner (murmur2) explain their partition, or another one (other)?",
+            ["source", "partitioner"],
+            registry=r,
+        )
+        for source in ("predictions", "labels"):
+            for partitioner in ("murmur2", "other"):  # both exist at 0 for the rule's ratio
+                self.key_placement.labels(source, partitioner)
         self.join_outcomes = Counter(
             "driftline_label_join",
             "Label join outcomes: hit, early (held for its prediction), duplicate, orphan, "
@@ -243,6 +255,21 @@ class WorkerMetrics:
         for kind, feature, detector in set(changed):
             firing_now = (kind, feature, detector) in still_firing
             self.set_alert_state(model, kind, feature, detector, firing_now)
+
+    def sample_key_placement(
+        self, source: str, event_id: str, partition: int, partitions: int
+    ) -> None:
+        """Count whether murmur2 puts ``event_id`` where it arrived. Predictions and labels
+        join only if their producers share a partitioner: two different shares of ``other``
+        say they do not (the DriftlineLabelsPartitionedDifferently rule).
+
+        >>> metrics = WorkerMetrics()
+        >>> metrics.sample_key_placement("labels", "e-1", 1 - partition_for(b"e-1", 2), 2)
+        >>> b'partitioner="other",source="labels"} 1.0' in metrics.exposition()
+        True
+        """
+        placed = partition_for(event_id.encode(), partitions) == partition
+        self.key_placement.labels(source, "murmur2" if placed else "other").inc()
 
     def set_lag(self, topic: str, partition: int, messages: int) -> None:
         self._lag_series.add((topic, str(partition)))

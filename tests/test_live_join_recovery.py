@@ -82,6 +82,10 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
     assert joined() == LABELLED, samples
     assert samples.get('driftline_label_join_total{outcome="duplicate"}') == 1.0, samples
     assert samples.get('driftline_label_join_total{outcome="early"}') == 1.0, samples
+    # The SDK places by murmur2: every sampled label key is where murmur2 puts it.
+    placement = "driftline_input_key_placement_total"
+    assert samples[f'{placement}{{partitioner="murmur2",source="labels"}}'] > 0, samples
+    assert samples[f'{placement}{{partitioner="other",source="labels"}}'] == 0, samples
 
 
 def test_a_producer_with_librdkafkas_default_partitioner_joins_and_expires_each_entry_once(
