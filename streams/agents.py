@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams import json_read
 from streams.agents_monitor import MonitorKit
-from streams.agents_state import AlertLedger, JsonTableView
+from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.ingest_rounds import (
@@ -383,10 +383,8 @@ def install_pipeline(
         from streams.journal_table import partition_items
 
         for partition in sorted(assigned_sketches):
-            entries = (
-                json_read.loads_own(raw) for _, raw in partition_items(ledger_table, partition)
-            )
-            book.show_moved_in(partition, AlertLedger.firing_by_model(entries))
+            raws = [raw for _, raw in partition_items(ledger_table, partition)]
+            book.show_moved_in(partition, AlertLedger.firing_by_model(decoded_entries(raws)))
 
     async def judge_partition(events: list[Event]) -> None:
         _as_current(events[0])

@@ -26,7 +26,7 @@ from typing import Any
 
 from streams import json_read
 
-__all__ = ["AlertLedger", "JsonTableView"]
+__all__ = ["AlertLedger", "JsonTableView", "decoded_entries"]
 
 
 class JsonTableView(MutableMapping[str, Any]):
@@ -118,3 +118,19 @@ class AlertLedger:
                 identity = (str(entry["kind"]), entry.get("feature"), str(entry["detector"]))
                 firing.setdefault(str(entry["model"]), set()).add(identity)
         return firing
+
+
+def decoded_entries(raws: Iterable[bytes | None]) -> Iterator[Any]:
+    """The JSON values of raw table values, skipping any that do not decode (a rebalance
+    handler reads them: one bad value must not stop the worker).
+
+    >>> list(decoded_entries([b'{"status":"firing"}', b"not json", None]))
+    [{'status': 'firing'}]
+    """
+    for raw in raws:
+        if raw is None:
+            continue
+        try:
+            yield json_read.loads_own(raw)
+        except ValueError:
+            continue
