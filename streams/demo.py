@@ -136,6 +136,28 @@ def _wait_for_labels(worker: ManagedProcess, expected: int, timeout: float) -> b
     return True
 
 
+def _worker_progress(worker: ManagedProcess) -> str:
+    """Where the worker's pipeline stands, from its /metrics: what a stalled demo reports."""
+    try:
+        samples = scrape_metrics(worker.banner.group(1))
+    except OSError as exc:
+        return f"its metrics did not answer ({exc})"
+
+    def total(prefix: str) -> float:
+        return sum(value for key, value in samples.items() if key.startswith(prefix))
+
+    predictions = total('driftline_events_received_total{source="predictions"')
+    labels = total('driftline_events_received_total{source="labels"')
+    joined = total('driftline_label_join_total{outcome="hit"')
+    return (
+        f"the worker read {predictions:,.0f} predictions and {labels:,.0f} labels, joined "
+        f"{joined:,.0f}, published {total('driftline_sketches_published_total'):,.0f} "
+        f"sketches; its judge applied {total('driftline_judged_events'):,.0f} events and "
+        f"published {total('driftline_alerts_emitted_total'):,.0f} alert changes; consumer lag "
+        f"{total('driftline_consumer_lag_messages'):,.0f} messages"
+    )
+
+
 def _decided(watch: TopicWatch) -> bool:
     return any(event.type in ("promoted", "rejected") for event in watch.model_events)
 
@@ -202,8 +224,8 @@ def run_demo(
             promoted = next((e for e in watch.model_events if e.type == "promoted"), None)
             if not decided or promoted is None or promoted.version is None:
                 outcome.problems.append(
-                    "no promotion within "
-                    f"{plan.promotion_timeout_seconds:.0f} s (see {run_dir}/*.log)"
+                    f"no promotion within {plan.promotion_timeout_seconds:.0f} s: "
+                    f"{_worker_progress(worker)} (see {run_dir}/*.log)"
                 )
             else:
                 out.rule(f"phase 2: traffic scored by the new champion, version {promoted.version}")

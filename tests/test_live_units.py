@@ -294,3 +294,29 @@ def test_producer_flush_drains_the_whole_send_soon_buffer() -> None:
     drain_buffer_on_flush(app)  # type: ignore[arg-type]  # idempotent: wrapped once
     asyncio.run(buffer.flush())
     assert (buffer.size, buffer.calls) == (0, 5)
+
+
+def test_a_stalled_demo_says_where_the_workers_pipeline_stands() -> None:
+    """The demo's "no promotion" problem names the worker's counters, read over real HTTP."""
+    import re
+    from types import SimpleNamespace
+
+    from streams.demo import _worker_progress
+    from streams.metrics import serve_metrics
+
+    metrics = WorkerMetrics()
+    metrics.events_in.labels(source="predictions").inc(6000)
+    metrics.events_in.labels(source="labels").inc(1900)
+    metrics.join_outcomes.labels(outcome="hit").inc(1800)
+    metrics.judged_events.labels(model="fraud-scorer").set(5750)
+    server = serve_metrics(metrics, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        worker = SimpleNamespace(banner=re.match(r"(.*)", url))
+        text = _worker_progress(worker)  # type: ignore[arg-type]
+    finally:
+        server.close()
+    assert "read 6,000 predictions and 1,900 labels, joined 1,800" in text, text
+    assert "judge applied 5,750 events and published 0 alert changes" in text, text
+    dead = SimpleNamespace(banner=re.match(r"(.*)", url))  # the server is gone now
+    assert "did not answer" in _worker_progress(dead)  # type: ignore[arg-type]
