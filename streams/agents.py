@@ -400,11 +400,11 @@ def install_pipeline(
             if not book.is_live(model):
                 envelopes = await with_missed_envelopes(model, partition, envelopes)
             emitted = book.apply(model, partition, envelopes)
-            firing = book.firing_identities(model)
             for alert in emitted:
                 await publish_alert(alert)
-            changed = [(alert.kind, alert.feature, alert.detector) for alert in emitted]
-            metrics.show_alert_states(model, changed, firing)
+            if emitted:  # most batches change no alert: no gauge to touch
+                changed = [(alert.kind, alert.feature, alert.detector) for alert in emitted]
+                metrics.show_alert_states(model, changed, book.firing_identities(model))
 
     async def with_sketches_read_back(
         partition: int, events: list[Event]

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams import json_read
+
+if TYPE_CHECKING:
+    from streams.metrics import AlertIdentity
 
 __all__ = ["AlertLedger", "JsonTableView", "decoded_entries"]
 
@@ -99,7 +102,7 @@ class AlertLedger:
     @staticmethod
     def firing_by_model(
         entries: Iterable[Any],
-    ) -> dict[str, set[tuple[str, str | None, str]]]:
+    ) -> dict[str, set[AlertIdentity]]:
         """Model -> (kind, feature, detector) of its firing alerts, from ledger entries (those
         recorded without an identity are skipped).
 
@@ -112,7 +115,7 @@ class AlertLedger:
         ... ])
         {'m': {('performance', None, 'error_rate')}}
         """
-        firing: dict[str, set[tuple[str, str | None, str]]] = {}
+        firing: dict[str, set[AlertIdentity]] = {}
         for entry in entries:
             if isinstance(entry, dict) and entry.get("status") == "firing" and "model" in entry:
                 identity = (str(entry["kind"]), entry.get("feature"), str(entry["detector"]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from faust import Table
 from faust.types import TP, EventT
@@ -40,8 +40,6 @@ __all__ = [
 JOURNAL_FORMAT: Final = 1
 JOURNAL_KEY: Final = b"\x00journal"
 """Changelog key of every journal (the topic is not compacted: any constant does)."""
-_OFFSET_KEY: Final = b"__faust\0offset__"
-"""Where Faust's RocksDB store keeps a partition's changelog offset, among the keys."""
 MAX_JOURNAL_BYTES: Final = 4 << 20
 """A partition's journal is sent once it holds about this much, even within a batch."""
 
@@ -221,8 +219,9 @@ def partition_items(table: Table[bytes, bytes], partition: int) -> list[tuple[by
     """
     store = table.data
     if hasattr(store, "_db_for_partition"):
+        offset_key = cast(Any, store).offset_key  # Faust keeps its changelog offset there
         items = store._db_for_partition(partition).items()
-        return [(key, value) for key, value in items if key != _OFFSET_KEY]
+        return [(key, value) for key, value in items if key != offset_key]
     held, placed = store.data, _key_partitions(store)
     return [(key, held[key]) for key, where in placed.items() if where == partition and key in held]
 

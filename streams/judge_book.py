@@ -12,7 +12,7 @@ so the live judges kept in memory stay right until a rebalance.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from streams.warmup_order import release_parked, route_delta
 
 if TYPE_CHECKING:
     from streams.agents_monitor import MonitorKit
-    from streams.metrics import WorkerMetrics
+    from streams.metrics import AlertIdentity, WorkerMetrics
 
 __all__ = ["Envelopes", "JudgeBook", "reference_key", "unsaved_key"]
 
@@ -89,10 +89,10 @@ class JudgeBook:
             self.live.pop(model, None)
             raise
 
-    def firing_identities(self, model: str) -> list[tuple[str, str | None, str]]:
+    def firing_identities(self, model: str) -> list[AlertIdentity]:
         """(kind, feature, detector) of ``model``'s firing alerts (its judge is live)."""
         judge, _ = self.live[model]
-        identities: list[tuple[str, str | None, str]] = judge.firing_identities()
+        identities: list[AlertIdentity] = judge.firing_identities()
         return identities
 
     def _apply(self, model: str, partition: int, envelopes: Envelopes) -> list[Alert]:
@@ -154,12 +154,17 @@ class JudgeBook:
 
     def _load(self, model: str, partition: int, record: JudgeRecord) -> Any:
         judge = self.kit.load_judge(model, record.judge, self.metrics)
-        if self.judged_at.get(model) is None:
-            # Alerts only set the gauge when they change state: re-export those still firing.
-            for kind, feature, detector in judge.firing_identities():
+        # Alerts only set the gauge when they change state: re-export those still firing.
+        self._adopt(model, partition, judge.firing_identities())
+        return judge
+
+    def _adopt(self, model: str, partition: int, firing: Iterable[AlertIdentity]) -> None:
+        """This worker exports ``model``'s gauges from now on; the first time, show its
+        ``firing`` alerts (nothing else would until one changes state)."""
+        if model not in self.judged_at:
+            for kind, feature, detector in sorted(firing, key=str):
                 self.metrics.set_alert_state(model, kind, feature, detector, True)
         self.judged_at[model] = partition
-        return judge
 
     # -- storing -------------------------------------------------------------------------------
 
@@ -202,14 +207,8 @@ class JudgeBook:
                 del self.judged_at[model]
                 self.metrics.forget_model(model)
 
-    def show_moved_in(
-        self, partition: int, firing: dict[str, set[tuple[str, str | None, str]]]
-    ) -> None:
+    def show_moved_in(self, partition: int, firing: dict[str, set[AlertIdentity]]) -> None:
         """Export the firing alerts (from the alert ledger) of models of ``partition`` whose
         judges are not loaded here yet: an idle model may send no delta for hours."""
         for model, identities in firing.items():
-            if model in self.judged_at:
-                continue  # its judge is live here: it exports them
-            self.judged_at[model] = partition
-            for kind, feature, detector in sorted(identities, key=str):
-                self.metrics.set_alert_state(model, kind, feature, detector, True)
+            self._adopt(model, partition, identities)
