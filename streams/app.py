@@ -31,6 +31,7 @@ __all__ = [
     "create_app",
     "drain_buffer_on_flush",
     "faust_credentials",
+    "hold_input_while_seeking",
 ]
 
 DEFAULT_STORE: Final = "rocksdb://"
@@ -156,6 +157,7 @@ def create_app(
         options["broker_credentials"] = credentials
     options.update(faust_options)
     app = faust.App(identity, **options)
+    hold_input_while_seeking(app)
     live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
     if install_agents:
         from streams.agents import install_pipeline
@@ -188,3 +190,23 @@ def drain_buffer_on_flush(app: faust.App) -> None:
 
     buffer.flush = flush_all
     buffer._driftline_drains = True
+
+
+def hold_input_while_seeking(app: faust.App) -> None:
+    """Keep input messages out of the agents' queues while Faust ends a rebalance.
+
+    Once the tables are recovered, Faust resumes the input partitions, seeks them to their
+    committed offsets (seconds on a loaded worker), and only then resumes flow control, which
+    clears every stream queue. A message delivered during the seek sat in a queue when it
+    was cleared: it was lost, and its partition was not read again from where it stood when
+    it had no committed offset yet (faust-streaming issue 596; about one startup in two in
+    ``test_live_join_recovery``). ``on_rebalance_complete`` is sent just before the resume:
+    suspending flow control there makes the consumer wait, message in hand, until that
+    clear is done. The input partitions were paused during recovery, so no queue holds
+    input yet.
+    """
+
+    async def suspend_flow(sender: Any, **_: Any) -> None:
+        app.flow_control.suspend()
+
+    app.on_rebalance_complete.connect(suspend_flow)  # type: ignore[arg-type]  # takes (sender)

@@ -2,10 +2,12 @@
 
 Faust resumes a worker's input partitions before it seeks them to their committed offsets at
 the end of its startup recovery; a message fetched in between can be dropped while the ones
-after it are processed, and its offset is then committed with theirs. The ingest notices the
-hole in its progress offsets (`streams.ingest_rounds.offset_gaps`), the judge a hole between
-two batches of a sketches partition; both read the missing offsets here, with a plain
-consumer outside the group, before they go on. Offsets the topic no longer has (retention,
+after it are processed, and its offset is then committed with theirs.
+`streams.app.hold_input_while_seeking` now keeps such messages out of the queues Faust
+clears; this read-back stays as the second line, for drops it does not foresee. The ingest
+notices the hole in its progress offsets (`streams.ingest_rounds.offset_gaps`), the judge a
+hole between two batches of a sketches partition; both read the missing offsets here, with a
+plain consumer outside the group, before they go on. Offsets the topic no longer has (retention,
 or transaction markers of another producer) are simply not returned. Holes are looked for
 only just after a rebalance (`GapWatch`).
 """

@@ -193,6 +193,8 @@ class WorkerMetrics:
             ["source"],
             registry=r,
         )
+        for source in ("predictions", "labels", "sketches"):  # 0 is news too: nothing dropped
+            self.input_read_back.labels(source)
         self.judge_catchup_deltas = Counter(
             "driftline_judge_catchup_messages",
             "Sketches messages read back from Kafka because a judge's stored state was behind.",

@@ -77,6 +77,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
     return predicate()
 
 
+def wait_until_steady(read: Callable[[], float], steady: float, timeout: float) -> bool:
+    """Poll ``read`` until it gave one value for ``steady`` seconds; False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= steady:
+            return True
+    return False
+
+
 def scrape(worker: ManagedProcess) -> dict[str, float]:
     """A worker's /metrics samples as ``{'name{labels}': value}`` (URL from its banner)."""
     from streams.processes import scrape_metrics

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka_helpers import scrape, wait_for
+from kafka_helpers import scrape, wait_for, wait_until_steady
 
 from schemas.events import LabelEvent, PredictionEvent, to_json_bytes
 from schemas.settings import Settings
@@ -62,11 +62,12 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
         scrape(first).get(received),
         first.log_tail(),
     )
-    published = scrape(first).get("driftline_sketches_published_total", 0.0)
-    assert wait_for(
-        lambda: scrape(first).get("driftline_sketches_published_total", 0.0) == published,
-        timeout=10,
-    )
+
+    def published() -> float:
+        return scrape(first).get("driftline_sketches_published_total", 0.0)
+
+    # Its batches are folded and published (one value for 2 s: a loaded box is slow).
+    assert wait_until_steady(published, steady=2.0, timeout=30), published()
     first.kill()
     second = start_worker("w2")  # another datadir: only the changelogs hold the join
     replay_events(settings, _labels(), batch_size=100)
@@ -74,18 +75,30 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
     def joined() -> float:
         return scrape(second).get('driftline_label_join_total{outcome="hit"}', 0.0)
 
-    assert wait_for(lambda: joined() >= LABELLED, timeout=90), (
-        {name: value for name, value in scrape(second).items() if "join" in name},
-        second.log_tail(),
+    # A string message: pytest shortens other objects to a line, and this one says which
+    # outcome the missing labels got.
+    assert wait_for(lambda: joined() >= LABELLED, timeout=90), "\n".join(
+        [*_samples_about(scrape(second), "join", "read_back", "events_received"), second.log_tail()]
     )
     samples = scrape(second)
     assert joined() == LABELLED, samples
+    # Faust drops a message delivered while it seeks the input partitions at the end of a
+    # startup recovery unless the worker holds its input (streams.app.hold_input_while_seeking):
+    # before that hold, one run in two read a dropped offset back, and a dropped last or first
+    # message of a partition was lost.
+    read_back = 'driftline_input_read_back_messages_total{source="labels"}'
+    assert samples.get(read_back) == 0.0, samples
     assert samples.get('driftline_label_join_total{outcome="duplicate"}') == 1.0, samples
     assert samples.get('driftline_label_join_total{outcome="early"}') == 1.0, samples
     # The SDK places by murmur2: every sampled label key is where murmur2 puts it.
     placement = "driftline_input_key_placement_total"
     assert samples[f'{placement}{{partitioner="murmur2",source="labels"}}'] > 0, samples
     assert samples[f'{placement}{{partitioner="other",source="labels"}}'] == 0, samples
+
+
+def _samples_about(samples: dict[str, float], *words: str) -> list[str]:
+    return [f"{name} = {value}" for name, value in sorted(samples.items())
+            if any(word in name for word in words)]  # fmt: skip
 
 
 def test_a_producer_with_librdkafkas_default_partitioner_joins_and_expires_each_entry_once(
