@@ -158,10 +158,11 @@ def test_a_producer_with_librdkafkas_default_partitioner_joins_and_expires_each_
     ), (scrape(first), first.log_tail())
     counts = {name: outcome(first, name) for name in ("hit", "expired", "orphan")}
     assert counts == {"hit": 30, "expired": 30, "orphan": 10}, counts
-    published = scrape(first).get("driftline_sketches_published_total", 0.0)
-    assert wait_for(
-        lambda: scrape(first).get("driftline_sketches_published_total", 0.0) == published, 10
-    )
+
+    def published() -> float:
+        return scrape(first).get("driftline_sketches_published_total", 0.0)
+
+    assert wait_until_steady(published, steady=2.0, timeout=30), published()
     first.kill()
 
     second = start_worker("w2", **env)  # another datadir: only the changelogs hold the join
