@@ -39,7 +39,7 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
-from streams.join_batch import changes_of, entries_of, partition_entries
+from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs
 from streams.judge_book import Envelopes, JudgeBook
 from streams.judge_record import batch_of
 from streams.validation import RawMessage, Source
@@ -231,12 +231,12 @@ def install_pipeline(
 
     def expire_join(partition: int, newest: datetime) -> None:
         """Expire ``partition``'s join: scan its own store, write back what expired."""
-        pending_before = partition_entries(pending_table, partition)
-        early_before = partition_entries(early_table, partition)
+        pending_before = expiry_stubs(pending_table, partition)
+        early_before = expiry_stubs(early_table, partition)
         pending_now, early_now = dict(pending_before), dict(early_before)
         kit.expire(pending_now, early_now, newest, metrics)
-        pending_table.write_many(partition, changes_of(pending_before, pending_now))
-        early_table.write_many(partition, changes_of(early_before, early_now))
+        pending_table.write_many(partition, deletes_of(pending_before, pending_now))
+        early_table.write_many(partition, deletes_of(early_before, early_now))
 
     def labels_lag(partition: int, last_offsets: dict[str, int]) -> int:
         """Label messages of ``partition`` not read yet (0 when the broker has not said)."""

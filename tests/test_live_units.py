@@ -244,6 +244,58 @@ def test_live_join_expiry_counts_orphans_and_unlabelled_predictions() -> None:
     assert 'driftline_label_join_total{outcome="expired"} 19.0' in samples  # e-0 was joined
 
 
+def test_join_expiry_on_stubs_deletes_and_counts_what_it_does_on_whole_entries() -> None:
+    from datetime import timedelta
+
+    from schemas.events import LabelEvent
+    from schemas.monitor_config import MonitorConfig
+    from streams import json_read, json_write
+    from streams.join_batch import changes_of, deletes_of, expiry_stubs
+
+    kit = MonitorKit(MonitorConfig.model_validate({"join": {"ttl_seconds": 60}}))
+    pending: dict[str, Any] = {}
+    early: dict[str, Any] = {}
+    predictions = [
+        PredictionEvent(event_id=f"e-{i}", model="churn", timestamp=NOW + timedelta(seconds=i),
+                        features={"x": 1.0}, prediction=0.5, segment={"plan": "pro"})
+        for i in range(100)
+    ]  # fmt: skip
+    labels = [
+        LabelEvent(event_id=f"e-{i}", model="churn", timestamp=NOW, label=1)
+        for i in range(0, 100, 3)
+    ] + [LabelEvent(event_id=f"x-{i}", model="churn", timestamp=NOW, label=0) for i in range(5)]
+    kit.fold_partition(pending, early, predictions, labels, WorkerMetrics(), partition=0)
+
+    class Store:
+        def __init__(self, entries: dict[str, Any]) -> None:
+            self.raw = [(key.encode(), json_write.dumps(value)) for key, value in entries.items()]
+
+        def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
+            raise AssertionError("an expiry scans, it does not look up")
+
+        def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
+            return self.raw
+
+    def expire(read: Any, write: Any) -> tuple[dict[bytes, bytes | None], ...]:
+        metrics = WorkerMetrics()
+        stores = Store(pending), Store(early)
+        before = [read(store) for store in stores]
+        after = [dict(entries) for entries in before]
+        kit.expire(after[0], after[1], NOW + timedelta(seconds=110), metrics)
+        counts = {outcome: metrics.join_outcomes.labels(outcome)._value.get()
+                  for outcome in ("orphan", "expired")}  # fmt: skip
+        return write(before[0], after[0]), write(before[1], after[1]), counts
+
+    def whole(store: Store) -> dict[str, Any]:
+        return {key.decode(): json_read.loads(raw) for key, raw in store.items_in(0)}
+
+    by_stubs = expire(lambda store: expiry_stubs(store, 0), deletes_of)
+    assert by_stubs == expire(whole, changes_of)  # what the worker did before the stubs
+    pending_writes, early_writes, counts = by_stubs
+    assert set(pending_writes.values()) == {None} and len(pending_writes) == 50  # 0..49 are old
+    assert len(early_writes) == 5 and counts == {"orphan": 5.0, "expired": 33.0}
+
+
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
     store: str, tmp_path: Path

@@ -1,0 +1,130 @@
+"""One join expiry of a large partition: whole entries decoded vs leading-number stubs.
+
+An expiry reads every join entry its partition holds (once per quarter of the TTL of event
+time) and stalls that partition's ingest meanwhile. This times what the worker does with the
+entries once its store returned them (both rows read the same list of raw bytes): decode,
+`LabelJoiner.expire`, and the writes back. Baseline: the whole JSON entry decoded and the
+writes found by `changes_of` (the worker before `streams.join_batch.expiry_stubs`). Both rows
+must delete the same keys; the script checks that before it prints.
+
+    .venv/bin/python bench/join_expiry.py  # --entries 1000000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from schemas.monitor_config import MonitorConfig
+from streams import json_read, json_write
+from streams.agents_monitor import MonitorKit
+from streams.join_batch import changes_of, deletes_of, expiry_stubs
+from streams.metrics import WorkerMetrics
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+TTL_SECONDS = 7 * 24 * 3600
+
+
+class RawStore:
+    """What a partition's store returns to a scan: (key, encoded entry) pairs."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
+        raise NotImplementedError("an expiry scans the partition")
+
+    def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
+        return self.raw
+
+
+def _stores(entries: int, seed: int) -> tuple[RawStore, RawStore]:
+    """Pending predictions over two TTLs of event time (the older half expires), 30% of them
+    already labelled (``[time]``), and an early label per 100 predictions."""
+    rng = random.Random(seed)
+    start_us = int((NOW - timedelta(seconds=2 * TTL_SECONDS)).timestamp() * 1e6)
+    step_us = 2 * TTL_SECONDS * 1_000_000 // entries
+    pending = []
+    for i in range(entries):
+        at = start_us + i * step_us
+        if rng.random() < 0.3:
+            entry: list[Any] = [at]
+        else:
+            entry = [at, "churn", "v3", round(rng.random(), 6), None, {"plan": "pro"}]
+        pending.append((f"evt-{i:09d}".encode(), json_write.dumps(entry)))
+    early = [
+        (f"lbl-{i:09d}".encode(), json_write.dumps([start_us + i * step_us * 100, "churn", 1]))
+        for i in range(entries // 100)
+    ]
+    return RawStore(pending), RawStore(early)
+
+
+def _whole(store: RawStore, partition: int) -> dict[str, Any]:
+    return {key.decode(): json_read.loads(raw) for key, raw in store.items_in(partition)}
+
+
+Reader = Callable[[RawStore, int], dict[str, Any]]
+Writer = Callable[[dict[str, Any], dict[str, Any]], dict[bytes, Any]]
+
+
+def _expire(
+    read: Reader, write: Writer, stores: tuple[RawStore, RawStore]
+) -> tuple[float, set[bytes]]:
+    kit = MonitorKit(MonitorConfig.model_validate({"join": {"ttl_seconds": TTL_SECONDS}}))
+    started = time.perf_counter()
+    pending_before, early_before = read(stores[0], 0), read(stores[1], 0)
+    pending_now, early_now = dict(pending_before), dict(early_before)
+    kit.expire(pending_now, early_now, NOW, WorkerMetrics())
+    writes = {**write(pending_before, pending_now), **write(early_before, early_now)}
+    elapsed = time.perf_counter() - started
+    if any(value is not None for value in writes.values()):
+        raise AssertionError("an expiry only deletes")
+    return elapsed, set(writes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000, help="pending predictions")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row (best is shown)")
+    args = parser.parse_args()
+    console = Console()
+    with console.status(f"encoding {args.entries:,} join entries"):
+        stores = _stores(args.entries, seed=7)
+    rows: dict[str, float] = {}
+    deleted: dict[str, set[bytes]] = {}
+    paths: dict[str, tuple[Reader, Writer]] = {
+        "whole entries, changes_of (baseline)": (_whole, changes_of),
+        "stubs, deletes_of (the worker's)": (expiry_stubs, deletes_of),
+    }
+    for name, (read, write) in paths.items():
+        with console.status(f"{name}: {args.repeat} runs"):
+            runs = [_expire(read, write, stores) for _ in range(args.repeat)]
+        rows[name] = min(seconds for seconds, _ in runs)
+        deleted[name] = runs[0][1]
+    if len({frozenset(keys) for keys in deleted.values()}) != 1:
+        raise AssertionError("the two rows deleted different keys")
+    total = len(stores[0].raw) + len(stores[1].raw)
+    expired = len(next(iter(deleted.values())))
+    baseline = next(iter(rows.values()))
+    table = Table(title=f"one expiry of {total:,} join entries ({expired:,} expire)")
+    for column in ("path", "seconds", "entries/s", "vs baseline"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for name, seconds in rows.items():
+        ratio = f"{baseline / seconds:.1f}x"
+        table.add_row(name, f"{seconds:.2f}", f"{total / seconds:,.0f}", ratio)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
