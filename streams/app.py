@@ -198,12 +198,12 @@ def hold_input_while_seeking(app: faust.App) -> None:
     Once the tables are recovered, Faust resumes the input partitions, seeks them to their
     committed offsets (seconds on a loaded worker), and only then resumes flow control, which
     clears every stream queue. A message delivered during the seek sat in a queue when it
-    was cleared: it was lost, and its partition was not read again from where it stood when
-    it had no committed offset yet (faust-streaming issue 596; about one startup in two in
-    ``test_live_join_recovery``). ``on_rebalance_complete`` is sent just before the resume:
-    suspending flow control there makes the consumer wait, message in hand, until that
-    clear is done. The input partitions were paused during recovery, so no queue holds
-    input yet.
+    was cleared, and the seek had passed its partition already (or found no committed offset
+    to go back to): it was lost (faust-streaming issue 596; one startup in two in
+    ``test_live_join_recovery`` before this hold). ``on_rebalance_complete`` is sent just
+    before the resume: suspending flow control there makes the consumer wait, message in
+    hand, until that clear is done. The input partitions were paused during recovery, so no
+    queue holds input yet.
     """
 
     async def suspend_flow(sender: Any, **_: Any) -> None:

@@ -43,8 +43,8 @@ def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> d
 
 def expiry_stubs(table: BatchStore, partition: int) -> dict[str, tuple[int, ...]]:
     """Every join entry of ``partition``, cut down to what `LabelJoiner.expire` reads: its
-    event time (the leading number) and whether it is more than that time (``len > 1``: a
-    prediction still waiting for its label, or an early label).
+    event time (the leading number) and whether it holds more than that time (``len > 1``:
+    a prediction still waiting for its label, or an early label).
 
     An expiry scans the whole partition; parsing the leading number of each entry, not the
     whole entry, makes that scan several times cheaper (``bench/join_expiry.py``). An expiry
