@@ -1,5 +1,6 @@
-"""The live pipeline's agents: ingest (validate, join, fold), judge (merge, decide, alert),
-models (switch references). Agents stay short: parse, call the pure monitor, emit.
+"""The live pipeline's agents: ingest (validate, join, fold) and models (switch references)
+here, the judge (merge, decide, alert) in `streams.judge_agent`. Agents stay short: parse,
+call the pure monitor, emit.
 
 Ingest consumes predictions and labels through one channel, so partition N of both topics
 (co-partitioned by the assignor) and the join tables' partition N live in one worker. It folds
@@ -7,28 +8,21 @@ each batch per source partition and publishes the drained window deltas to the i
 sketches topic keyed by model *before* the batch is acknowledged; a progress table remembers
 the last published offset per source partition, so a crash between publishing and committing
 does not count events twice. The judge agent owns each model through the sketches key.
-
-Per-model gauges follow the judge: the first time a worker loads a model's judge it exports
-the alerts the judge's state says are firing; when a rebalance takes a model's sketches
-partition away, the worker drops the model's series (the new owner exports them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import weakref
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from schemas.events import Alert, InvalidEvent, ModelEvent, parse_event, to_json_bytes
-from streams import json_read
+from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
+from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
-from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
+from streams.agents_state import JsonTableView
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.ingest_rounds import (
@@ -40,7 +34,7 @@ from streams.ingest_rounds import (
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs
-from streams.judge_book import Envelopes, JudgeBook
+from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
 from streams.validation import RawMessage, Source
 
@@ -58,31 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["SKETCH_FORMAT_VERSION", "install_pipeline"]
 
 SKETCH_FORMAT_VERSION = 1
-JUDGE_SAVE_SECONDS = 2.0
-"""How long a judge's stored state may lag its live one (the gap is read back after a crash)."""
 log = logging.getLogger("driftline.agents")
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _as_current(event: Event) -> None:
-    """Make ``event`` Faust's current event: table reads and writes then use its partition.
-
-    A ``take_events`` batch mixes partitions; we process it per partition and point Faust at
-    one event of that partition first (Faust has no public setter for this).
-    """
-    from faust import streams
-
-    streams._current_event.set(weakref.ref(event))
-
-
-def _by_partition(events: Sequence[Event]) -> dict[int, list[Event]]:
-    groups: dict[int, list[Event]] = defaultdict(list)
-    for event in events:
-        groups[event.message.partition].append(event)
-    return groups
 
 
 def install_pipeline(
@@ -160,8 +134,6 @@ def install_pipeline(
     judge_table = table("judge-state", "Per-model judge state (windows, detectors, reference).")
     ledger_table = table("alert-ledger", "Last published alert status per fingerprint.")
     progress = JsonTableView(progress_table)
-    judges = JsonTableView(judge_table)
-    ledger = AlertLedger(JsonTableView(ledger_table))
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
     def fold_partition(
@@ -169,7 +141,7 @@ def install_pipeline(
     ) -> Folded | None:
         """Validate, join and fold one partition's events (None: all of them folded before);
         ``anchor``: a Faust event of the partition (messages read back are not)."""
-        _as_current(anchor)
+        as_current(anchor)
         fresh: list[RawMessage] = []
         last_offsets: dict[str, int] = {}
         for event in events:
@@ -248,8 +220,8 @@ def install_pipeline(
         return 0 if highwater is None else max(0, int(highwater) - read - 1)
 
     dead_letters: list[Any] = []
-    ingest_watch, judge_watch = GapWatch(), GapWatch()
-    """When the agents look for input offsets Faust dropped (after a rebalance)."""
+    ingest_watch = GapWatch()
+    """When the ingest looks for input offsets Faust dropped (after a rebalance)."""
 
     def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
         return source_of[event.message.topic], event.message.offset
@@ -263,8 +235,8 @@ def install_pipeline(
         """
         replays: list[Part] = []
         rest: list[Part] = []
-        for partition, events in sorted(_by_partition(batch).items()):
-            _as_current(events[0])
+        for partition, events in sorted(by_partition(batch).items()):
+            as_current(events[0])
             intent = progress.get(f"intent:{partition}")
             done = {
                 source: int(progress.get(f"{source}:{partition}", -1))
@@ -313,7 +285,7 @@ def install_pipeline(
         dead_letters.clear()
         publishing = [result for result in folded if result.deltas]
         for result in publishing:
-            _as_current(result.first)
+            as_current(result.first)
             progress[f"intent:{result.partition}"] = result.batch
         if publishing:
             await app.producer.flush()  # the intents are durable before any delta is out
@@ -333,10 +305,10 @@ def install_pipeline(
                 "origin": origin,
                 "delta": delta.state,
             }
-            await sketches.send(key=delta.model.encode(), value=_dumps(envelope))
+            await sketches.send(key=delta.model.encode(), value=dumps_compact(envelope))
             metrics.sketches_published.inc()
         for result in folded:
-            _as_current(result.first)
+            as_current(result.first)
             for key, offset in result.offsets.items():
                 progress[key] = offset
 
@@ -351,124 +323,15 @@ def install_pipeline(
             newest = max(event.message.timestamp for event in batch)
             metrics.processing_latency.labels(stage="ingest").observe(max(0.0, now - newest))
 
-    save_seconds = JUDGE_SAVE_SECONDS if judge_save_seconds is None else judge_save_seconds
-    book = JudgeBook(kit, metrics, judges, save_seconds=save_seconds)
-    revoked_sketches: set[int] = set()
-    assigned_sketches: set[int] = set()
-    sketches_seen: dict[int, int] = {}
-    """Sketches partition -> last offset the judge got, since the last rebalance."""
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
-    async def remember_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        revoked_sketches.update(tp.partition for tp in revoked if tp.topic == topics.sketches)
-        sketches_seen.clear()  # the next owner starts from the committed offsets
-        book.on_revoked()
-
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # handlers take (sender, tps)
-    async def forget_moved_models(sender: Any, assigned: set[Any], **_: Any) -> None:
-        # Faust rebalances eagerly: every partition is revoked, then the new assignment (all
-        # of it) arrives. Only the models whose partition did not come back moved away.
-        kept = {tp.partition for tp in assigned if tp.topic == topics.sketches}
-        assigned_sketches.clear()
-        assigned_sketches.update(kept)
+    async def watch_for_dropped_input(sender: Any, assigned: set[Any], **_: Any) -> None:
         ingest_watch.rearm()
-        judge_watch.rearm()
-        book.forget_partitions(revoked_sketches - kept)
-        revoked_sketches.clear()
 
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # handlers take (sender)
-    async def export_alerts_moved_in(sender: Any, **_: Any) -> None:
-        """Show the firing alerts of the models whose judge moved here (tables recovered):
-        their judges load at the model's next delta, which an idle model may not send."""
-        from streams.journal_table import partition_items
-
-        for partition in sorted(assigned_sketches):
-            raws = [raw for _, raw in partition_items(ledger_table, partition)]
-            book.show_moved_in(partition, AlertLedger.firing_by_model(decoded_entries(raws)))
-
-    async def judge_partition(events: list[Event]) -> None:
-        _as_current(events[0])
-        partition = events[0].message.partition
-        by_model: dict[str, Envelopes] = defaultdict(list)
-        for event in await with_sketches_read_back(partition, events):
-            try:
-                envelope = json_read.loads_own(event.message.value or b"")
-                by_model[str(envelope["model"])].append((event.message.offset, envelope))
-            except (ValueError, KeyError, TypeError):
-                log.warning("skipping malformed sketch message at offset %s", event.message.offset)
-        for model, envelopes in by_model.items():
-            if not book.is_live(model):
-                envelopes = await with_missed_envelopes(model, partition, envelopes)
-            emitted = book.apply(model, partition, envelopes)
-            for alert in emitted:
-                await publish_alert(alert)
-            if emitted:  # most batches change no alert: no gauge to touch
-                changed = [(alert.kind, alert.feature, alert.detector) for alert in emitted]
-                metrics.show_alert_states(model, changed, book.firing_identities(model))
-
-    async def with_sketches_read_back(
-        partition: int, events: list[Event]
-    ) -> list[Event | RefetchedEvent]:
-        """``events`` with the sketches messages since this partition's last batch that never
-        reached the judge (see `streams.input_refetch`) read back from Kafka, in offset order."""
-        last = sketches_seen.get(partition)
-        sketches_seen[partition] = events[-1].message.offset
-        if last is None or not judge_watch.watching():
-            return list(events)
-
-        def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
-            return "sketches", event.message.offset
-
-        found = await read_back(partition, offset_gaps(events, locate, {"sketches": last}))
-        return with_read_back(found, events, locate)
-
-    async def with_missed_envelopes(model: str, partition: int, envelopes: Envelopes) -> Envelopes:
-        """``envelopes`` preceded by the model's messages its stored state lacks (a crash
-        between two saves), read back from the sketches topic."""
-        from streams.sketch_catchup import read_model_envelopes
-
-        mark = book.unsaved_mark(model)
-        if mark is None or mark >= envelopes[0][0]:
-            return envelopes
-        missed = await asyncio.get_running_loop().run_in_executor(
-            None, read_model_envelopes, settings, topics.sketches, partition, mark,
-            envelopes[0][0], model,
-        )  # fmt: skip
-        log.info("judge of %s: %d sketches messages read back since its last save", model,
-                 len(missed))  # fmt: skip
-        metrics.judge_catchup_deltas.inc(len(missed))
-        return [*missed, *envelopes]
-
-    @app.timer(1.0)  # type: ignore[untyped-decorator]
-    async def save_idle_judges() -> None:
-        """Save the judges of models that went quiet with unsaved batches."""
-        book.save_idle(write_in)
-
-    def write_in(partition: int, key: str, value: Any) -> None:
-        """A judge-table write outside any event (the timer)."""
-        from streams.journal_table import put_in_partition
-
-        put_in_partition(judge_table, partition, key.encode(), _dumps(value))
-
-    async def publish_alert(alert: Alert) -> None:
-        if not ledger.should_emit(alert.fingerprint, alert.status):
-            metrics.alerts_suppressed.inc()
-            return
-        await alerts.send(key=alert.fingerprint.encode(), value=to_json_bytes(alert))
-        identity = (alert.model, alert.kind, alert.feature, alert.detector)
-        ledger.record(alert.fingerprint, alert.status, alert.alert_id, identity)
-        metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()
-
-    @app.agent(sketches, name="judge")
-    async def judge(stream: Any) -> None:
-        drain_buffer_on_flush(app)
-        async for batch in stream.take_events(take_max, within=take_within_seconds):
-            started = time.monotonic()
-            for _partition, events in sorted(_by_partition(batch).items()):
-                await judge_partition(events)
-            metrics.batch_duration.labels(stage="judge").observe(time.monotonic() - started)
-            newest = max(event.message.timestamp for event in batch)
-            metrics.processing_latency.labels(stage="judge").observe(max(0.0, time.time() - newest))
+    install_judge(
+        live, kit, sketches=sketches, alerts=alerts, judge_table=judge_table,
+        ledger_table=ledger_table, read_back=read_back, take_max=take_max,
+        take_within_seconds=take_within_seconds, judge_save_seconds=judge_save_seconds,
+    )  # fmt: skip
 
     @app.agent(models, name="models")
     async def model_events(stream: Any) -> None:
@@ -498,7 +361,7 @@ def install_pipeline(
                 "version": event.version,
                 "reference": reference,
             }
-            await sketches.send(key=event.model.encode(), value=_dumps(envelope))
+            await sketches.send(key=event.model.encode(), value=dumps_compact(envelope))
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -514,7 +377,3 @@ def install_pipeline(
                 metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
         # A partition that moved to another worker is that worker's to report.
         metrics.keep_lag_of({(tp.topic, tp.partition) for tp in assigned})
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()

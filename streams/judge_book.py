@@ -1,5 +1,5 @@
 """The judges one worker runs: loaded from the judge table, fed sketches envelopes, stored now
-and then, and the per-model gauges that follow them. The judge agent (`streams.agents`)
+and then, and the per-model gauges that follow them. The judge agent (`streams.judge_agent`)
 reads Kafka and publishes alerts; this keeps the state between its batches.
 
 A judge's state is hundreds of KB: it is saved every ``save_seconds``, at once for a new model,

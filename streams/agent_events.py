@@ -1,0 +1,41 @@
+"""What the worker's agents share about Faust events: make one current (so table reads and
+writes use its partition), group a mixed batch by partition, encode an internal message."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faust.types import EventT
+
+    Event = EventT[Any]
+
+__all__ = ["as_current", "by_partition", "dumps_compact"]
+
+
+def as_current(event: Event) -> None:
+    """Make ``event`` Faust's current event: table reads and writes then use its partition.
+
+    A ``take_events`` batch mixes partitions; we process it per partition and point Faust at
+    one event of that partition first (Faust has no public setter for this).
+    """
+    from faust import streams
+
+    streams._current_event.set(weakref.ref(event))
+
+
+def by_partition(events: Sequence[Event]) -> dict[int, list[Event]]:
+    """``events`` grouped by their source partition, each group in arrival order."""
+    groups: dict[int, list[Event]] = defaultdict(list)
+    for event in events:
+        groups[event.message.partition].append(event)
+    return groups
+
+
+def dumps_compact(value: Any) -> bytes:
+    """JSON without spaces: the sketches topic's and the judge table's encoding."""
+    return json.dumps(value, separators=(",", ":")).encode()
