@@ -37,5 +37,9 @@ def by_partition(events: Sequence[Event]) -> dict[int, list[Event]]:
 
 
 def dumps_compact(value: Any) -> bytes:
-    """JSON without spaces: the sketches topic's and the judge table's encoding."""
+    """JSON without spaces: the encoding of the sketches topic and of the state tables.
+
+    Not `streams.json_write.dumps` (orjson): window states and judge states can hold NaN, which
+    orjson would silently write as ``null``.
+    """
     return json.dumps(value, separators=(",", ":")).encode()

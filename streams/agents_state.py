@@ -20,11 +20,11 @@ JSON, so the pure monitor code can be handed ordinary ``MutableMapping``s.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from streams import json_read
+from streams.agent_events import dumps_compact
 
 if TYPE_CHECKING:
     from streams.metrics import AlertIdentity
@@ -45,7 +45,7 @@ class JsonTableView(MutableMapping[str, Any]):
         return json_read.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key.encode()] = json.dumps(value, separators=(",", ":")).encode()
+        self.table[key.encode()] = dumps_compact(value)
 
     def __delitem__(self, key: str) -> None:
         del self.table[key.encode()]
