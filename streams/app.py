@@ -9,6 +9,7 @@ so two deployments (or two tests) with different prefixes never share a group or
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_SECONDS",
     "DEFAULT_STORE",
+    "FETCH_WAIT_SECONDS",
     "MAX_STATE_MESSAGE_BYTES",
     "LiveApp",
     "app_id_for",
@@ -32,6 +34,7 @@ __all__ = [
     "drain_buffer_on_flush",
     "faust_credentials",
     "hold_input_while_seeking",
+    "shorten_fetch_wait",
 ]
 
 DEFAULT_STORE: Final = "rocksdb://"
@@ -39,6 +42,9 @@ BATCH_SECONDS: Final = 0.05
 """How long each agent waits to fill a batch (``take_within_seconds``). Waiting costs alert
 latency (p99 at 700/s, 20 models: 0.5 s ~795 ms, 0.1 s ~310 ms, 0.05 s ~260 ms) and buys no
 throughput: a backlog fills batches anyway (bench/worker_throughput.py)."""
+FETCH_WAIT_SECONDS: Final = 0.02
+"""How long the broker may hold a fetch that finds no new data (Kafka's ``fetch.max.wait.ms``;
+Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert latency."""
 MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
 """Largest table value (changelog message) a worker writes: a judge of a model with hundreds
 of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
@@ -51,6 +57,7 @@ ROCKSDB_OPTIONS: Final = {
     "block_cache_size": 32 << 20,
     "block_cache_compressed_size": 8 << 20,
 }
+log = logging.getLogger("driftline.worker")
 
 
 def app_id_for(settings: Settings) -> str:
@@ -106,6 +113,7 @@ def create_app(
     take_max: int = 2_000,
     take_within_seconds: float = BATCH_SECONDS,
     judge_save_seconds: float | None = None,
+    fetch_wait_seconds: float = FETCH_WAIT_SECONDS,
     install_agents: bool = True,
     monitor_kit: MonitorKit | None = None,
     **faust_options: Any,
@@ -117,6 +125,8 @@ def create_app(
     host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold.
     ``monitor_kit`` replaces the monitor built from ``settings.monitor_config`` (tests).
     ``judge_save_seconds``: how long a judge's stored state may lag its live one.
+    ``fetch_wait_seconds``: how long the broker may hold an empty fetch (see
+    :func:`shorten_fetch_wait`).
     ``faust_options`` override any Faust setting.
     """
     import faust
@@ -158,6 +168,7 @@ def create_app(
     options.update(faust_options)
     app = faust.App(identity, **options)
     hold_input_while_seeking(app)
+    shorten_fetch_wait(app, fetch_wait_seconds)
     live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
     if install_agents:
         from streams.agents import install_pipeline
@@ -210,3 +221,36 @@ def hold_input_while_seeking(app: faust.App) -> None:
         app.flow_control.suspend()
 
     app.on_rebalance_complete.connect(suspend_flow)  # type: ignore[arg-type]  # takes (sender)
+
+
+def shorten_fetch_wait(app: faust.App, seconds: float) -> None:
+    """Let the broker hold a fetch that finds no new data for ``seconds``, not Faust's 1.5 s.
+
+    aiokafka keeps one fetch in flight per broker, and leaves out of it every partition that
+    still has unread records. So the fetch sent while the busy partitions' records are being
+    delivered asks only for quiet ones (labels, models, a partition of sketches), and the
+    broker holds it for ``fetch.max.wait.ms``: the busy partitions' next records wait behind
+    it. At 700 predictions/s with 18 models, messages reached the agents ~1.4 s after they were
+    produced and alerts took 2.6 s (p50; 3.5 s p99); with 20 ms, 56 ms and 294 ms
+    (bench/worker_throughput.py ``--only s``). An idle worker pays one empty fetch per
+    ``seconds``.
+
+    Faust builds its aiokafka consumer with a literal 1.5 s, so this sets the value on the
+    running fetcher when partitions are assigned (the fetcher exists by then; the fetch in
+    flight keeps its old wait). The worker logs the value at info, or a warning when a
+    Faust/aiokafka upgrade moved the attribute.
+    """
+    wait_ms = max(1, round(seconds * 1000))
+
+    async def apply(sender: Any, assigned: Any, **_: Any) -> None:
+        thread = getattr(app.consumer, "_thread", None)
+        fetcher = getattr(getattr(thread, "_consumer", None), "_fetcher", None)
+        current = getattr(fetcher, "_fetch_max_wait_ms", None)
+        if not isinstance(current, int):
+            log.warning("cannot set the consumer's fetch wait (Faust or aiokafka changed): "
+                        "alerts may lag by up to 1.5 s")  # fmt: skip
+        elif current != wait_ms:
+            fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]  # an int, checked
+            log.info("consumer fetch wait: %d ms (was %d ms)", wait_ms, current)
+
+    app.on_partitions_assigned.connect(apply)  # type: ignore[arg-type]  # takes (sender, tps)

@@ -36,6 +36,10 @@ def worker_command(
         float,
         typer.Option(help="How long each agent waits to fill a batch; lower cuts alert latency."),
     ] = 0.05,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
+    fetch_wait_seconds: Annotated[
+        float,
+        typer.Option(help="How long the broker may hold a fetch that finds no data."),
+    ] = 0.02,  # streams.app.FETCH_WAIT_SECONDS (the same test)
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
@@ -58,10 +62,12 @@ def worker_command(
         raise typer.BadParameter("must be positive, e.g. 0.05", param_hint="--batch-seconds")
     if judge_save_seconds <= 0:
         raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
+    if fetch_wait_seconds <= 0:
+        raise typer.BadParameter("must be positive, e.g. 0.02", param_hint="--fetch-wait-seconds")
     run_worker(
         settings, store=store, datadir=datadir, loglevel=loglevel,
         judge_save_seconds=judge_save_seconds, event_loop=event_loop,
-        batch_seconds=batch_seconds,
+        batch_seconds=batch_seconds, fetch_wait_seconds=fetch_wait_seconds,
     )  # fmt: skip
 
 

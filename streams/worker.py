@@ -32,12 +32,13 @@ def run_worker(
     judge_save_seconds: float | None = None,
     event_loop: str = "uvloop",
     batch_seconds: float | None = None,
+    fetch_wait_seconds: float | None = None,
 ) -> None:
     """Create the topics if missing, serve ``/metrics``, and run the worker until stopped."""
     import faust
     import mode.loop
 
-    from streams.app import BATCH_SECONDS, create_app
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, create_app
     from streams.metrics import serve_metrics
     from streams.topics import ensure_topics
 
@@ -47,6 +48,10 @@ def run_worker(
         raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {event_loop!r}")
     if batch_seconds is not None and batch_seconds <= 0:
         raise ValueError(f"batch_seconds must be positive, e.g. {BATCH_SECONDS}: {batch_seconds}")
+    if fetch_wait_seconds is not None and fetch_wait_seconds <= 0:
+        raise ValueError(
+            f"fetch_wait_seconds must be positive, e.g. {FETCH_WAIT_SECONDS}: {fetch_wait_seconds}"
+        )
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
     if create_topics:
@@ -54,6 +59,7 @@ def run_worker(
     live = create_app(
         settings, store=store, datadir=datadir, judge_save_seconds=judge_save_seconds,
         take_within_seconds=BATCH_SECONDS if batch_seconds is None else batch_seconds,
+        fetch_wait_seconds=FETCH_WAIT_SECONDS if fetch_wait_seconds is None else fetch_wait_seconds,
     )  # fmt: skip
     server = serve_metrics(live.metrics, settings.metrics.host, settings.metrics.port)
     # One parseable line, so scripts (and tests) find the bound port when it was 0.
@@ -86,11 +92,15 @@ def main(argv: list[str] | None = None) -> None:
         "--judge-save-seconds", type=float, default=None,
         help="how long a judge's stored state may lag (default 2; read back after a crash)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fetch-wait-seconds", type=float, default=None,
+        help="how long the broker may hold a fetch that finds no data (default 0.02)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     run_worker(
         Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
         judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
-        batch_seconds=args.batch_seconds,
+        batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
     )  # fmt: skip
 
 

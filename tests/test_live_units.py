@@ -189,20 +189,25 @@ def test_live_commands_have_help() -> None:
         assert flag in result.output
     bad = runner.invoke(cli, ["replay", "--predictions", "nope.jsonl", "--speed", "0"])
     assert bad.exit_code == 2
-    for option, value in (("--event-loop", "gevent"), ("--batch-seconds", "0")):
+    for option, value in (
+        ("--event-loop", "gevent"),
+        ("--batch-seconds", "0"),
+        ("--fetch-wait-seconds", "0"),
+    ):
         bad = runner.invoke(cli, ["worker", option, value])
         assert bad.exit_code == 2, bad.output
         assert option in bad.output
 
 
-def test_worker_command_defaults_to_the_apps_batch_seconds() -> None:
+def test_worker_command_defaults_to_the_apps_batch_and_fetch_waits() -> None:
     import inspect
 
-    from streams.app import BATCH_SECONDS
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS
     from streams.cli_live import worker_command
 
-    default = inspect.signature(worker_command).parameters["batch_seconds"].default
-    assert default == BATCH_SECONDS
+    parameters = inspect.signature(worker_command).parameters
+    assert parameters["batch_seconds"].default == BATCH_SECONDS
+    assert parameters["fetch_wait_seconds"].default == FETCH_WAIT_SECONDS
 
 
 def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
@@ -213,6 +218,8 @@ def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
         run_worker(Settings(), event_loop="gevent", create_topics=False)
     with pytest.raises(ValueError, match="batch_seconds must be positive"):
         run_worker(Settings(), batch_seconds=0.0, create_topics=False)
+    with pytest.raises(ValueError, match="fetch_wait_seconds must be positive"):
+        run_worker(Settings(), fetch_wait_seconds=-1.0, create_topics=False)
 
 
 def test_live_join_expiry_counts_orphans_and_unlabelled_predictions() -> None:
