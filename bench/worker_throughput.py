@@ -1,7 +1,7 @@
 """The live pipeline against naive Faust and Quix Streams consumers: same run, same broker.
 
     .venv/bin/python bench/worker_throughput.py [--events 100000] [--memory-minutes 2]
-        [--rate N] [--only a,b,c,d,e,s] [--profile out.prof] [--worker-args "..."]  (needs Kafka)
+        [--rate N] [--only a,b,c,d,e,m,s] [--profile out.prof] [--worker-args "..."]  (needs Kafka)
 
 1. Throughput per process (one process each, 3 partitions, a pre-filled backlog of
    ``--events`` predictions of one model with 10 features), from the first message consumed
@@ -12,6 +12,8 @@
       done once its group committed the predictions and sketches topics to their ends. The
       "judge" time runs until the last judge batch (every delta applied).
    b. the same with SDK batch envelopes (``send_batch``, 500 per envelope);
+   m. (row a-many) row a with the backlog spread round-robin over ``--models`` (20) models:
+      the maximum rate of the sustained run's workload (per-model cost is per delta);
    c. a naive Faust agent and d. a naive Quix Streams app: per event, parse + one sketch
       update per feature + KS per numeric feature every 500 events (bench/live/naive_logic.py);
    e. Faust and Quix apps that only count messages (reference ceilings), and a Faust agent
@@ -20,10 +22,11 @@
    The baselines time themselves (first message -> last processed) and read the backlog of a.
    A row still running after ``--row-timeout`` seconds reports its rate so far ("partial").
 2+3. One sustained paced run (``--memory-minutes``, default 2) at ``--rate`` (default half of
-   a's rate): up to ``--models`` (20) models, fewer if the run is too short for each to get
-   4,500 events (warm-up, shift, decision); each shifts one feature at a staggered point. Event
-   timestamps are the wall clock at produce time. Alert latency = alert's Kafka timestamp -
-   ``fired_at``; the worker's VmRSS is sampled every ``--rss-interval`` seconds.
+   a-many's rate, else half of a's): up to ``--models`` (20) models, fewer if the run is too
+   short for each to get 4,500 events (warm-up, shift, decision); each shifts one feature at a
+   staggered point. Event timestamps are the wall clock at produce time. Alert latency =
+   alert's Kafka timestamp - ``fired_at``; the worker's VmRSS is sampled every
+   ``--rss-interval`` seconds.
 Rates also per CPU-second of the measured process (the machine may be shared). Goals are
 reported, never asserted. Quix runs in ``.venv-bench`` (``make bench-venv``)
 or the interpreter given with ``--baseline-python``.
@@ -64,6 +67,7 @@ from streams.topics import delete_topics_with_prefix, ensure_topics
 BASELINE_VENV = REPO / ".venv-bench"
 ROWS = {
     "a": "our worker, 1 prediction/message (rocksdb)",
+    "a-many": "our worker, 1 prediction/message, the models of run 2 (rocksdb)",
     "b": "our worker, SDK envelopes of 500 (rocksdb)",
     "c": "naive Faust agent (per-event parse + sketches + KS)",
     "d": "naive Quix Streams app (same per-event logic)",
@@ -106,6 +110,8 @@ def fmt_rate(result: Throughput | None) -> tuple[str, str]:
 
 def goal_text(key: str, result: Throughput | None, rows: dict[str, Throughput | None]) -> str:
     naive = [r.rate for k, r in rows.items() if k in ("c", "d") and r is not None]
+    if key == "a-many" and result is not None:
+        return "the maximum rate of run 2's workload (its rate: half of this)"
     if result is None or key not in ("a", "b"):
         return {"c": "baseline", "d": "baseline", "e-faust": "issue: ~14k/s",
                 "e-drain": "ceiling of a Faust-fed ingest",
@@ -181,7 +187,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000, help="backlog size (predictions)")
     parser.add_argument("--bootstrap", default=os.environ.get(
         "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"))  # fmt: skip
-    parser.add_argument("--rate", type=float, default=None, help="sustained rate; default a/2")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="sustained rate; default m/2 (else a/2)"
+    )
     parser.add_argument("--memory-minutes", type=float, default=2.0)
     parser.add_argument("--rss-interval", type=float, default=5.0)
     parser.add_argument("--models", type=int, default=20, help="at most, in the sustained run")
@@ -189,7 +197,10 @@ def main() -> int:
         "--row-timeout", type=float, default=60.0,
         help="measuring time cap per throughput row; a capped row reports a partial rate",
     )  # fmt: skip
-    parser.add_argument("--only", default="a,b,c,d,e,s", help="subset of a,b,c,d,e,s")
+    parser.add_argument(
+        "--only", default="a,b,c,d,e,m,s",
+        help="subset of a,b,c,d,e,m,s (m: row a with the sustained run's models)",
+    )  # fmt: skip
     parser.add_argument("--baseline-python", default=None, help="python with quixstreams")
     parser.add_argument(
         "--profile", type=Path, default=None, help="cProfile row a's worker (b's with --only b)"
@@ -211,9 +222,10 @@ def main() -> int:
     sustained: SustainedResult | None = None
     load_before = os.getloadavg()
     started = time.monotonic()
-    prefix_a, prefix_b = f"{run_id}.a.", f"{run_id}.b."
+    prefix_a, prefix_b, prefix_m = f"{run_id}.a.", f"{run_id}.b.", f"{run_id}.m."
     settings_a = settings_for(args.bootstrap, prefix_a)
     settings_b = settings_for(args.bootstrap, prefix_b)
+    settings_m = settings_for(args.bootstrap, prefix_m)
     log = Console(stderr=True).log
     try:
         with terminate_on_sigterm(), ProcessGroup(workdir) as procs:
@@ -224,11 +236,19 @@ def main() -> int:
             if "b" in only:
                 ensure_topics(settings_b)
                 fills.append(("batch", fill_backlog(settings_b, args.events, per_message=500)))
+            if "m" in only:
+                ensure_topics(settings_m)
+                fill = fill_backlog(settings_m, args.events, per_message=1, models=args.models)
+                fills.append((f"{args.models} models", fill))
             for kind, fill in fills:
                 log(f"backlog {kind}: {fill.predictions:,} predictions in {fill.messages:,} "
                     f"messages, {fill.seconds:.1f} s, {fill.failed} failed")  # fmt: skip
-            for key, settings, prefix in (("a", settings_a, prefix_a), ("b", settings_b, prefix_b)):
-                if key not in only:
+            for letter, key, settings, prefix in (
+                ("a", "a", settings_a, prefix_a),
+                ("b", "b", settings_b, prefix_b),
+                ("m", "a-many", settings_m, prefix_m),
+            ):
+                if letter not in only:
                     continue
                 profile = args.profile if key == ("a" if "a" in only else "b") else None
                 probe = start_worker(procs, f"worker-{key}", args.bootstrap, prefix,
@@ -267,9 +287,10 @@ def main() -> int:
                 note_load(rows[key])
                 log(f"row {key}: {fmt_rate(rows[key])[0]}")
             if "s" in only:
-                rate = args.rate or (rows["a"].rate / 2 if rows["a"] else None)
+                measured_max = rows["a-many"] or rows["a"]
+                rate = args.rate or (measured_max.rate / 2 if measured_max else None)
                 if rate is None:
-                    raise SystemExit("the sustained run needs row a or --rate")
+                    raise SystemExit("the sustained run needs row m, row a or --rate")
                 prefix_s = f"{run_id}.s."
                 settings_s = settings_for(args.bootstrap, prefix_s)
                 ensure_topics(settings_s)

@@ -35,7 +35,8 @@ class BacklogResult:
     failed: int
 
 
-def _backlog_chunks(total: int, seed: int) -> Iterator[list[PredictionEvent]]:
+def _backlog_chunks(total: int, seed: int, models: int) -> Iterator[list[PredictionEvent]]:
+    """``models`` > 1: events go round-robin to models ``bench-m00``, ``bench-m01``, ..."""
     for start in range(0, total, _CHUNK):
         raw, _ = generate_stream(
             seed=seed + start,
@@ -45,20 +46,24 @@ def _backlog_chunks(total: int, seed: int) -> Iterator[list[PredictionEvent]]:
             start=DEFAULT_START + timedelta(seconds=start),
         )
         yield [
-            PredictionEvent.model_validate({**event, "event_id": f"bl-{start + i:010d}"})
+            PredictionEvent.model_validate(
+                {**event, "event_id": f"bl-{start + i:010d}"}
+                | ({"model": f"bench-m{(start + i) % models:02d}"} if models > 1 else {})
+            )
             for i, event in enumerate(raw)
         ]
 
 
 def fill_backlog(
-    settings: Settings, total: int, *, per_message: int, seed: int = 1
+    settings: Settings, total: int, *, per_message: int, seed: int = 1, models: int = 1
 ) -> BacklogResult:
-    """Publish ``total`` predictions through the SDK: ``send`` (per_message=1) or ``send_batch``."""
+    """Publish ``total`` predictions through the SDK: ``send`` (per_message=1) or ``send_batch``;
+    ``models`` > 1 spreads them round-robin over that many models."""
     producer = PredictionProducer(settings, max_block_seconds=10.0)
     messages = 0
     started = time.monotonic()
     try:
-        for chunk in _backlog_chunks(total, seed):
+        for chunk in _backlog_chunks(total, seed, models):
             if per_message == 1:
                 for event in chunk:
                     producer.send(event)
