@@ -39,9 +39,10 @@ __all__ = [
 
 DEFAULT_STORE: Final = "rocksdb://"
 BATCH_SECONDS: Final = 0.05
-"""How long each agent waits to fill a batch (``take_within_seconds``). Waiting costs alert
-latency (p99 at 700/s, 20 models: 0.5 s ~795 ms, 0.1 s ~310 ms, 0.05 s ~260 ms) and buys no
-throughput: a backlog fills batches anyway (bench/worker_throughput.py)."""
+"""How long each agent waits to fill a batch (``take_within_seconds``). A backlog fills batches
+anyway; at a paced rate, waiting longer means fewer, larger sketches deltas, which pays off only
+near a worker's capacity (alert p99, 20 models: 0.05 s 356 ms, 0.1 s 400 ms at 700/s; 545 and
+423 ms at 950/s; bench/worker_throughput.py, bench/README.md)."""
 FETCH_WAIT_SECONDS: Final = 0.02
 """How long the broker may hold a fetch that finds no new data (Kafka's ``fetch.max.wait.ms``;
 Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert latency."""
