@@ -43,27 +43,21 @@ def worker_command(
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
-    from streams.worker import EVENT_LOOPS, LOG_LEVELS, run_worker
+    from streams.worker import WorkerOptionError, check_worker_options, run_worker
 
-    if loglevel not in LOG_LEVELS:
-        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--loglevel")
+    try:
+        check_worker_options(loglevel, event_loop, batch_seconds, fetch_wait_seconds)
+    except WorkerOptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.flag) from exc
     if store not in ("rocksdb://", "memory://"):
         raise typer.BadParameter("must be rocksdb:// or memory://", param_hint="--store")
+    if judge_save_seconds <= 0:
+        raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
     try:
         settings = Settings()
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    if event_loop not in EVENT_LOOPS:
-        raise typer.BadParameter(
-            f"must be one of {', '.join(EVENT_LOOPS)}", param_hint="--event-loop"
-        )
-    if batch_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 0.05", param_hint="--batch-seconds")
-    if judge_save_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
-    if fetch_wait_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 0.02", param_hint="--fetch-wait-seconds")
     run_worker(
         settings, store=store, datadir=datadir, loglevel=loglevel,
         judge_save_seconds=judge_save_seconds, event_loop=event_loop,

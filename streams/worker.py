@@ -13,13 +13,44 @@ from typing import Final
 
 from schemas.settings import Settings
 
-__all__ = ["EVENT_LOOPS", "LOG_LEVELS", "main", "run_worker"]
+__all__ = ["EVENT_LOOPS", "LOG_LEVELS", "WorkerOptionError", "check_worker_options", "main",
+           "run_worker"]  # fmt: skip
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 # uvloop speeds up Faust's per-message consumer path (queues, futures, acks): a count-only
 # Faust agent 1.5x, our worker ~10 % (bench/worker_throughput.py); "asyncio" is for debugging.
 EVENT_LOOPS: Final = ("uvloop", "asyncio")
 log = logging.getLogger("driftline.worker")
+
+
+class WorkerOptionError(ValueError):
+    """A worker option out of range; ``flag`` is its command-line name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.flag = "--" + name.replace("_", "-")
+
+
+def check_worker_options(
+    loglevel: str, event_loop: str, batch_seconds: float | None, fetch_wait_seconds: float | None
+) -> None:
+    """Raise `WorkerOptionError` for the first option out of range (None: the default)."""
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS
+
+    if loglevel not in LOG_LEVELS:
+        raise WorkerOptionError(
+            "loglevel", f"must be one of {', '.join(LOG_LEVELS)}, got {loglevel!r}"
+        )
+    if event_loop not in EVENT_LOOPS:
+        raise WorkerOptionError(
+            "event_loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {event_loop!r}"
+        )
+    for name, value, example in (
+        ("batch_seconds", batch_seconds, BATCH_SECONDS),
+        ("fetch_wait_seconds", fetch_wait_seconds, FETCH_WAIT_SECONDS),
+    ):
+        if value is not None and value <= 0:
+            raise WorkerOptionError(name, f"must be positive, e.g. {example}: {value}")
 
 
 def run_worker(
@@ -42,16 +73,7 @@ def run_worker(
     from streams.metrics import serve_metrics
     from streams.topics import ensure_topics
 
-    if loglevel not in LOG_LEVELS:
-        raise ValueError(f"loglevel must be one of {', '.join(LOG_LEVELS)}, got {loglevel!r}")
-    if event_loop not in EVENT_LOOPS:
-        raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {event_loop!r}")
-    if batch_seconds is not None and batch_seconds <= 0:
-        raise ValueError(f"batch_seconds must be positive, e.g. {BATCH_SECONDS}: {batch_seconds}")
-    if fetch_wait_seconds is not None and fetch_wait_seconds <= 0:
-        raise ValueError(
-            f"fetch_wait_seconds must be positive, e.g. {FETCH_WAIT_SECONDS}: {fetch_wait_seconds}"
-        )
+    check_worker_options(loglevel, event_loop, batch_seconds, fetch_wait_seconds)
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
     if create_topics:
