@@ -43,9 +43,9 @@ def _create_topics(bootstrap: str, *names: str) -> None:
         future.result(timeout=30)
 
 
-def _consume(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[
-    tuple[bytes, bytes]
-]:
+def _consume(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0
+) -> list[tuple[bytes, bytes]]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -128,8 +128,9 @@ def test_confluent_kafka_produces_and_consumes(kafka_bootstrap: str) -> None:
         delivered.append("ok" if error is None else str(error))
 
     for i in range(20):
-        producer.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
-                         on_delivery=on_delivery)
+        producer.produce(
+            topic, key=f"k{i}".encode(), value=f"v{i}".encode(), on_delivery=on_delivery
+        )
     assert producer.flush(30) == 0, "messages still queued after 30 s"
     assert delivered == ["ok"] * 20
 
@@ -188,9 +189,18 @@ def faust_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, st
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(script), app_id, kafka_bootstrap, source, sink,
-             str(tmp_path / "data")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                str(script),
+                app_id,
+                kafka_bootstrap,
+                source,
+                sink,
+                str(tmp_path / "data"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -240,7 +250,10 @@ def test_kcat_lists_the_broker(kafka_bootstrap: str) -> None:
     assert kcat, "kcat is missing: install the Debian package `kcat` (make tools)"
     result = subprocess.run(
         [kcat, "-b", kafka_bootstrap, "-L", "-m", "10"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "broker 1 at 127.0.0.1:" in result.stdout or "broker 1 at localhost:" in result.stdout

@@ -52,8 +52,13 @@ def script_env(tmp_path: Path) -> dict[str, str]:
 
 def _run(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True,
-        timeout=timeout, check=False, cwd=REPO,
+        ["bash", str(SCRIPT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
     )
 
 
@@ -141,8 +146,13 @@ def test_up_status_down_on_a_private_port(script_env: dict[str, str]) -> None:
 
         kcat = shutil.which("kcat")
         assert kcat, "kcat is missing: install the Debian package `kcat` (make tools)"
-        listing = subprocess.run([kcat, "-b", f"127.0.0.1:{port}", "-L", "-m", "10"],
-                                 capture_output=True, text=True, timeout=30, check=False)
+        listing = subprocess.run(
+            [kcat, "-b", f"127.0.0.1:{port}", "-L", "-m", "10"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert f"broker 1 at 127.0.0.1:{port}" in listing.stdout, listing.stderr
     finally:
         down = _run(script_env, "down", "--purge", timeout=90)
