@@ -328,7 +328,7 @@ def install_pipeline(
         ingest_watch.rearm()
 
     install_judge(
-        live, kit, sketches=sketches, alerts=alerts, judge_table=judge_table,
+        live, kit, sketches=sketches, alerts=alerts, deadletter=deadletter, judge_table=judge_table,
         ledger_table=ledger_table, read_back=read_back, take_max=take_max,
         take_within_seconds=take_within_seconds, judge_save_seconds=judge_save_seconds,
     )  # fmt: skip

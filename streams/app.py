@@ -132,6 +132,7 @@ def create_app(
     """
     import faust
 
+    from streams.agent_crash import exit_on_agent_crash
     from streams.metrics import WorkerMetrics
 
     identity = app_id or app_id_for(settings)
@@ -168,6 +169,8 @@ def create_app(
         options["broker_credentials"] = credentials
     options.update(faust_options)
     app = faust.App(identity, **options)
+    # Faust's own handler commits the consumer's offsets, then restarts the agent in place.
+    app._on_agent_error = exit_on_agent_crash()  # type: ignore[method-assign,assignment]  # before agents
     hold_input_while_seeking(app)
     shorten_fetch_wait(app, fetch_wait_seconds)
     live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())

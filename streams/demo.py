@@ -52,6 +52,7 @@ class DemoPlan:
     cut_at: int = 6_000
     label_delay_seconds: float = 300.0
     promotion_timeout_seconds: float = 240.0
+    resolve_timeout_seconds: float = 60.0
     speed: float | None = 300.0
     """Event-time seconds replayed per wall-clock second (None: as fast as Kafka takes them);
     300 shows each phase in about 20 s, slow enough to watch the alerts come."""
@@ -124,7 +125,7 @@ def _replay(
 
 
 def _wait_for_labels(worker: ManagedProcess, expected: int, timeout: float) -> bool:
-    """Until the worker has read ``expected`` labels (its own counter), then its last windows."""
+    """Until the worker has read ``expected`` labels (its own counter)."""
     url = worker.banner.group(1)
     key = 'driftline_events_received_total{source="labels"}'
     deadline = time.monotonic() + timeout
@@ -132,8 +133,19 @@ def _wait_for_labels(worker: ManagedProcess, expected: int, timeout: float) -> b
         if time.monotonic() > deadline or not worker.alive():
             return False
         time.sleep(0.5)
-    time.sleep(5.0)  # the judge publishes on its next timer tick
     return True
+
+
+def _still_firing(alerts: Sequence[Alert]) -> list[Alert]:
+    """The alerts whose latest change on the topic is ``firing``."""
+    latest = {alert.fingerprint: alert for alert in alerts}
+    return [alert for alert in latest.values() if alert.status == "firing"]
+
+
+def _all_resolved(watch: TopicWatch) -> bool:
+    # Reading every label is not the end: the judge still merges the last sketches and
+    # publishes on its next round, later on a loaded machine (a fixed 5 s sleep was not enough).
+    return bool(watch.alerts) and not _still_firing(watch.alerts)
 
 
 def _worker_progress(worker: ManagedProcess) -> str:
@@ -239,6 +251,11 @@ def run_demo(
                 with out.status("waiting for the worker to judge the last windows"):
                     if not _wait_for_labels(worker, len(labels), timeout=120):
                         outcome.problems.append("the worker did not read every label in time")
+                    elif not watch.wait_for(_all_resolved, plan.resolve_timeout_seconds):
+                        outcome.problems.append(
+                            f"the alert did not resolve within {plan.resolve_timeout_seconds:.0f}"
+                            f" s of the worker reading every label: {_worker_progress(worker)}"
+                        )
             if not worker.alive() or not retrainer.alive():
                 outcome.problems.append(f"a process died (see {run_dir}/*.log)")
         finally:

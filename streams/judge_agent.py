@@ -16,16 +16,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from schemas.events import Alert, to_json_bytes
+from schemas.events import Alert, InvalidEvent, deadletter_for, to_json_bytes
 from streams import json_read
 from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
 from streams.ingest_rounds import offset_gaps, with_read_back
 from streams.input_refetch import GapWatch, RefetchedEvent
-from streams.judge_book import Envelopes, JudgeBook
+from streams.judge_book import Envelopes, JudgeBook, sketch_problem
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -50,6 +51,7 @@ def install_judge(
     *,
     sketches: Any,
     alerts: Any,
+    deadletter: Any,
     judge_table: Any,
     ledger_table: Any,
     read_back: ReadBack,
@@ -107,9 +109,14 @@ def install_judge(
         for event in await with_sketches_read_back(partition, events):
             try:
                 envelope = json_read.loads_own(event.message.value or b"")
-                by_model[str(envelope["model"])].append((event.message.offset, envelope))
-            except (ValueError, KeyError, TypeError):
-                log.warning("skipping malformed sketch message at offset %s", event.message.offset)
+            except ValueError as exc:
+                await reject_sketch(event, InvalidEvent("json", f"not JSON: {exc}"))
+                continue
+            problem = sketch_problem(envelope)
+            if problem is not None:
+                await reject_sketch(event, InvalidEvent("validation", problem))
+                continue
+            by_model[envelope["model"]].append((event.message.offset, envelope))
         for model, envelopes in by_model.items():
             if not book.is_live(model):
                 envelopes = await with_missed_envelopes(model, partition, envelopes)
@@ -119,6 +126,18 @@ def install_judge(
             if emitted:  # most batches change no alert: no gauge to touch
                 changed = [(alert.kind, alert.feature, alert.detector) for alert in emitted]
                 metrics.show_alert_states(model, changed, book.firing_identities(model))
+
+    async def reject_sketch(event: Event | RefetchedEvent, error: InvalidEvent) -> None:
+        """A sketches message the judge cannot apply goes to the dead-letter topic."""
+        message = event.message
+        log.warning("malformed sketches message at partition %s offset %s: %s",
+                    message.partition, message.offset, error)  # fmt: skip
+        letter = deadletter_for(
+            message.value, topics.sketches, message.partition, message.offset, error,
+            datetime.now(UTC),
+        )  # fmt: skip
+        metrics.invalid_events.labels(source="sketches", error_class=error.error_class).inc()
+        await deadletter.send(key=None, value=to_json_bytes(letter))
 
     async def with_sketches_read_back(
         partition: int, events: list[Event]

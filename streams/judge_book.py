@@ -24,12 +24,31 @@ if TYPE_CHECKING:
     from streams.agents_monitor import MonitorKit
     from streams.metrics import AlertIdentity, WorkerMetrics
 
-__all__ = ["Envelopes", "JudgeBook", "reference_key", "unsaved_key"]
+__all__ = ["Envelopes", "JudgeBook", "reference_key", "sketch_problem", "unsaved_key"]
 
 Envelopes = list[tuple[int, dict[str, Any]]]
 """A model's sketches messages of one batch: (offset, decoded envelope), in offset order."""
 Write = Callable[[str, Any], None]
 """``write(key, JSON value)`` into the judge table (None deletes)."""
+
+
+def sketch_problem(envelope: object) -> str | None:
+    """Why a decoded sketches message cannot be applied, or None when it can.
+
+    Only workers write the topic, but a worker of another version or a stray producer can: a
+    message without the fields `JudgeBook.apply` reads raised in the judge agent, so the
+    worker exited and met the same message again at every restart.
+    """
+    if not isinstance(envelope, dict):
+        return "a sketches message must be a JSON object"
+    if not isinstance(envelope.get("model"), str) or not envelope["model"]:
+        return "a sketches message needs a model name"
+    kind = envelope.get("type", "delta")
+    if kind == "reference":
+        return None if isinstance(envelope.get("reference"), dict) else "reference is missing"
+    if kind != "delta":
+        return f"unknown sketches message type {str(kind)[:40]!r}"
+    return None if isinstance(envelope.get("delta"), dict) else "delta is missing"
 
 
 def reference_key(model: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from schemas.settings import Settings
 from streams import json_read
 from streams.input_refetch import read_input_range
+from streams.judge_book import sketch_problem
 
 __all__ = ["read_model_envelopes"]
 
@@ -32,7 +33,9 @@ def read_model_envelopes(
     for event in messages:
         message = event.message
         if message.key == key and message.value:
-            # A malformed message is skipped (and logged) by the judge when it is live.
+            # A malformed message went to the dead-letter topic when the judge first read it.
             with contextlib.suppress(ValueError):
-                found.append((message.offset, json_read.loads_own(message.value)))
+                envelope = json_read.loads_own(message.value)
+                if sketch_problem(envelope) is None:
+                    found.append((message.offset, envelope))
     return found

@@ -10,7 +10,15 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from schemas.settings import KafkaSettings, Settings
 
-__all__ = ["TopicPlan", "TopicsError", "delete_topics_with_prefix", "ensure_topics", "plan_topics"]
+__all__ = [
+    "TopicPlan",
+    "TopicsError",
+    "create_missing_topics",
+    "delete_topics_with_prefix",
+    "ensure_topics",
+    "plan_topics",
+    "topic_partitions",
+]
 
 MIN_DELETE_PREFIX = 8
 """Shortest prefix ``delete_topics_with_prefix`` accepts: it is for throwaway prefixes."""
@@ -51,41 +59,56 @@ def _existing_partitions(admin: AdminClient, names: list[str]) -> dict[str, int]
     }
 
 
-def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str, str]:
-    """Create missing topics; returns name -> "created" | "exists". Safe to run again."""
-    config: dict[str, str | int | float | bool] = {**settings.kafka.confluent_config()}
-    admin = AdminClient(config)
-    plans = plan_topics(settings)
+def topic_partitions(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
+    """Partition count of each of ``names`` that exists."""
+    return _existing_partitions(AdminClient({**kafka.confluent_config()}), names)
+
+
+def create_missing_topics(
+    kafka: KafkaSettings,
+    plans: list[TopicPlan],
+    replication_factor: int,
+    timeout_seconds: float = 30.0,
+) -> dict[str, str]:
+    """Create the planned topics that do not exist; returns name -> "created" | "exists"."""
+    admin = AdminClient({**kafka.confluent_config()})
     existing = _existing_partitions(admin, [plan.name for plan in plans])
     outcome = {plan.name: "exists" for plan in plans if plan.name in existing}
     missing = [plan for plan in plans if plan.name not in existing]
-    if missing:
-        futures = admin.create_topics(
-            [
-                NewTopic(
-                    plan.name,
-                    num_partitions=plan.partitions,
-                    replication_factor=settings.topics.replication_factor,
-                    config=plan.config,
-                )
-                for plan in missing
-            ],
-            operation_timeout=timeout_seconds,
-            request_timeout=timeout_seconds,
-        )
-        for name, future in futures.items():
-            try:
-                future.result()
-                outcome[name] = "created"
-            except KafkaException as exc:
-                error = exc.args[0]
-                if (
-                    isinstance(error, KafkaError)
-                    and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
-                ):
-                    outcome[name] = "exists"
-                else:
-                    raise TopicsError(f"could not create topic {name!r}: {error}") from exc
+    if not missing:
+        return outcome
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                plan.name,
+                num_partitions=plan.partitions,
+                replication_factor=replication_factor,
+                config=plan.config,
+            )
+            for plan in missing
+        ],
+        operation_timeout=timeout_seconds,
+        request_timeout=timeout_seconds,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+            outcome[name] = "created"
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                raise TopicsError(f"could not create topic {name!r}: {error}") from exc
+    return outcome
+
+
+def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str, str]:
+    """Create missing topics; returns name -> "created" | "exists". Safe to run again."""
+    outcome = create_missing_topics(
+        settings.kafka, plan_topics(settings), settings.topics.replication_factor, timeout_seconds
+    )
+    admin = AdminClient({**settings.kafka.confluent_config()})
     counts = _existing_partitions(admin, [settings.topics.predictions, settings.topics.labels])
     if len(set(counts.values())) > 1:
         raise TopicsError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -70,6 +71,7 @@ def run_worker(
     import mode.loop
 
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, create_app
+    from streams.changelog_topics import ensure_changelog_topics
     from streams.metrics import serve_metrics
     from streams.topics import ensure_topics
 
@@ -83,6 +85,7 @@ def run_worker(
         take_within_seconds=BATCH_SECONDS if batch_seconds is None else batch_seconds,
         fetch_wait_seconds=FETCH_WAIT_SECONDS if fetch_wait_seconds is None else fetch_wait_seconds,
     )  # fmt: skip
+    ensure_changelog_topics(live.app, settings)  # before Faust subscribes: see the module
     server = serve_metrics(live.metrics, settings.metrics.host, settings.metrics.port)
     # One parseable line, so scripts (and tests) find the bound port when it was 0.
     print(
@@ -119,11 +122,17 @@ def main(argv: list[str] | None = None) -> None:
         help="how long the broker may hold a fetch that finds no data (default 0.02)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    run_worker(
-        Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
-        judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
-        batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
-    )  # fmt: skip
+    from streams.topics import TopicsError
+
+    try:
+        run_worker(
+            Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
+            judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
+            batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
+        )  # fmt: skip
+    except TopicsError as exc:  # topics in a shape the worker cannot use: say which, and the fix
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,44 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
         v for k, v in samples.items() if k.startswith("driftline_invalid_events_total")
     )
     assert invalid_total == 6
+    assert worker.alive(), worker.log_tail()
+
+
+def test_malformed_sketches_messages_are_dead_lettered_by_the_judge(
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
+) -> None:
+    # The topic is internal, but a stray producer or a worker of another version can write it;
+    # a message without a delta used to crash the judge, again at every restart.
+    worker = start_worker()
+    malformed = [b"{not json", b'{"model": "churn"}', b'{"model": "churn", "type": "merge"}']
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for payload in malformed:
+        producer.produce(settings.topics.sketches, key=b"churn", value=payload)
+    producer.flush(10)
+    with PredictionProducer(settings) as sdk:
+        for index in range(40):
+            sdk.send(_prediction(index, float(index)))
+
+    letters = read_topic(
+        kafka_bootstrap, settings.topics.deadletter, until=lambda found: len(found) >= 3,
+        timeout=60, settle=1.0,
+    )  # fmt: skip
+    by_payload = {base64.b64decode(d["payload_base64"]): d for d in letters}
+    assert set(by_payload) == set(malformed), worker.log_tail()
+    assert {d["source_topic"] for d in letters} == {settings.topics.sketches}
+    assert by_payload[malformed[0]]["error_class"] == "json"
+    assert by_payload[malformed[1]]["error_message"] == "delta is missing"
+    assert by_payload[malformed[2]]["error_message"] == "unknown sketches message type 'merge'"
+
+    def judged() -> bool:  # the judge went on: it stored churn's judge (in its warm-up)
+        return scrape(worker).get("driftline_judge_saves_total", 0.0) >= 1.0
+
+    assert wait_for(judged, timeout=30), worker.log_tail()
+    samples = scrape(worker)
+    assert (
+        samples['driftline_invalid_events_total{error_class="validation",source="sketches"}'] == 2
+    )
+    assert samples['driftline_invalid_events_total{error_class="json",source="sketches"}'] == 1
     assert worker.alive(), worker.log_tail()
 
 
@@ -165,6 +204,58 @@ def test_worker_caps_how_long_the_broker_holds_an_empty_fetch(
     assert wait_for(lambda: applied in worker.log(), timeout=60), worker.log_tail()
     assert "cannot set the consumer's fetch wait" not in worker.log()
     assert worker.alive(), worker.log_tail()
+
+
+def test_worker_creates_its_changelog_topics_before_faust_subscribes(
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
+) -> None:
+    # Declared by Faust while subscribing, the last changelogs could be missing from the
+    # consumer's first metadata (0 partitions): the judge crashed on its first write
+    # (PartitionsMismatch) and no alert fired (streams.changelog_topics).
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    start_worker("w1")  # returns once the worker printed its banner, after the creation
+    admin = AdminClient(settings.kafka.confluent_config())
+    prefix = f"{settings.topics.prefix}worker-"
+    found = {
+        name: len(meta.partitions)
+        for name, meta in admin.list_topics(timeout=10).topics.items()
+        if name.startswith(prefix)
+    }
+    tables = ["join-predictions", "join-labels", "ingest-progress", "judge-state", "alert-ledger"]
+    assert found == {f"{prefix}{table}-changelog": 3 for table in tables}
+    resources = [
+        ConfigResource("topic", f"{prefix}{t}-changelog") for t in ("judge-state", "join-labels")
+    ]
+    judge, journal = (future.result() for future in admin.describe_configs(resources).values())
+    assert judge["cleanup.policy"].value == "compact"
+    assert journal["cleanup.policy"].value == "delete"
+    assert journal["retention.ms"].value == str(2 * 7 * 24 * 3600 * 1000)
+
+
+def test_a_changelog_with_another_partition_count_stops_the_worker_with_the_fix(
+    settings: Settings, kafka_env: dict[str, str]
+) -> None:
+    # Topics made with another DRIFTLINE_TOPICS__PARTITIONS: Faust would crash the judge at its
+    # first write; the worker refuses to start and says what to set or delete.
+    import subprocess
+    import sys
+
+    from streams.topics import TopicPlan, create_missing_topics
+
+    changelog = f"{settings.topics.prefix}worker-judge-state-changelog"
+    create_missing_topics(settings.kafka, [TopicPlan(changelog, 2, {})], 1)
+    run = subprocess.run(
+        [sys.executable, "-m", "streams.worker", "--store", "memory://"],
+        env={**os.environ, **kafka_env, "DRIFTLINE_METRICS__PORT": "0"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert (
+        f"error: the worker's changelog topic {changelog} has 2 partitions but its table has 3 "
+        f"(DRIFTLINE_TOPICS__PARTITIONS): set DRIFTLINE_TOPICS__PARTITIONS=2"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_kill_9_and_restart_do_not_page_twice_nor_count_twice(

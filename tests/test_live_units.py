@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import typer
@@ -164,6 +166,43 @@ def test_factory_derives_group_and_changelogs_from_the_topic_prefix(tmp_path: Pa
     assert agent_topics["ingest"] == {"unit.predictions", "unit.labels"}
     assert agent_topics["judge"] == {"unit.sketches"}
     assert agent_topics["models"] == {"unit.models"}
+
+
+def test_changelog_plans_match_what_faust_declares(tmp_path: Path) -> None:
+    from streams.app import create_app
+    from streams.changelog_topics import changelog_plans
+
+    settings = Settings(topics={"prefix": "unit.", "partitions": 4})
+    live = create_app(settings, store="memory://", datadir=tmp_path, monitor_kit=_NoMonitor())
+    plans = {plan.name: plan for plan in changelog_plans(live.app)}
+    assert set(plans) == {f"unit.worker-{name}-changelog" for name in live.app.tables}
+    assert {plan.partitions for plan in plans.values()} == {4}
+    judge = plans["unit.worker-judge-state-changelog"].config
+    assert judge == {"cleanup.policy": "compact", "max.message.bytes": str(32 << 20)}
+    journal = plans["unit.worker-join-labels-changelog"].config
+    assert journal["cleanup.policy"] == "delete"
+    assert journal["retention.ms"] == str(2 * 7 * 24 * 3600 * 1000)
+
+
+def test_an_agent_crash_logs_and_ends_the_worker(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.agent_crash import AGENT_CRASH_EXIT_CODE, exit_on_agent_crash
+
+    codes: list[int] = []
+
+    def record(code: int) -> NoReturn:
+        codes.append(code)
+        raise SystemExit(code)
+
+    class Agent:
+        name = "streams.judge_agent.judge"
+
+    handler = exit_on_agent_crash(record)
+    with caplog.at_level(logging.CRITICAL), pytest.raises(SystemExit):
+        asyncio.run(handler(Agent(), RuntimeError("table write failed")))
+    assert codes == [AGENT_CRASH_EXIT_CODE] == [70]
+    assert "agent streams.judge_agent.judge crashed: RuntimeError('table write failed')" in (
+        caplog.text
+    )
 
 
 def test_reference_resolution_reads_file_uris(tmp_path: Path) -> None:
