@@ -23,15 +23,24 @@ def _demo(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def _worker_logs(cwd: Path) -> str:
+    """The tail of each run's worker log: why a judge stayed silent is there, not in stdout."""
+    return "".join(
+        f"\n--- {log}:\n{log.read_text(errors='replace')[-4000:]}"
+        for log in sorted((cwd / ".driftline" / "demo").glob("run-*/worker.log"))
+    )
+
+
 def test_demo_closes_the_loop_and_runs_again(kafka_env: dict[str, str], tmp_path: Path) -> None:
     first = _demo(tmp_path, kafka_env)
     output = first.stdout + first.stderr
-    assert first.returncode == 0, output[-5000:]
-    assert re.search(r"alert FIRING\s+critical fraud-scorer performance", output), output
-    assert re.search(r"model REGISTERED\s+fraud-scorer version 1", output), output
-    assert re.search(r"model PROMOTED\s+fraud-scorer version 1", output), output
-    assert "alert RESOLVED fraud-scorer performance" in output, output
-    assert "the loop closed" in output and "problem:" not in output, output
+    shown = output + _worker_logs(tmp_path)
+    assert first.returncode == 0, shown[-8000:]
+    assert re.search(r"alert FIRING\s+critical fraud-scorer performance", output), shown
+    assert re.search(r"model REGISTERED\s+fraud-scorer version 1", output), shown
+    assert re.search(r"model PROMOTED\s+fraud-scorer version 1", output), shown
+    assert "alert RESOLVED fraud-scorer performance" in output, shown
+    assert "the loop closed" in output and "problem:" not in output, shown
     report = tmp_path / ".driftline" / "demo" / "report.html"
     html = report.read_text(encoding="utf-8")
     assert html.count("<svg") >= 3 and "promoted" in html, html[:2000]
