@@ -47,13 +47,13 @@ def worker_command(
     from streams.worker import WorkerOptionError, check_worker_options, run_worker
 
     try:
-        check_worker_options(loglevel, event_loop, batch_seconds, fetch_wait_seconds)
+        check_worker_options(
+            loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds
+        )
     except WorkerOptionError as exc:
         raise typer.BadParameter(str(exc), param_hint=exc.flag) from exc
     if store not in ("rocksdb://", "memory://"):
         raise typer.BadParameter("must be rocksdb:// or memory://", param_hint="--store")
-    if judge_save_seconds <= 0:
-        raise typer.BadParameter("must be positive, e.g. 2", param_hint="--judge-save-seconds")
     try:
         settings = Settings()
     except SettingsError as exc:

@@ -33,10 +33,15 @@ class WorkerOptionError(ValueError):
 
 
 def check_worker_options(
-    loglevel: str, event_loop: str, batch_seconds: float | None, fetch_wait_seconds: float | None
+    loglevel: str,
+    event_loop: str,
+    batch_seconds: float | None,
+    fetch_wait_seconds: float | None,
+    judge_save_seconds: float | None = None,
 ) -> None:
     """Raise `WorkerOptionError` for the first option out of range (None: the default)."""
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS
+    from streams.judge_agent import JUDGE_SAVE_SECONDS
 
     if loglevel not in LOG_LEVELS:
         raise WorkerOptionError(
@@ -49,6 +54,7 @@ def check_worker_options(
     for name, value, example in (
         ("batch_seconds", batch_seconds, BATCH_SECONDS),
         ("fetch_wait_seconds", fetch_wait_seconds, FETCH_WAIT_SECONDS),
+        ("judge_save_seconds", judge_save_seconds, JUDGE_SAVE_SECONDS),
     ):
         if value is not None and value <= 0:
             raise WorkerOptionError(name, f"must be positive, e.g. {example}: {value}")
@@ -75,7 +81,9 @@ def run_worker(
     from streams.metrics import serve_metrics
     from streams.topics import ensure_topics
 
-    check_worker_options(loglevel, event_loop, batch_seconds, fetch_wait_seconds)
+    check_worker_options(
+        loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds
+    )
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
     if create_topics:

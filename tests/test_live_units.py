@@ -232,6 +232,7 @@ def test_live_commands_have_help() -> None:
         ("--event-loop", "gevent"),
         ("--batch-seconds", "0"),
         ("--fetch-wait-seconds", "0"),
+        ("--judge-save-seconds", "0"),
     ):
         bad = runner.invoke(cli, ["worker", option, value])
         assert bad.exit_code == 2, bad.output
@@ -259,6 +260,8 @@ def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
         run_worker(Settings(), batch_seconds=0.0, create_topics=False)
     with pytest.raises(ValueError, match="fetch_wait_seconds must be positive"):
         run_worker(Settings(), fetch_wait_seconds=-1.0, create_topics=False)
+    with pytest.raises(ValueError, match="judge_save_seconds must be positive, e.g. 2.0"):
+        run_worker(Settings(), judge_save_seconds=0.0, create_topics=False)
 
 
 def test_live_join_expiry_counts_orphans_and_unlabelled_predictions() -> None:
