@@ -3,9 +3,9 @@
 Faust's default commits the consumer's offsets, then restarts the agent inside the running
 worker. The commit can pass the batch the agent was folding (taken from the stream, never
 published): lost input. And an error that repeats leaves a worker that serves ``/metrics``
-and holds its partitions but judges nothing:
-the judge of ``driftline demo`` crashed on its first table write (a changelog topic missing
-from the consumer's metadata) and no alert ever fired, with nothing but a log line to say so.
+and holds its partitions but judges nothing: the judge of ``driftline demo`` crashed on its
+first table write (a changelog topic missing from the consumer's metadata) and no alert ever
+fired, with nothing but a log line to say so.
 
 Exiting at once commits nothing more. Whatever restarts the worker (systemd, Kubernetes, the
 demo's process check) gets one that recovers its tables from the changelogs and replays the

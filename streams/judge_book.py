@@ -35,9 +35,9 @@ Write = Callable[[str, Any], None]
 def sketch_problem(envelope: object) -> str | None:
     """Why a decoded sketches message cannot be applied, or None when it can.
 
-    Only workers write the topic, but a worker of another version or a stray producer can: a
-    message without the fields `JudgeBook.apply` reads raised in the judge agent, so the
-    worker exited and met the same message again at every restart.
+    Only workers write the topic, but a worker of another version or a stray producer can. A
+    message without the fields `JudgeBook.apply` reads would raise in the judge agent: the
+    worker would exit (`streams.agent_crash`) and meet the same message at every restart.
     """
     if not isinstance(envelope, dict):
         return "a sketches message must be a JSON object"
