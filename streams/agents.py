@@ -363,10 +363,14 @@ def install_pipeline(
             }
             await sketches.send(key=event.model.encode(), value=dumps_compact(envelope))
 
+    # Faust also assigns the tables' changelog partitions, read only during recovery and
+    # paused after it: their "lag" is the worker's own writes since, not input waiting.
+    consumed_topics = {topics.predictions, topics.labels, topics.sketches, topics.models}
+
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
         consumer = app.consumer
-        assigned = list(consumer.assignment())
+        assigned = [tp for tp in consumer.assignment() if tp.topic in consumed_topics]
         for tp in assigned:
             try:
                 position = await consumer.position(tp)

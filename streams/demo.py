@@ -166,8 +166,20 @@ def _worker_progress(worker: ManagedProcess) -> str:
         f"{joined:,.0f}, published {total('driftline_sketches_published_total'):,.0f} "
         f"sketches; its judge applied {total('driftline_judged_events'):,.0f} events and "
         f"published {total('driftline_alerts_emitted_total'):,.0f} alert changes; consumer lag "
-        f"{total('driftline_consumer_lag_messages'):,.0f} messages"
+        f"{total('driftline_consumer_lag_messages'):,.0f} messages{_performance(samples)}"
     )
+
+
+def _performance(samples: dict[str, float]) -> str:
+    """The judge's last performance statistics against their thresholds (none: no labelled
+    window judged yet, or no baseline)."""
+    found = []
+    for key, value in samples.items():
+        if key.startswith("driftline_statistic_value{") and 'kind="performance"' in key:
+            detector = key.split('detector="')[1].split('"')[0]
+            threshold = samples.get(key.replace("_value{", "_threshold{"), float("nan"))
+            found.append(f"{detector} {value:.3g} (threshold {threshold:.3g})")
+    return f"; performance: {', '.join(found) if found else 'not judged yet'}"
 
 
 def _decided(watch: TopicWatch) -> bool:
@@ -218,7 +230,7 @@ def run_demo(
     )
     with terminate_on_sigterm(), ProcessGroup(env=env, log_dir=run_dir) as processes:
         try:
-            worker = processes.worker("worker", run_dir / "worker")
+            worker = processes.worker("worker", run_dir / "worker", "--loglevel", "info")
             out.print(f"worker started (pid {worker.pid}, metrics {worker.banner.group(1)})")
             retrainer = processes.retrainer("retrainer")
             out.print(f"retrainer started (pid {retrainer.pid})")

@@ -260,7 +260,7 @@ def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
         run_worker(Settings(), batch_seconds=0.0, create_topics=False)
     with pytest.raises(ValueError, match="fetch_wait_seconds must be positive"):
         run_worker(Settings(), fetch_wait_seconds=-1.0, create_topics=False)
-    with pytest.raises(ValueError, match="judge_save_seconds must be positive, e.g. 2.0"):
+    with pytest.raises(ValueError, match=r"judge_save_seconds must be positive, e\.g\. 2\.0"):
         run_worker(Settings(), judge_save_seconds=0.0, create_topics=False)
 
 
@@ -410,6 +410,14 @@ def test_a_stalled_demo_says_where_the_workers_pipeline_stands() -> None:
     metrics.events_in.labels(source="labels").inc(1900)
     metrics.join_outcomes.labels(outcome="hit").inc(1800)
     metrics.judged_events.labels(model="fraud-scorer").set(5750)
+    identity = {
+        "model": "fraud-scorer",
+        "kind": "performance",
+        "feature": "",
+        "detector": "error_rate",
+    }
+    metrics.statistic_value.labels(**identity).set(0.21)
+    metrics.statistic_threshold.labels(**identity).set(0.274)
     server = serve_metrics(metrics, "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"
@@ -419,5 +427,6 @@ def test_a_stalled_demo_says_where_the_workers_pipeline_stands() -> None:
         server.close()
     assert "read 6,000 predictions and 1,900 labels, joined 1,800" in text, text
     assert "judge applied 5,750 events and published 0 alert changes" in text, text
+    assert text.endswith("; performance: error_rate 0.21 (threshold 0.274)"), text
     dead = SimpleNamespace(banner=re.match(r"(.*)", url))  # the server is gone now
     assert "did not answer" in _worker_progress(dead)  # type: ignore[arg-type]
