@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 def _demo(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     driftline = Path(sys.executable).parent / "driftline"
     return subprocess.run(
-        [str(driftline), "demo", "--speed", "max"],
+        # The pace `make demo` uses. At --speed max the judge can end phase 1 without
+        # judging the changed labels (about 1 run in 3 on a loaded box; see the issue note).
+        [str(driftline), "demo"],
         cwd=cwd, env={**os.environ, **env, "COLUMNS": "200"}, capture_output=True, text=True,
         timeout=400,
     )  # fmt: skip
