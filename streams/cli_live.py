@@ -43,7 +43,6 @@ def worker_command(
 ) -> None:
     """Run one live worker (start several with the same settings to split the partitions)."""
     from schemas.settings import Settings, SettingsError
-    from streams.topics import TopicsError
     from streams.worker import WorkerOptionError, check_worker_options, run_worker
 
     try:
@@ -59,15 +58,11 @@ def worker_command(
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    try:
-        run_worker(
-            settings, store=store, datadir=datadir, loglevel=loglevel,
-            judge_save_seconds=judge_save_seconds, event_loop=event_loop,
-            batch_seconds=batch_seconds, fetch_wait_seconds=fetch_wait_seconds,
-        )  # fmt: skip
-    except TopicsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    run_worker(
+        settings, store=store, datadir=datadir, loglevel=loglevel,
+        judge_save_seconds=judge_save_seconds, event_loop=event_loop,
+        batch_seconds=batch_seconds, fetch_wait_seconds=fetch_wait_seconds,
+    )  # fmt: skip
 
 
 def replay_command(

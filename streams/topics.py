@@ -108,8 +108,7 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
     outcome = create_missing_topics(
         settings.kafka, plan_topics(settings), settings.topics.replication_factor, timeout_seconds
     )
-    admin = AdminClient({**settings.kafka.confluent_config()})
-    counts = _existing_partitions(admin, [settings.topics.predictions, settings.topics.labels])
+    counts = topic_partitions(settings.kafka, [settings.topics.predictions, settings.topics.labels])
     if len(set(counts.values())) > 1:
         raise TopicsError(
             f"predictions and labels topics must have the same partition count for the label "

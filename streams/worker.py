@@ -79,21 +79,25 @@ def run_worker(
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
     from streams.metrics import serve_metrics
-    from streams.topics import ensure_topics
+    from streams.topics import TopicsError, ensure_topics
 
     check_worker_options(
         loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds
     )
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
-    if create_topics:
-        ensure_topics(settings)
     live = create_app(
         settings, store=store, datadir=datadir, judge_save_seconds=judge_save_seconds,
         take_within_seconds=BATCH_SECONDS if batch_seconds is None else batch_seconds,
         fetch_wait_seconds=FETCH_WAIT_SECONDS if fetch_wait_seconds is None else fetch_wait_seconds,
     )  # fmt: skip
-    ensure_changelog_topics(live.app, settings)  # before Faust subscribes: see the module
+    try:
+        if create_topics:
+            ensure_topics(settings)
+        ensure_changelog_topics(live.app, settings)  # before Faust subscribes: see the module
+    except TopicsError as exc:  # topics in a shape the worker cannot use: which, and the fix
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
     server = serve_metrics(live.metrics, settings.metrics.host, settings.metrics.port)
     # One parseable line, so scripts (and tests) find the bound port when it was 0.
     print(
@@ -130,17 +134,11 @@ def main(argv: list[str] | None = None) -> None:
         help="how long the broker may hold a fetch that finds no data (default 0.02)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    from streams.topics import TopicsError
-
-    try:
-        run_worker(
-            Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
-            judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
-            batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
-        )  # fmt: skip
-    except TopicsError as exc:  # topics in a shape the worker cannot use: say which, and the fix
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    run_worker(
+        Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
+        judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
+        batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
