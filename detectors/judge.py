@@ -242,9 +242,12 @@ class ModelJudge:
                 alerts += self._close(current)
             self.current = _joined(self.current, delta)
             return alerts
-        self.current = _joined(self.current, delta)
-        if self.current.count >= int(window.slide or window.size):
-            current, self.current = self.current, None
+        current = self.current = _joined(self.current, delta)
+        step = int(window.slide or window.size)
+        if current.count >= step or current.outcomes - current.count >= step:
+            if current.count < step:  # labels outran predictions: its coverage says nothing
+                current.labels_behind = True
+            self.current = None
             alerts += self._close(current)
         return alerts
 
@@ -261,9 +264,16 @@ class ModelJudge:
             judged.merge(part)
         self.recent = self.recent[1:] if parts > 1 else []
         if judged.count < window.min_count:
+            # Too few predictions to judge drift: they roll into the next window. Enough
+            # outcomes (traffic stopped, labels still arrive) are judged on their own.
+            if judged.outcomes < self.settings.quality.min_labels:
+                if parts == 1:
+                    self.current = judged
+                return []
+            predictions, outcomes = judged.split()
             if parts == 1:
-                self.current = judged  # too few events: roll them into the next window
-            return []
+                self.current = predictions
+            return self._judge(outcomes)
         return self._judge(judged)
 
     # -- judging ---------------------------------------------------------------------------
@@ -287,7 +297,9 @@ class ModelJudge:
         )
         start, end = window.start, window.end
         assert start is not None and end is not None
-        alerts = [] if self.mean_shift is None else on_window(self, self.mean_shift, window)
+        # A window of outcomes alone says nothing about the features' means.
+        mean_shift = self.mean_shift if window.count > 0 else None
+        alerts = [] if mean_shift is None else on_window(self, mean_shift, window)
         on_point, book, fingerprints = self.on_point, self.book, self._fingerprints
         sequential = self.sequential.kind if self.sequential is not None else None
         for reading in readings:
@@ -374,6 +386,16 @@ class ModelJudge:
             return None
         step = int(window.slide or window.size)
         return step - (self.current.count if self.current else 0)
+
+    def labels_until_decision(self) -> int | None:
+        """Joined outcomes that complete the current count (sub-)window when no prediction
+        comes (None when outcomes close no window: warm-up, time windows)."""
+        window = self.settings.window
+        if self.reference is None or window.type != "count":
+            return None
+        current = self.current
+        excess = 0 if current is None else current.outcomes - current.count
+        return max(int(window.slide or window.size) - excess, 1)
 
     def events_until_step(self) -> int | None:
         """Prediction events until the next offline CUSUM update (None without CUSUMs)."""

@@ -4,7 +4,7 @@
 (``LabelJoiner`` -> ``PartitionAccumulator`` -> ``WindowDelta`` -> ``ModelJudge``), so its
 alerts are the ones the live system would have sent. Batches are cut where a judge's warm-up
 or window completes, so each window holds exactly ``window.size`` events (live, deltas from
-partitions may overshoot a little).
+partitions may overshoot a little), or where enough labels may complete one on outcomes.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from schemas.events import PredictionEvent
@@ -88,6 +88,7 @@ class FleetMonitor:
         if times.size == 0:
             return []
         order, sorted_times, position = _event_time_order(times, n_pred)
+        label_rows = np.flatnonzero(order >= n_pred)
         models = [event.model for event in predictions]
         if models and models.count(models[0]) == n_pred:  # the common case: one model
             positions = {models[0]: np.sort(position[:n_pred])}
@@ -99,7 +100,7 @@ class FleetMonitor:
         alerts: list[Alert] = []
         start = 0
         while start < times.size:
-            cut = self._next_cut(start, positions, sorted_times)
+            cut = self._next_cut(start, positions, label_rows, sorted_times)
             chunk = order[start:cut]
             is_label = chunk >= n_pred
             if not is_label.any():  # predictions only, in event-time order
@@ -119,10 +120,23 @@ class FleetMonitor:
         return alerts
 
     def _next_cut(
-        self, start: int, positions: dict[str, np.ndarray], sorted_times: np.ndarray
+        self,
+        start: int,
+        positions: dict[str, np.ndarray],
+        label_rows: np.ndarray,
+        sorted_times: np.ndarray,
     ) -> int:
         """End (exclusive) of the next chunk: where the first warm-up or window completes."""
         cut = sorted_times.size
+        # Outcomes also close count windows (labels arriving after the traffic stopped); a
+        # label joins at most one outcome, so cutting after that many labels never overshoots.
+        need = min(
+            (n for judge in self.judges.values() if (n := judge.labels_until_decision())),
+            default=None,
+        )
+        done = int(np.searchsorted(label_rows, start))
+        if need is not None and done + need - 1 < label_rows.size:
+            cut = int(label_rows[done + need - 1]) + 1
         for model, where in positions.items():
             done = int(np.searchsorted(where, start))
             if done >= where.size:
@@ -187,6 +201,7 @@ class FleetMonitor:
         if times.size == 0:
             return []
         order, sorted_times, position = _event_time_order(times, n_pred)
+        label_rows = np.flatnonzero(order >= n_pred)
         by_model: dict[str, list[np.ndarray]] = {}
         for k, part in enumerate(parts):
             by_model.setdefault(part.model, []).append(position[offsets[k] : offsets[k + 1]])
@@ -194,7 +209,7 @@ class FleetMonitor:
         alerts: list[Alert] = []
         start = 0
         while start < times.size:
-            cut = self._next_cut(start, positions, sorted_times)
+            cut = self._next_cut(start, positions, label_rows, sorted_times)
             chunk = order[start:cut]
             is_label = chunk >= n_pred
             mine, theirs = chunk[~is_label], chunk[is_label] - n_pred

@@ -129,6 +129,20 @@ class SliceDelta:
         fresh.merge(self)
         return fresh
 
+    def split(self) -> tuple[SliceDelta, SliceDelta]:
+        """(the predictions' sketches, the outcomes' sketches) as two new slices; they take
+        this slice's sketches over, so do not use this one afterwards."""
+        predictions, outcomes = SliceDelta(), SliceDelta()
+        predictions.count, predictions.types = self.count, self.types
+        predictions.numeric, predictions.categorical = self.numeric, self.categorical
+        predictions.prediction_numeric = self.prediction_numeric
+        predictions.prediction_categorical = self.prediction_categorical
+        predictions.scores = self.scores
+        outcomes.outcomes, outcomes.label_kinds = self.outcomes, self.label_kinds
+        outcomes.classification, outcomes.regression = self.classification, self.regression
+        outcomes.latency = self.latency
+        return predictions, outcomes
+
 
 def _merged(mine: Any, other: Any) -> Any:
     if other is None:
@@ -212,6 +226,19 @@ class WindowDelta:
         fresh = WindowDelta(self.model, self.model_version)
         fresh.merge(self)
         return fresh
+
+    def split(self) -> tuple[WindowDelta, WindowDelta]:
+        """(its predictions, its outcomes) as two deltas over the same time span; they take
+        this delta's sketches over (`SliceDelta.split`)."""
+        predictions = WindowDelta(self.model, self.model_version)
+        outcomes = WindowDelta(self.model, self.model_version)
+        for part in (predictions, outcomes):
+            part.start_us, part.end_us = self.start_us, self.end_us
+            part.labels_behind = self.labels_behind
+        predictions.count, outcomes.outcomes = self.count, self.outcomes
+        for key, whole in self.slices.items():
+            predictions.slices[key], outcomes.slices[key] = whole.split()
+        return predictions, outcomes
 
     def to_state(self) -> dict[str, Any]:
         """Plain JSON (str/int/float/bool/list/dict/None)."""

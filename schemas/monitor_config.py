@@ -104,7 +104,8 @@ class WindowConfig(_Section):
     """Step between evaluations in the window's unit (events or seconds); must divide the
     window; ``None`` for tumbling windows."""
     min_count: Annotated[int, Field(ge=1)] = 100
-    """A window with fewer events is not judged; its events roll into the next window."""
+    """A window with fewer events is not judged for drift; its events roll into the next
+    window (its outcomes are judged on their own when they reach ``quality.min_labels``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

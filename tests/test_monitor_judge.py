@@ -383,3 +383,49 @@ def test_judges_reporting_only_deciding_statistics_alert_the_same() -> None:
     assert {"psi", "wasserstein", "jensen_shannon"} <= outcomes[True][1]
     assert not {"psi", "wasserstein", "jensen_shannon"} & outcomes[False][1]
     assert {"ks", "chi_square"} <= outcomes[False][1]
+
+
+def _labels_after_traffic(
+    n: int = 2000, *, labelled: int = 1500
+) -> tuple[FleetMonitor, list[Alert]]:
+    """``n`` predictions, the first ``labelled`` labelled in time with 10 % errors; the labels
+    of the rest (50 % errors) arrive after the last prediction, in batches like a worker's."""
+    predictions = events(rows(n, 1, base))
+    rng = np.random.default_rng(2)
+
+    def truth(p: PredictionEvent) -> int:
+        right = int(float(p.prediction) >= 0.5)
+        wrong = rng.random() < (0.1 if int(p.event_id.split("-")[1]) < 1500 else 0.5)
+        return 1 - right if wrong else right
+
+    labels = labels_for(predictions, truth)
+    monitor = FleetMonitor(small_config(), clock=lambda: T0)
+    alerts = monitor.process(predictions, labels[:labelled])
+    late = [label.model_copy(update={"timestamp": T0 + timedelta(hours=1)}) for label in labels]
+    for start in range(labelled, len(labels), 100):
+        alerts += monitor.process([], late[start : start + 100])
+    return monitor, alerts
+
+
+def test_labels_that_arrive_after_the_traffic_stopped_are_judged() -> None:
+    # Before: a count window closed on predictions only, so these 500 labels sat in the open
+    # window until the model's next prediction, and the error rate was never judged.
+    monitor, alerts = _labels_after_traffic()
+    fired = [a for a in alerts if a.kind == "performance" and a.status == "firing"]
+    assert [a.detector for a in fired] == ["error_rate"]
+    current = monitor.judges["m"].current
+    assert current is None or current.outcomes - current.count < 250
+    # Windows of outcomes alone: no drift, data quality or label coverage verdicts.
+    assert {a.kind for a in alerts} == {"performance"}
+
+
+def test_a_window_of_outcomes_alone_leaves_its_few_predictions_for_the_next_window() -> None:
+    # Warm-up 1000, 4 windows of 250, 50 predictions left (fewer than window.min_count); 550
+    # late labels: 300 close a window (250 beyond its 50 predictions), 250 wait for more.
+    monitor, _ = _labels_after_traffic(2050)
+    judge = monitor.judges["m"]
+    assert judge.windows == 4 + 1
+    assert judge.current is not None and judge.current.count == 50  # kept for drift tests
+    assert judge.current.outcomes == 250
+    monitor.process(events(rows(200, 3, base), start=2050))
+    assert judge.windows == 6 and judge.current is None  # 50 + 200 predictions: one window
