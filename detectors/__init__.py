@@ -32,13 +32,15 @@ if TYPE_CHECKING:
     )
     from detectors.join import JoinStats, LabelJoiner, Outcome
     from detectors.judge import ModelJudge, StatisticPoint
+    from detectors.latency import LatencySketch
     from detectors.monitor import FleetMonitor
     from detectors.profile_builder import (
         profile_from_delta,
         profile_from_events,
         profile_from_frame,
     )
-    from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch
+    from detectors.quality import ClassificationSketch
+    from detectors.regression import RegressionSketch
     from detectors.sequential import SequentialDetector
     from detectors.sketches import CategoricalSketch, NumericSketch
     from detectors.stats import (
@@ -94,8 +96,8 @@ _EXPORTS: dict[str, str] = {
     "unseen_rate": "stats",
     "quantile_edges": "stats",
     "ClassificationSketch": "quality",
-    "RegressionSketch": "quality",
-    "LatencySketch": "quality",
+    "RegressionSketch": "regression",
+    "LatencySketch": "latency",
     "FeatureTypeTracker": "data_quality",
     "null_rate": "data_quality",
     "out_of_range_rate": "data_quality",

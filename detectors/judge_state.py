@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from detectors.alerting import AlertBook, Reading
 from detectors.profile_builder import infer_task, quality_baseline
-from detectors.quality import ClassificationSketch, RegressionSketch
+from detectors.quality import ClassificationSketch
+from detectors.regression import RegressionSketch
 from detectors.reservoir import pack_floats, unpack_floats
 from detectors.sequential import SequentialDetector
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta

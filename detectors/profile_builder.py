@@ -25,7 +25,8 @@ import numpy as np
 
 from detectors.accumulate import PartitionAccumulator, fold_outcomes, fold_predictions
 from detectors.join import LabelJoiner, Outcome
-from detectors.quality import ClassificationSketch, RegressionSketch
+from detectors.quality import ClassificationSketch
+from detectors.regression import RegressionSketch
 from detectors.sketches import CategoricalSketch, NumericSketch
 from detectors.stats import quantile_edges
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta

@@ -23,7 +23,9 @@ from typing import Any, Final, Self
 
 from detectors.data_quality import FeatureTypeTracker
 from detectors.join import from_epoch_us
-from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch
+from detectors.latency import LatencySketch
+from detectors.quality import ClassificationSketch
+from detectors.regression import RegressionSketch
 from detectors.sketches import CategoricalSketch, NumericSketch
 
 __all__ = ["ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDelta"]

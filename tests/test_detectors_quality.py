@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics
 
-from detectors.quality import ClassificationSketch, LatencySketch, RegressionSketch, class_key
+from detectors.latency import LatencySketch
+from detectors.quality import ClassificationSketch, class_key
+from detectors.regression import RegressionSketch
 
 SEED = 99
 
