@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         per_test_alpha,
         run_length,
     )
+    from detectors.categorical import CategoricalSketch
     from detectors.data_quality import (
         FeatureTypeTracker,
         missing_features,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from detectors.quality import ClassificationSketch
     from detectors.regression import RegressionSketch
     from detectors.sequential import SequentialDetector
-    from detectors.sketches import CategoricalSketch, NumericSketch
+    from detectors.sketches import NumericSketch
     from detectors.stats import (
         CATEGORICAL_TESTS,
         NUMERIC_TESTS,
@@ -82,7 +83,7 @@ _EXPORTS: dict[str, str] = {
     "run_length": "calibration",
     # sketches and statistics
     "NumericSketch": "sketches",
-    "CategoricalSketch": "sketches",
+    "CategoricalSketch": "categorical",
     "StatResult": "stats",
     "NUMERIC_TESTS": "stats",
     "CATEGORICAL_TESTS": "stats",

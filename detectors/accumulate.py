@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
+from detectors.categorical import CategoricalSketch, category_key
 from detectors.join import Outcome, epoch_us
 from detectors.latency import LatencySketch
 from detectors.quality import ClassificationSketch, class_key
 from detectors.regression import RegressionSketch
-from detectors.sketches import CategoricalSketch, NumericSketch, category_key, update_rows
+from detectors.sketches import NumericSketch, update_rows
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.events import PredictionEvent
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig

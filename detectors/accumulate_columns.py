@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.accumulate import _fold_column, _segments, _split, fold_prediction
+from detectors.categorical import CategoricalSketch, category_key
 from detectors.columns import ABSENT, NumericColumn, PredictionColumns
-from detectors.sketches import CategoricalSketch, NumericSketch, category_key, update_rows
+from detectors.sketches import NumericSketch, update_rows
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.monitor_config import ModelMonitorConfig
 

@@ -20,7 +20,8 @@ from typing import Any, Final, Self
 
 import numpy as np
 
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.categorical import CategoricalSketch
+from detectors.sketches import NumericSketch
 
 __all__ = [
     "VALUE_TYPES",

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from detectors.alerting import Reading
 from detectors.calibration import NullThresholds, chi_square_threshold, ks_threshold
+from detectors.categorical import CategoricalSketch
 from detectors.evaluate_checks import CheckContext, data_quality_readings, quality_readings
 from detectors.kernels import (
     CategoricalReference,
@@ -34,7 +35,7 @@ from detectors.kernels import (
     ks_p_value,
     reference_bins,
 )
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.sketches import NumericSketch
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.monitor_config import ModelMonitorConfig
 from schemas.profile import FeatureProfile, QualityBaseline, ReferenceProfile, SliceProfile

@@ -24,10 +24,11 @@ from typing import Any, Literal
 import numpy as np
 
 from detectors.accumulate import PartitionAccumulator, fold_outcomes, fold_predictions
+from detectors.categorical import CategoricalSketch
 from detectors.join import LabelJoiner, Outcome
 from detectors.quality import ClassificationSketch
 from detectors.regression import RegressionSketch
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.sketches import NumericSketch
 from detectors.stats import quantile_edges
 from detectors.window import ALL_TRAFFIC, SliceDelta, WindowDelta
 from schemas.events import LabelEvent, PredictionEvent

@@ -21,12 +21,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Self
 
+from detectors.categorical import CategoricalSketch
 from detectors.data_quality import FeatureTypeTracker
 from detectors.join import from_epoch_us
 from detectors.latency import LatencySketch
 from detectors.quality import ClassificationSketch
 from detectors.regression import RegressionSketch
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.sketches import NumericSketch
 
 __all__ = ["ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDelta"]
 

@@ -33,9 +33,9 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
+from detectors.categorical import category_key
 from detectors.profile_builder import infer_task
 from detectors.quality import class_key
-from detectors.sketches import category_key
 from retrainer.errors import DatasetUnavailable
 from schemas.events import (
     Alert,

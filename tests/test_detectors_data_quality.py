@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.categorical import CategoricalSketch
 from detectors.data_quality import (
     FeatureTypeTracker,
     missing_features,
@@ -22,7 +23,7 @@ from detectors.data_quality import (
     type_changes,
     value_type,
 )
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.sketches import NumericSketch
 
 
 def _json(state: dict[str, Any]) -> dict[str, Any]:

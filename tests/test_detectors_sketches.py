@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from detectors.sketches import OTHER, CategoricalSketch, NumericSketch, category_key
+from detectors.categorical import OTHER, CategoricalSketch, category_key
+from detectors.sketches import NumericSketch
 
 
 def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.sketches import CategoricalSketch, NumericSketch
+from detectors.categorical import CategoricalSketch
+from detectors.sketches import NumericSketch
 from detectors.stats import ks
 from schemas.events import PredictionEvent, parse_prediction_payload
 
