@@ -381,6 +381,31 @@ def test_delayed_labels_with_a_concept_change_raise_a_performance_alert(
     assert samples.get('driftline_label_join_total{outcome="hit"}', 0) > 0, samples
 
 
+def test_labels_that_arrive_after_the_last_prediction_are_judged(
+    settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
+) -> None:
+    # A batch-scoring model: every prediction first, its labels later. Count windows close on
+    # outcomes too, so these labels are judged without waiting for the next prediction.
+    from streams.replay import replay_events
+
+    predictions, labels = _generated(concept_change_at=4_000)
+    worker = start_worker()
+    replay_events(settings, predictions, batch_size=200)
+    received = 'driftline_events_received_total{source="predictions"}'
+    assert wait_for(lambda: scrape(worker).get(received) == len(predictions), timeout=60), (
+        worker.log_tail()
+    )
+    replay_events(settings, labels, batch_size=200)
+
+    def performance(found: list[dict[str, Any]]) -> bool:
+        return any(alert["kind"] == "performance" for alert in found)
+
+    alerts = read_topic(kafka_bootstrap, settings.topics.alerts, until=performance, timeout=90)
+    fired = [a for a in alerts if a["kind"] == "performance" and a["status"] == "firing"]
+    assert [a["detector"] for a in fired] == ["error_rate"], (alerts, worker.log_tail())
+    assert datetime.fromisoformat(fired[0]["fired_at"]) >= predictions[4_000].timestamp
+
+
 def test_backtest_and_live_pipeline_raise_the_same_alerts(
     settings: Settings,
     start_worker: Callable[..., ManagedProcess],
