@@ -130,13 +130,14 @@ class FleetMonitor:
         cut = sorted_times.size
         # Outcomes also close count windows (labels arriving after the traffic stopped); a
         # label joins at most one outcome, so cutting after that many labels never overshoots.
-        need = min(
-            (n for judge in self.judges.values() if (n := judge.labels_until_decision())),
-            default=None,
-        )
         done = int(np.searchsorted(label_rows, start))
-        if need is not None and done + need - 1 < label_rows.size:
-            cut = int(label_rows[done + need - 1]) + 1
+        if done < label_rows.size:  # only labels ahead can close a window on outcomes
+            need = min(
+                (n for judge in self.judges.values() if (n := judge.labels_until_decision())),
+                default=None,
+            )
+            if need is not None and done + need - 1 < label_rows.size:
+                cut = int(label_rows[done + need - 1]) + 1
         for model, where in positions.items():
             done = int(np.searchsorted(where, start))
             if done >= where.size:
