@@ -186,7 +186,14 @@ class MonitorKit:
     def load_judge(self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics) -> Any:
         from detectors.judge import ModelJudge
 
+        judged_until: list[datetime] = []
+
         def export(point: Any) -> None:
+            if not judged_until or point.window_end != judged_until[0]:
+                # A window's first point: its verdict is being made now.
+                judged_until[:] = [point.window_end]
+                latency = (self.clock() - point.window_end).total_seconds()
+                metrics.decision_latency.observe(max(0.0, latency))
             # Segments would multiply the series; Prometheus gets the all-traffic statistics.
             if point.segment is None:
                 metrics.set_statistic(

@@ -46,6 +46,11 @@ _LATENCY_BUCKETS: Final = (
     30.0,
     60.0,
 )
+_DECISION_LATENCY_BUCKETS: Final = (
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0,
+    86400.0,
+)  # fmt: skip
+"""Fine around the live pipeline's 0.1-1 s; the long ones are replays of old event times."""
 _LABEL_LATENCY_BUCKETS: Final = (
     1.0,
     10.0,
@@ -121,6 +126,13 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
             buckets=_LATENCY_BUCKETS,
+        )
+        self.decision_latency = Histogram(
+            "driftline_decision_latency_seconds",
+            "Wall time from the event time of a judged window's last event to the judge's "
+            "verdict on it: how late a firing alert can be, detection delay excluded.",
+            registry=r,
+            buckets=_DECISION_LATENCY_BUCKETS,
         )
         self.batch_duration = Histogram(
             "driftline_batch_duration_seconds",

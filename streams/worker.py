@@ -21,6 +21,8 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 # uvloop speeds up Faust's per-message consumer path (queues, futures, acks): a count-only
 # Faust agent 1.5x, our worker ~10 % (bench/worker_throughput.py); "asyncio" is for debugging.
 EVENT_LOOPS: Final = ("uvloop", "asyncio")
+FREEZE_CHECK_SECONDS: Final = 10.0
+"""How often the worker looks for newly imported modules to freeze (see `streams.gc_freeze`)."""
 log = logging.getLogger("driftline.worker")
 
 
@@ -78,6 +80,7 @@ def run_worker(
 
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
+    from streams.gc_freeze import ModuleFreezer
     from streams.metrics import serve_metrics
     from streams.topics import TopicsError, ensure_topics
 
@@ -105,10 +108,22 @@ def run_worker(
         f"/metrics store={store}",
         flush=True,
     )
-    worker = faust.Worker(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    freezer = ModuleFreezer()
+
+    class Worker(faust.Worker):  # the name is in its log lines ("[^Worker]: Ready")
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            freezer.maybe_freeze(force=True)  # Faust's services, clients and tables too
+
+    @live.app.timer(FREEZE_CHECK_SECONDS)  # type: ignore[untyped-decorator]
+    async def freeze_new_modules() -> None:
+        freezer.maybe_freeze()
+
+    worker = Worker(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner sets the root logger to DEBUG (for levels >= warning), so every
     # debug call in aiokafka's fetch loop built a log record: ~5 % of a busy worker's CPU.
     worker.spinner = None
+    freezer.maybe_freeze()
     try:
         worker.execute_from_commandline()
     finally:

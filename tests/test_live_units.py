@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -430,3 +430,68 @@ def test_a_stalled_demo_says_where_the_workers_pipeline_stands() -> None:
     assert text.endswith("; performance: error_rate 0.21 (threshold 0.274)"), text
     dead = SimpleNamespace(banner=re.match(r"(.*)", url))  # the server is gone now
     assert "did not answer" in _worker_progress(dead)  # type: ignore[arg-type]
+
+
+def test_the_freezer_frees_garbage_first_and_freezes_again_after_new_imports() -> None:
+    import gc
+    import sys
+    import types
+    import weakref
+
+    from streams.gc_freeze import ModuleFreezer
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector frees it
+
+    garbage = Node()
+    gone = weakref.ref(garbage)
+    del garbage
+    freezer = ModuleFreezer()
+    try:
+        assert freezer.maybe_freeze()
+        assert gone() is None  # collected, not frozen for the life of the process
+        first = gc.get_freeze_count()
+        assert first > 1000  # the interpreter's own objects at least
+        assert not freezer.maybe_freeze()  # nothing imported since
+        sys.modules["driftline_test_fresh_module"] = types.ModuleType("fresh")
+        kept = [object() for _ in range(10)], {"a": [1]}
+        assert freezer.maybe_freeze()
+        assert gc.get_freeze_count() > first
+        assert kept
+    finally:
+        sys.modules.pop("driftline_test_fresh_module", None)
+        gc.unfreeze()
+
+
+def test_the_judge_reports_how_late_each_window_verdict_is() -> None:
+    from detectors.accumulate import PartitionAccumulator
+    from detectors.window import WindowDelta
+    from schemas.events import PredictionEvent
+    from schemas.monitor_config import MonitorConfig
+    from streams.agents_monitor import MonitorKit
+    from streams.metrics import WorkerMetrics
+    from streams.synthetic import generate_stream
+
+    raw, _ = generate_stream(3, 6000, "m", features=4, label_fraction=0.0)
+    predictions = [PredictionEvent.model_validate(item) for item in raw]
+    verdict_time = predictions[-1].timestamp + timedelta(seconds=2)
+    kit = MonitorKit(MonitorConfig(), clock=lambda: verdict_time)
+    metrics = WorkerMetrics()
+    judge = kit.load_judge("m", None, metrics)
+    accumulator = PartitionAccumulator(kit.config)
+    ends: list[datetime] = []
+    for start in range(0, len(predictions), 250):
+        accumulator.add_predictions(predictions[start : start + 250])
+        for delta in accumulator.drain():
+            before = judge.windows
+            kit.apply_delta(judge, WindowDelta.from_state(delta.to_state()).to_state())
+            if judge.windows > before:
+                ends.append(predictions[min(start + 249, len(predictions) - 1)].timestamp)
+    registry = metrics.registry
+    count = registry.get_sample_value("driftline_decision_latency_seconds_count")
+    total = registry.get_sample_value("driftline_decision_latency_seconds_sum")
+    assert judge.windows >= 3  # after the warm-up
+    assert count == judge.windows  # once per window, not once per statistic
+    expected = sum((verdict_time - end).total_seconds() for end in ends)
+    assert total == pytest.approx(expected)  # each window: the clock minus its last event

@@ -158,6 +158,7 @@ def test_dashboard_is_a_grafana_model_with_datasource_and_model_variables() -> N
         "driftline_statistic_threshold",
         "driftline_alert_firing",
         "driftline_processing_latency_seconds_bucket",
+        "driftline_decision_latency_seconds_bucket",
         "driftline_consumer_lag_messages",
     ):
         assert metric in joined, metric
@@ -264,6 +265,7 @@ def test_rules_and_dashboard_use_only_metrics_a_live_worker_exposes(
     assert "driftline_label_latency_seconds_bucket" in exposed
     samples = scrape_metrics(busy_worker.banner.group(1))
     assert samples["driftline_label_latency_seconds_count"] > 0  # joined labels are timed
+    assert samples["driftline_decision_latency_seconds_count"] > 0  # so are window verdicts
     rule_names = {n for rule in _rules() for n in METRIC_NAME.findall(rule["expr"])}
     dashboard_names = {n for e in _dashboard_exprs(_dashboard()) for n in METRIC_NAME.findall(e)}
     assert len(rule_names) >= 8 and len(dashboard_names) >= 12, (rule_names, dashboard_names)

@@ -212,6 +212,14 @@ class SustainedResult:
     rss: list[tuple[float, float]]
     warmup_seconds: float
     """When every model's reference warm-up is over (models x 2,000 events / rate)."""
+    decisions: list[tuple[float, float]]
+    """The worker's ``driftline_decision_latency_seconds`` buckets: (upper bound, cumulative
+    count), one per judged window; the alerts are a few of those windows."""
+
+    def decision_quantile(self, q: float) -> float | None:
+        """Seconds below which a share ``q`` of the window verdicts fell (linear within the
+        bucket, as Prometheus's ``histogram_quantile``); None without verdicts."""
+        return histogram_quantile(self.decisions, q)
 
     def slope(self, after: float = 0.0) -> float:
         """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s."""
@@ -220,6 +228,38 @@ class SustainedResult:
             return float("nan")
         minutes = np.array([t for t, _ in points]) / 60.0
         return float(np.polyfit(minutes, np.array([m for _, m in points]), 1)[0])
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """The ``q`` quantile of a Prometheus histogram's ``(le, cumulative count)`` buckets.
+
+    >>> histogram_quantile([(0.1, 0), (0.2, 50), (0.4, 100), (float("inf"), 100)], 0.5)
+    0.2
+    >>> histogram_quantile([(0.1, 0), (0.2, 50), (0.4, 100), (float("inf"), 100)], 0.75)
+    0.3
+    """
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return round(lower + (upper - lower) * (rank - below) / max(count - below, 1e-12), 9)
+        lower, below = upper, count
+    return lower
+
+
+def decision_buckets(samples: dict[str, float]) -> list[tuple[float, float]]:
+    """``(le, cumulative count)`` of ``driftline_decision_latency_seconds`` in a scrape."""
+    prefix = 'driftline_decision_latency_seconds_bucket{le="'
+    found = [
+        (float(name[len(prefix) : -2]), value)
+        for name, value in samples.items()
+        if name.startswith(prefix)
+    ]
+    return sorted(found)
 
 
 def sustained_run(
@@ -256,6 +296,7 @@ def sustained_run(
             caught_up = time.monotonic() - started
             break
         time.sleep(0.5)
+    decisions = decision_buckets(scrape_metrics(probe.url)) if probe.proc.alive() else []
     latencies: list[float] = []
     alerted: set[str] = set()
     firing = 0
@@ -274,4 +315,5 @@ def sustained_run(
         rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, warmup_seconds=warmup_seconds,
+        decisions=decisions,
     )  # fmt: skip
