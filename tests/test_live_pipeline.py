@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -204,7 +205,7 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     )
 
 
-def test_worker_caps_how_long_the_broker_holds_an_empty_fetch(
+def test_worker_caps_the_fetch_wait_and_freezes_its_long_lived_objects(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     # Faust's literal 1.5 s held the busy partitions' next records behind a fetch of quiet
@@ -213,6 +214,12 @@ def test_worker_caps_how_long_the_broker_holds_an_empty_fetch(
     applied = "consumer fetch wait: 30 ms (was 1500 ms)"
     assert wait_for(lambda: applied in worker.log(), timeout=60), worker.log_tail()
     assert "cannot set the consumer's fetch wait" not in worker.log()
+    # After its startup the worker keeps its long-lived objects out of full collections
+    # (streams.gc_freeze): a full collection of them stopped it for 100-165 ms every ~5 s.
+    frozen = re.compile(r"(\d+) long-lived objects \(\d+ modules\) kept out of garbage")
+    assert wait_for(lambda: frozen.search(worker.log()) is not None, timeout=30), worker.log_tail()
+    match = frozen.search(worker.log())
+    assert match is not None and int(match.group(1)) > 50_000
     assert worker.alive(), worker.log_tail()
 
 
