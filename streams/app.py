@@ -51,7 +51,9 @@ MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
 of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
 ``max.message.bytes`` themselves."""
 # Modest RocksDB buffers: the defaults (64 MiB memtables x3, 2 GiB block cache) are sized for
-# one big table, we have several small ones per partition.
+# one big table, we have several small ones per partition. The block cache sizes only apply
+# to a python-rocksdb store: with rocksdict every database shares one cache and write buffer
+# budget (streams.rocksdb_memory).
 ROCKSDB_OPTIONS: Final = {
     "write_buffer_size": 8 << 20,
     "max_write_buffer_number": 2,
@@ -173,6 +175,10 @@ def create_app(
     app._on_agent_error = exit_on_agent_crash()  # type: ignore[method-assign,assignment]  # before agents
     hold_input_while_seeking(app)
     shorten_fetch_wait(app, fetch_wait_seconds)
+    if app.conf.store.scheme == "rocksdb":
+        from streams.rocksdb_memory import share_rocksdb_memory
+
+        share_rocksdb_memory()  # one memory budget, however many partitions the worker holds
     live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
     if install_agents:
         from streams.agents import install_pipeline

@@ -495,3 +495,48 @@ def test_the_judge_reports_how_late_each_window_verdict_is() -> None:
     assert count == judge.windows  # once per window, not once per statistic
     expected = sum((verdict_time - end).total_seconds() for end in ends)
     assert total == pytest.approx(expected)  # each window: the clock minus its last event
+
+
+def test_all_rocksdb_stores_share_one_memory_budget(tmp_path: Path) -> None:
+    import os
+
+    import rocksdict
+
+    from streams.rocksdb_memory import SharedRocksDBMemory
+
+    budget = SharedRocksDBMemory(cache_bytes=16 << 20, memtable_bytes=8 << 20)
+    stores = []
+    for i in range(4):  # 4 tables or partitions, 4 x 2.4 MB written: more than the budget
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(4 << 20)
+        stores.append(
+            rocksdict.Rdict(str(tmp_path / f"db{i}"), options=budget.apply(options, bloom_bits=3))
+        )
+    for store in stores:
+        for k in range(20_000):
+            store[f"key-{k}".encode()] = os.urandom(100)
+    memtables = budget.write_buffers.get_usage()
+    assert 0 < memtables <= (8 << 20) * 1.05  # flushed early: all memtables within the budget
+    assert budget.cache.get_usage() >= memtables  # and charged to the one shared cache
+    for store in stores:
+        values = [store[f"key-{k}".encode()] for k in range(0, 20_000, 97)]
+        assert all(isinstance(v, bytes) and len(v) == 100 for v in values)  # none lost
+        store.close()
+    with pytest.raises(ValueError, match=r"memtable_bytes .* at most cache_bytes"):
+        SharedRocksDBMemory(cache_bytes=1 << 20, memtable_bytes=2 << 20)
+
+
+def test_a_rocksdb_worker_app_opens_its_stores_with_the_shared_budget(tmp_path: Path) -> None:
+    import faust.stores.rocksdb as faust_rocksdb
+
+    from streams.app import create_app
+    from streams.rocksdb_memory import share_rocksdb_memory
+
+    create_app(Settings(), store="rocksdb://", datadir=tmp_path, monitor_kit=_NoMonitor())
+    options = faust_rocksdb.RocksDBOptions(use_rocksdict=True)
+    assert type(options).__name__ == "SharedMemoryOptions"
+    db = options.open(tmp_path / "probe")
+    db[b"k"] = b"v" * 1000
+    assert share_rocksdb_memory().write_buffers.get_usage() > 0  # its memtable is counted
+    db.close()

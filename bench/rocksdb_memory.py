@@ -1,0 +1,117 @@
+"""RocksDB memory of a worker's stores: Faust's per-database options vs one shared budget.
+
+A worker opens one RocksDB database per table and partition it holds (5 tables). Each child
+process here opens ``--partitions`` x 5 databases the way the worker does (Faust's
+``RocksDBOptions`` with the worker's ``ROCKSDB_OPTIONS``), writes join-like entries (random
+event ids, ~300-byte values) and reads recent and old keys back, like the label join. It
+prints its resident memory (VmRSS) after opening and at the end. Rows:
+
+a. baseline: Faust's options, a block cache and memtables per database;
+b. ``streams.rocksdb_memory.share_rocksdb_memory()``: one cache and write buffer budget.
+
+    .venv/bin/python bench/rocksdb_memory.py  # --partitions 3,12 --megabytes 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TABLES = 5
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(partitions: int, megabytes: int, shared: bool) -> dict[str, float]:
+    """Open, fill and read the databases of ``partitions``; memory and time as a dict."""
+    import faust.stores.rocksdb as faust_rocksdb
+
+    from streams.app import ROCKSDB_OPTIONS
+
+    if shared:
+        from streams.rocksdb_memory import share_rocksdb_memory
+
+        share_rocksdb_memory()
+    before = rss_mib()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as directory:
+        options = faust_rocksdb.RocksDBOptions(**dict(ROCKSDB_OPTIONS), use_rocksdict=True)
+        dbs = [options.open(Path(directory) / f"db{i}") for i in range(partitions * TABLES)]
+        opened = rss_mib()
+        rng = random.Random(7)
+        value = b'{"ts":1714550400000000,"features":' + b"x" * 260 + b"}"
+        per_db = megabytes * (1 << 20) // len(value) // len(dbs)
+        for round_ in range(4):  # writes interleaved across databases, as partitions run
+            for db in dbs:
+                for k in range(per_db // 4):
+                    db[f"evt-{round_}-{k}-{rng.random()}".encode()] = value
+        hits = 0
+        for db in dbs:  # the join looks ids up: a few recent ones, most of them unknown
+            for k in range(2_000):
+                hits += db.get(f"evt-3-{k}-x".encode()) is not None
+        end = rss_mib()
+        for db in dbs:
+            db.close()
+    return {
+        "before": before,
+        "opened": opened,
+        "end": end,
+        "seconds": time.perf_counter() - started,
+        "written_mib": per_db * len(dbs) * len(value) / (1 << 20),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", default="3,12", help="comma-separated partition counts")
+    parser.add_argument("--megabytes", type=int, default=24, help="written per partition")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        partitions, shared = args.child.split(":")
+        print(json.dumps(child(int(partitions), args.megabytes * int(partitions),
+                               shared == "1")))  # fmt: skip
+        return
+    table = Table(title="RocksDB memory of one worker's stores (5 tables x partitions)")
+    for column in ("partitions", "row", "databases", "written", "RSS opened -> end", "growth",
+                   "time"):  # fmt: skip
+        table.add_column(column)
+    console = Console()
+    for partitions in (int(p) for p in args.partitions.split(",")):
+        for shared, row in ((False, "a. Faust: cache + memtables per database"),
+                            (True, "b. one shared budget (128 MiB, memtables 64)")):  # fmt: skip
+            console.log(f"{partitions} partitions, {row}")
+            out = subprocess.run(
+                [sys.executable, __file__, "--megabytes", str(args.megabytes),
+                 "--child", f"{partitions}:{int(shared)}"],
+                check=True, capture_output=True, text=True, env={**os.environ},
+            )  # fmt: skip
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            table.add_row(
+                str(partitions), row, str(partitions * TABLES),
+                f"{result['written_mib']:.0f} MiB",
+                f"{result['opened']:.0f} -> {result['end']:.0f} MiB",
+                f"+{result['end'] - result['opened']:.0f} MiB", f"{result['seconds']:.1f} s",
+            )  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""One memory budget for all of a worker's RocksDB stores, whatever partitions it holds.
+
+Faust opens a RocksDB database per table and partition (5 tables: 15 databases for 3
+partitions, 60 for 12) and gives each its own block cache and memtables. A worker's memory
+then grows with the partitions assigned to it: exactly when other workers die and it takes
+theirs over. :func:`share_rocksdb_memory` makes every database this process opens use one
+block cache of ``cache_bytes``, with the memtables charged to it through one write buffer
+manager (RocksDB flushes the largest memtable when they reach ``memtable_bytes`` together),
+so RocksDB's memory stays within ``cache_bytes`` plus what it pins.
+
+Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
+replaces that class in Faust's module with a subclass (rocksdict driver only; a
+python-rocksdb store keeps Faust's options).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["CACHE_BYTES", "MEMTABLE_BYTES", "SharedRocksDBMemory", "share_rocksdb_memory"]
+
+CACHE_BYTES: Final = 128 << 20
+"""Block cache shared by all stores of a worker, memtables included."""
+MEMTABLE_BYTES: Final = 64 << 20
+"""All memtables together (each table's own limit, ``write_buffer_size``, still applies)."""
+
+
+class SharedRocksDBMemory:
+    """The cache and write buffer manager every database of the process is opened with."""
+
+    def __init__(self, cache_bytes: int, memtable_bytes: int) -> None:
+        import rocksdict
+
+        if not 0 < memtable_bytes <= cache_bytes:
+            raise ValueError(
+                f"memtable_bytes ({memtable_bytes}) must be positive and at most cache_bytes "
+                f"({cache_bytes}): the memtables are charged to the cache"
+            )
+        self.cache = rocksdict.Cache(cache_bytes)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memtable_bytes, False, self.cache
+        )
+
+    def apply(self, options: Any, *, bloom_bits: int) -> Any:
+        """``options`` (rocksdict ``Options``) with the shared cache and write buffers."""
+        import rocksdict
+
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(bloom_bits, block_based=True)
+        table.set_block_cache(self.cache)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(self.write_buffers)
+        return options
+
+
+_shared: SharedRocksDBMemory | None = None
+
+
+def share_rocksdb_memory(
+    cache_bytes: int = CACHE_BYTES, memtable_bytes: int = MEMTABLE_BYTES
+) -> SharedRocksDBMemory:
+    """Make the RocksDB stores Faust opens from now on share one memory budget (idempotent:
+    the first call's budget stays)."""
+    global _shared
+    if _shared is not None:
+        return _shared
+    import faust.stores.rocksdb as faust_rocksdb
+
+    shared = SharedRocksDBMemory(cache_bytes, memtable_bytes)
+    base: Any = faust_rocksdb.RocksDBOptions
+
+    class SharedMemoryOptions(base):  # type: ignore[misc,valid-type]  # Faust's class, untyped
+        def as_options(self) -> Any:
+            options = super().as_options()
+            if not self.use_rocksdict:
+                return options
+            return shared.apply(options, bloom_bits=self.bloom_filter_size)
+
+    faust_rocksdb.RocksDBOptions = SharedMemoryOptions  # type: ignore[misc]
+    _shared = shared
+    return shared
