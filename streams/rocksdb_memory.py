@@ -5,8 +5,9 @@ partitions, 60 for 12) and gives each its own block cache and memtables. A worke
 then grows with the partitions assigned to it: exactly when other workers die and it takes
 theirs over. :func:`share_rocksdb_memory` makes every database this process opens use one
 block cache of ``cache_bytes``, with the memtables charged to it through one write buffer
-manager (RocksDB flushes the largest memtable when they reach ``memtable_bytes`` together),
-so RocksDB's memory stays within ``cache_bytes`` plus what it pins.
+manager (once the memtables together reach ~90 % of ``memtable_bytes``, RocksDB flushes the
+one of the database being written), so RocksDB's memory stays within ``cache_bytes`` plus
+what it pins.
 
 Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
 replaces that class in Faust's module with a subclass (rocksdict driver only; a
