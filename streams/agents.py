@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
-from streams.agents_monitor import MonitorKit
+from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.agents_state import JsonTableView
+from streams.delta_merge import merge_round
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.ingest_rounds import (
@@ -57,6 +58,10 @@ log = logging.getLogger("driftline.agents")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _first_event(pair: tuple[DeltaOut, Any]) -> float:
+    return pair[0].start
 
 
 def install_pipeline(
@@ -289,20 +294,22 @@ def install_pipeline(
             progress[f"intent:{result.partition}"] = result.batch
         if publishing:
             await app.producer.flush()  # the intents are durable before any delta is out
-        ordered = sorted(
-            (
-                (delta, {**result.origin, "index": i})
-                for result in publishing
-                for i, delta in enumerate(result.deltas)
-            ),
-            key=lambda pair: pair[0].start,
-        )
-        for delta, origin in ordered:
+        pairs = [
+            (delta, {**result.origin, "index": i})
+            for result in publishing
+            for i, delta in enumerate(result.deltas)
+        ]
+        if any(intent is not None for *_, intent, _anchor in parts):
+            # A replay publishes its batches part by part, as the crashed round may have.
+            ordered = [(delta, [origin]) for delta, origin in sorted(pairs, key=_first_event)]
+        else:
+            ordered = merge_round(pairs, max_events=kit.delta_events)
+        for delta, origins in ordered:
             envelope = {
                 "format": SKETCH_FORMAT_VERSION,
                 "type": "delta",
                 "model": delta.model,
-                "origin": origin,
+                **({"origin": origins[0]} if len(origins) == 1 else {"origins": origins}),
                 "delta": delta.state,
             }
             await sketches.send(key=delta.model.encode(), value=dumps_compact(envelope))

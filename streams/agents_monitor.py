@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
 from detectors.join import JoinStats, LabelJoiner
+from detectors.window import WindowDelta
 from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import MonitorConfig
 from schemas.settings import Settings
@@ -40,9 +42,16 @@ class DeltaOut:
     """A drained window delta of one model, ready for the sketches topic."""
 
     model: str
-    state: dict[str, Any]
+    window: WindowDelta
+    """The delta itself, owned by this object: merged with others before it is written
+    (`streams.delta_merge`), so its JSON state is built once, when published."""
     start: float
     """Event time (epoch seconds) of the delta's first event: the judge gets deltas in order."""
+
+    @cached_property
+    def state(self) -> dict[str, Any]:
+        """The delta's JSON state (built on first use; merge nothing into it after that)."""
+        return self.window.to_state()
 
 
 def _sort_key(start: datetime | None) -> float:
@@ -178,7 +187,7 @@ class MonitorKit:
         out = []
         for delta in accumulator.drain():
             delta.labels_behind = labels_behind
-            out.append(DeltaOut(delta.model, delta.to_state(), _sort_key(delta.start)))
+            out.append(DeltaOut(delta.model, delta, _sort_key(delta.start)))
         return out
 
     # -- judge side ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert
-from streams.judge_record import JudgeRecord
+from streams.judge_record import JudgeRecord, origins_of
 from streams.warmup_order import release_parked, route_delta
 
 if TYPE_CHECKING:
@@ -138,10 +138,10 @@ class JudgeBook:
                 emitted.extend(kit.switch_reference(judge, envelope["reference"]))
                 metrics.reference_switches.inc()
                 switched = True
-            elif record.accept(envelope.get("origin")):
+            elif record.accept_all(origins := origins_of(envelope)):
                 reference = judge.settings.reference
                 for state in route_delta(
-                    record, envelope["delta"], envelope.get("origin"),
+                    record, envelope["delta"], origins,
                     warming_up=judge.reference is None and reference.source == "warmup",
                     warmup_events=reference.warmup_events,
                 ):  # fmt: skip

@@ -7,7 +7,8 @@ Two crashes can hand a judge the same events again:
   last sketches message applied and skips everything at or below it.
 - an ingest published its deltas but died before it stored its progress offsets: after the
   restart the same input messages are folded again and published as new deltas. Every delta
-  carries its *origin* (input partition, the offsets its batch covered, its index in the batch);
+  carries its *origin* (input partition, the offsets its batch covered, its index in the batch;
+  a delta merged from several partitions' parts carries one per part, `streams.delta_merge`);
   the ingest stores the batch it is about to publish (its intent) before publishing, so the
   replay after a crash uses the same batch, and the record drops deltas of batches it applied.
 
@@ -29,17 +30,27 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["RECORD_FORMAT", "Batch", "JudgeRecord", "batch_of"]
+__all__ = ["RECORD_FORMAT", "Batch", "JudgeRecord", "batch_of", "origins_of"]
 
 RECORD_FORMAT: Final = 1
 """Stored as ``{"record": 1, "judge": ..., ...}``; a bare judge state (before) still loads."""
 Batch = list[int]
 """``[first prediction offset, last, first label offset, last]`` of one ingest batch of one
 input partition; ``-1, -1`` for a source the batch holds no message of."""
+
+
+def origins_of(envelope: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """The origins of a sketches delta: several once merged (``origins``), else its one
+    ``origin``; None when an older worker published it without any."""
+    origins = envelope.get("origins")
+    if origins:
+        return list(origins)
+    origin = envelope.get("origin")
+    return None if origin is None else [origin]
 
 
 def batch_of(offsets: Mapping[str, tuple[int, int]]) -> Batch:
@@ -113,6 +124,27 @@ class JudgeRecord:
     def seen(self, offset: int) -> bool:
         """Whether the sketches message at ``offset`` was applied before (a re-delivery)."""
         return offset <= self.sketches_offset
+
+    def accept_all(self, origins: Sequence[Mapping[str, Any]] | None) -> bool:
+        """Whether a delta merged from ``origins`` (`streams.delta_merge`) is new; records
+        each of its new parts. One new part is enough: the ingest merges only fresh batches,
+        so a replay sends a merged delta's parts again one by one, never a mix.
+
+        >>> record = JudgeRecord()
+        >>> parts = [{"partition": p, "batch": [0, 9, -1, -1], "index": 0} for p in (0, 1)]
+        >>> record.accept_all(parts), record.accept(parts[1]), record.accept_all(parts)
+        (True, False, False)
+        >>> record.duplicates
+        2
+        """
+        if not origins:
+            return True  # published by an older worker: nothing to check it against
+        if len(origins) == 1:
+            return self.accept(origins[0])
+        duplicates = self.duplicates
+        fresh = [self.accept(origin) for origin in origins]  # only new parts are recorded
+        self.duplicates = duplicates + (0 if any(fresh) else 1)
+        return any(fresh)
 
     def accept(self, origin: Mapping[str, Any] | None) -> bool:
         """Whether a delta of ``origin`` is new; records it when it is."""

@@ -20,7 +20,7 @@ traffic of the model: producers key by ``event_id``, so this is a safety net).
 >>> record = JudgeRecord()
 >>> def route(d, p, warming_up=True):
 ...     origin = {"partition": p, "batch": [0, 0, -1, -1], "index": 0, "partitions": 2}
-...     out = route_delta(record, d, origin, warming_up=warming_up, warmup_events=100)
+...     out = route_delta(record, d, [origin], warming_up=warming_up, warmup_events=100)
 ...     return [(s["start_us"], s["end_us"], s["count"]) for s in out]
 >>> route(delta(0, 9), 0)  # partition 1 not heard of yet: park
 []
@@ -38,7 +38,7 @@ traffic of the model: producers key by ``event_id``, so this is a safety net).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.window import WindowDelta
@@ -54,20 +54,27 @@ MAX_PARKED = 64
 def route_delta(
     record: JudgeRecord,
     delta: dict[str, Any],
-    origin: Mapping[str, Any] | None,
+    origins: Sequence[Mapping[str, Any]] | None,
     *,
     warming_up: bool,
     warmup_events: int,
 ) -> list[dict[str, Any]]:
-    """The delta states to apply now, in order (none: ``delta`` was parked)."""
+    """The delta states to apply now, in order (none: ``delta`` was parked).
+
+    ``origins``: one per input partition whose events the delta holds (several once merged,
+    `streams.delta_merge`, each with its part's own ``end_us``); the delta is parked with
+    the first one's partition.
+    """
     if not warming_up:
         return [*release_parked(record), delta]
     start, end = delta.get("start_us"), delta.get("end_us")
-    if origin is None or "partitions" not in origin or start is None or end is None:
+    if not origins or any("partitions" not in o for o in origins) or start is None or end is None:
         return [delta]  # from an older worker, or no events: nothing to order it by
-    source, partitions = str(int(origin["partition"])), int(origin["partitions"])
-    record.watermarks[source] = max(record.watermarks.get(source, end), int(end))
-    parked = record.parked.setdefault(source, [])
+    partitions = int(origins[0]["partitions"])
+    for origin in origins:
+        source, part_end = str(int(origin["partition"])), int(origin.get("end_us") or end)
+        record.watermarks[source] = max(record.watermarks.get(source, part_end), part_end)
+    parked = record.parked.setdefault(str(int(origins[0]["partition"])), [])
     if parked and parked[-1]["model_version"] != delta["model_version"]:
         return [delta]  # a version change: its own warm-up, not ours to reorder
     parked.append(delta)

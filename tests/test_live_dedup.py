@@ -52,3 +52,16 @@ def test_replay_split_keeps_the_unfinished_batch_apart() -> None:
     # Once its progress is recorded the intent is history.
     done = {"predictions": 13, "labels": 7}
     assert split_replay(messages, lambda m: m, intent, done) == ([], messages)
+
+
+def test_a_merged_delta_counts_once_and_its_replayed_parts_are_dropped() -> None:
+    """`streams.delta_merge`: one delta holds the parts of three partitions' batches; after a
+    crash the ingest replays those batches part by part, and none of them counts again."""
+    record = JudgeRecord()
+    parts = [_origin(p, [10 * p, 10 * p + 9, -1, -1], 0) for p in range(3)]
+    assert record.accept_all(parts)
+    assert [record.accept(part) for part in parts] == [False, False, False]
+    assert not record.accept_all(parts)  # the merged message itself, delivered again
+    assert record.duplicates == 4  # three parts, then one merged delta
+    assert record.accept_all([_origin(p, [10 * p + 10, 10 * p + 19, -1, -1], 0) for p in (0, 2)])
+    assert record.applied == {"0": [19, -1], "1": [19, -1], "2": [39, -1]}

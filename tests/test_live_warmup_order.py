@@ -26,7 +26,7 @@ def _warm_up(arrivals: list[tuple[int, dict[str, Any]]], partitions: int) -> lis
     for p, delta in arrivals:
         origin = {"partition": p, "batch": [0, 0, -1, -1], "index": 0, "partitions": partitions}
         for state in route_delta(
-            record, delta, origin, warming_up=seen < WARMUP, warmup_events=WARMUP
+            record, delta, [origin], warming_up=seen < WARMUP, warmup_events=WARMUP
         ):
             if seen < WARMUP:
                 warm.append(state)
@@ -51,7 +51,7 @@ def test_in_order_arrivals_are_not_held_back() -> None:
     applied = []
     for p, delta in arrivals[:6]:
         origin = {"partition": p, "batch": [0, 0, -1, -1], "index": 0, "partitions": 3}
-        applied += route_delta(record, delta, origin, warming_up=True, warmup_events=WARMUP)
+        applied += route_delta(record, delta, [origin], warming_up=True, warmup_events=WARMUP)
     # A delta waits only until every partition passed its end.
     assert [d["start_us"] for d in applied] == [0, 1, 2, 750, 751, 752]
     assert record.parked == {}
@@ -71,7 +71,9 @@ def test_everything_of_two_partitions_before_the_third_still_warms_up_in_time_or
     record, applied, seen = JudgeRecord(), [], 0
     for p, delta in arrivals:
         origin = {"partition": p, "batch": [0, 0, -1, -1], "index": 0, "partitions": 3}
-        states = route_delta(record, delta, origin, warming_up=seen < WARMUP, warmup_events=WARMUP)
+        states = route_delta(
+            record, delta, [origin], warming_up=seen < WARMUP, warmup_events=WARMUP
+        )
         for state in states:
             applied.append(state)
             seen += state["count"]

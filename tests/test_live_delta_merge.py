@@ -1,0 +1,118 @@
+"""The ingest publishes one delta per model and round (`streams.delta_merge`): pure checks
+on deltas folded from real prediction messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from detectors.window import WindowDelta
+from schemas.monitor_config import MonitorConfig
+from streams.agents_monitor import DeltaOut, MonitorKit
+from streams.delta_merge import MERGE_GAP_US, merge_round
+from streams.fold_columns import fold_columns
+from streams.ingest_columns import split_columns
+from streams.judge_record import JudgeRecord
+from streams.metrics import WorkerMetrics
+from streams.validation import RawMessage
+from streams.warmup_order import route_delta
+
+ROW = (
+    '{{"event_id": "p{p}-{i}", "model": "{model}", "model_version": "{version}", '
+    '"timestamp": "2024-05-01T00:{minute:02d}:{second:02d}.{micro:06d}Z", '
+    '"features": {{"x": {x}, "country": "{country}"}}, "prediction": {score}}}'
+)
+
+
+def _fold(
+    partition: int,
+    count: int,
+    *,
+    model: str = "churn",
+    version: str = "1",
+    minute: int = 0,
+    kit: MonitorKit | None = None,
+) -> list[DeltaOut]:
+    """``count`` predictions of one partition, folded as the ingest folds them."""
+    rows = [
+        ROW.format(
+            **{"p": partition, "i": i, "model": model, "version": version, "minute": minute},
+            second=(i // 10) % 60,
+            micro=(i % 10) * 1000 + partition,
+            x=i * 0.5 + partition,
+            country="DE" if i % 3 else "FR",
+            score=(i % 7) / 7,
+        )
+        for i in range(count)
+    ]
+    messages = [
+        RawMessage("predictions", row.encode(), "predictions", partition, i)
+        for i, row in enumerate(rows)
+    ]
+    split = split_columns(messages, now=datetime(2024, 5, 1, 1, tzinfo=UTC))
+    assert not split.dead_letters
+    kit = kit or MonitorKit(MonitorConfig())
+    return fold_columns(
+        kit, {}, {}, split.predictions, split.labels, WorkerMetrics(CollectorRegistry()),
+        labels_behind=False, positions=split.positions,
+    )  # fmt: skip
+
+
+def _origin(partition: int) -> dict[str, object]:
+    return {"partition": partition, "batch": [0, 9, -1, -1], "index": 0, "partitions": 3}
+
+
+def test_one_round_of_three_partitions_becomes_one_delta_holding_all_of_it() -> None:
+    parts = [(delta, _origin(p)) for p in range(3) for delta in _fold(p, 40)]
+    expected = WindowDelta.from_state(parts[0][0].window.to_state())
+    for delta, _ in parts[1:]:
+        expected.merge(WindowDelta.from_state(delta.window.to_state()))
+    ends = [part.window.end_us for part, _ in parts]
+
+    merged = merge_round(parts, max_events=250)
+
+    assert len(merged) == 1
+    delta, origins = merged[0]
+    assert [origin["partition"] for origin in origins] == [0, 1, 2]
+    assert delta.state == expected.to_state()
+    assert delta.state["count"] == 120
+    assert delta.state["slices"][""]["numeric"]["x"]["count"] == 120
+    # Each origin keeps its own part's last event time (the warm-up's clock per partition).
+    assert [origin["end_us"] for origin in origins] == ends
+
+
+def test_the_folds_cut_versions_and_far_apart_partitions_are_kept() -> None:
+    kit = MonitorKit(MonitorConfig(), delta_events=50)
+    round_ = [
+        *[(delta, _origin(0)) for delta in _fold(0, 40, kit=kit)],
+        *[(delta, _origin(1)) for delta in _fold(1, 40, kit=kit)],  # 80 > 50: apart
+        *[(delta, _origin(2)) for delta in _fold(2, 5, version="2", kit=kit)],  # other version
+        *[(delta, _origin(2)) for delta in _fold(2, 5, minute=30, kit=kit)],  # 30 min later
+    ]
+    merged = merge_round(round_, max_events=kit.delta_events)
+    assert [(delta.state["model_version"], delta.state["count"], len(origins))
+            for delta, origins in merged] == [("1", 40, 1), ("1", 40, 1), ("2", 5, 1),
+                                              ("1", 5, 1)]  # fmt: skip
+    assert sum(delta.state["count"] for delta, _ in merged) == 90
+    starts = [delta.start for delta, _ in merged]
+    assert starts == sorted(starts)  # the judge applies them in event-time order
+    late = merged[-1][0].window.start_us - merged[-2][0].window.end_us
+    assert late > MERGE_GAP_US
+
+
+def test_a_merged_delta_moves_the_warm_up_clock_of_every_partition_it_holds() -> None:
+    parts = [(delta, _origin(p)) for p in range(3) for delta in _fold(p, 10)]
+    ((delta, origins),) = merge_round(parts, max_events=250)
+    record = JudgeRecord()
+    assert route_delta(record, delta.state, origins, warming_up=True, warmup_events=2000) == []
+    # Partition 2's part ends last: the others may still send events before that end.
+    ends = {str(origin["partition"]): origin["end_us"] for origin in origins}
+    assert record.watermarks == ends and max(ends.values()) == delta.state["end_us"]
+    # The next round of all three passes it: released first, in event-time order.
+    later = [(d, _origin(p)) for p in range(3) for d in _fold(p, 10, minute=1)]
+    ((after, after_origins),) = merge_round(later, max_events=250)
+    released = route_delta(record, after.state, after_origins, warming_up=True,
+                           warmup_events=2000)  # fmt: skip
+    assert released == [delta.state]
+    assert record.parked == {"0": [after.state]}
