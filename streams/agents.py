@@ -4,10 +4,11 @@ call the pure monitor, emit.
 
 Ingest consumes predictions and labels through one channel, so partition N of both topics
 (co-partitioned by the assignor) and the join tables' partition N live in one worker. It folds
-each batch per source partition and publishes the drained window deltas to the internal
-sketches topic keyed by model *before* the batch is acknowledged; a progress table remembers
-the last published offset per source partition, so a crash between publishing and committing
-does not count events twice. The judge agent owns each model through the sketches key.
+each batch per source partition and publishes the drained window deltas (merged per model
+across its partitions, `streams.delta_merge`) to the internal sketches topic keyed by model
+*before* the batch is acknowledged; a progress table remembers the last published offset per
+source partition, so a crash between publishing and committing does not count events twice.
+The judge agent owns each model through the sketches key.
 """
 
 from __future__ import annotations
