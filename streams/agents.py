@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
-from streams.agents_monitor import DeltaOut, MonitorKit
+from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
 from streams.delta_merge import merge_round
 from streams.fold_columns import fold_columns
@@ -59,10 +59,6 @@ log = logging.getLogger("driftline.agents")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _first_event(pair: tuple[DeltaOut, Any]) -> float:
-    return pair[0].start
 
 
 def install_pipeline(
@@ -302,7 +298,8 @@ def install_pipeline(
         ]
         if any(intent is not None for *_, intent, _anchor in parts):
             # A replay publishes its batches part by part, as the crashed round may have.
-            ordered = [(delta, [origin]) for delta, origin in sorted(pairs, key=_first_event)]
+            by_start = sorted(pairs, key=lambda pair: pair[0].start)
+            ordered = [(delta, [origin]) for delta, origin in by_start]
         else:
             ordered = merge_round(pairs, max_events=kit.delta_events)
         for delta, origins in ordered:

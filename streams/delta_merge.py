@@ -36,7 +36,7 @@ therefore not mixed into another partition's earlier events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from detectors.window import WindowDelta
@@ -56,8 +56,7 @@ Origin = Mapping[str, Any]
 @dataclass
 class _Group:
     first: DeltaOut
-    origins: list[dict[str, Any]] = field(default_factory=list)
-    merged: bool = False
+    origins: list[dict[str, Any]]
 
     @property
     def window(self) -> WindowDelta:
@@ -76,10 +75,9 @@ class _Group:
     def add(self, part: DeltaOut, origin: Origin) -> None:
         self.window.merge(part.window)  # the first part's delta: owned, not yet encoded
         self.origins.append(_with_end(origin, part))
-        self.merged = True
 
     def out(self) -> tuple[DeltaOut, list[dict[str, Any]]]:
-        if not self.merged:
+        if len(self.origins) == 1:
             return self.first, self.origins
         return DeltaOut(self.first.model, self.window, self.first.start), self.origins
 

@@ -139,8 +139,6 @@ class JudgeRecord:
         """
         if not origins:
             return True  # published by an older worker: nothing to check it against
-        if len(origins) == 1:
-            return self.accept(origins[0])
         duplicates = self.duplicates
         fresh = [self.accept(origin) for origin in origins]  # only new parts are recorded
         self.duplicates = duplicates + (0 if any(fresh) else 1)
