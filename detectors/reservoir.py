@@ -47,6 +47,12 @@ _MASK64: Final = (1 << 64) - 1
 _GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2: Final = np.uint64(0x94D049BB133111EB)
+_GOLDEN_INT: Final = int(_GOLDEN)
+_MIX1_INT: Final = int(_MIX1)
+_MIX2_INT: Final = int(_MIX2)
+_UNIT_STEP: Final = 1.0 / (1 << 53)
+FEW_KEYS: Final = 32
+"""Up to this many keys, `run_keys`/`runs_keys` compute them without numpy (faster there)."""
 
 
 def pack_floats(values: npt.ArrayLike) -> str:
@@ -86,7 +92,7 @@ def _salt(seed: int, crc: int) -> int:
 
 
 def _unit(bits: npt.NDArray[np.uint64]) -> FloatArray:
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return (bits >> np.uint64(11)).astype(np.float64) * _UNIT_STEP
 
 
 def uniform_keys(seed: int, start: int, data: bytes, n: int) -> FloatArray:
@@ -105,6 +111,8 @@ def uniform_keys(seed: int, start: int, data: bytes, n: int) -> FloatArray:
 def run_keys(run: KeyRun) -> FloatArray:
     """The keys `uniform_keys` gives the batch a run describes."""
     seed, start, crc, n = run
+    if n <= FEW_KEYS:
+        return _few_keys((run,))
     positions = np.arange(start, start + n, dtype=np.uint64)
     return _unit(_splitmix(positions * _GOLDEN + np.uint64(_salt(seed, crc))))
 
@@ -115,6 +123,8 @@ def runs_keys(runs: Sequence[KeyRun]) -> FloatArray:
         return run_keys(runs[0])
     if not runs:
         return np.empty(0, dtype=np.float64)
+    if sum(run[3] for run in runs) <= FEW_KEYS:
+        return _few_keys(runs)
     lengths = np.array([run[3] for run in runs], dtype=np.int64)
     firsts = np.cumsum(lengths) - lengths  # where each run starts in the result
     within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(firsts, lengths)
@@ -122,6 +132,23 @@ def runs_keys(runs: Sequence[KeyRun]) -> FloatArray:
     salts = np.array([_salt(seed, crc) for seed, _, crc, _ in runs], dtype=np.uint64)
     positions = np.repeat(starts, lengths) + within.astype(np.uint64)
     return _unit(_splitmix(positions * _GOLDEN + np.repeat(salts, lengths)))
+
+
+def _few_keys(runs: Sequence[KeyRun]) -> FloatArray:
+    """`runs_keys` in plain integer arithmetic, bit for bit: for a few keys numpy's per-call
+    cost is most of the work (a live worker's small deltas: 5 keys in 5 us instead of 37)."""
+    keys: list[float] = []
+    for seed, start, crc, n in runs:
+        salt = _salt(seed, crc)
+        for position in range(start, start + n):
+            z = (position * _GOLDEN_INT + salt) & _MASK64
+            z ^= z >> 30
+            z = z * _MIX1_INT & _MASK64
+            z ^= z >> 27
+            z = z * _MIX2_INT & _MASK64
+            z ^= z >> 31
+            keys.append((z >> 11) * _UNIT_STEP)
+    return np.array(keys, dtype=np.float64)
 
 
 def joined_runs(own: list[KeyRun] | None, other: list[KeyRun] | None) -> list[KeyRun] | None:

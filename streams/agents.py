@@ -66,10 +66,12 @@ def install_pipeline(
     *,
     take_max: int,
     take_within_seconds: float,
+    judge_within_seconds: float | None = None,
     kit: MonitorKit | None = None,
     judge_save_seconds: float | None = None,
 ) -> None:
-    """Declare topics, tables, agents and timers on ``live.app``."""
+    """Declare topics, tables, agents and timers on ``live.app``. The judge waits
+    ``judge_within_seconds`` to fill a batch (None: as long as the ingest)."""
     app, settings, metrics = live.app, live.settings, live.metrics
     topics = settings.topics
     kit = kit or MonitorKit.from_settings(settings)
@@ -335,7 +337,9 @@ def install_pipeline(
     install_judge(
         live, kit, sketches=sketches, alerts=alerts, deadletter=deadletter, judge_table=judge_table,
         ledger_table=ledger_table, read_back=read_back, take_max=take_max,
-        take_within_seconds=take_within_seconds, judge_save_seconds=judge_save_seconds,
+        take_within_seconds=take_within_seconds if judge_within_seconds is None
+        else judge_within_seconds,
+        judge_save_seconds=judge_save_seconds,
     )  # fmt: skip
 
     @app.agent(models, name="models")

@@ -27,6 +27,7 @@ __all__ = [
     "BATCH_SECONDS",
     "DEFAULT_STORE",
     "FETCH_WAIT_SECONDS",
+    "JUDGE_BATCH_SECONDS",
     "MAX_STATE_MESSAGE_BYTES",
     "LiveApp",
     "app_id_for",
@@ -43,6 +44,9 @@ BATCH_SECONDS: Final = 0.05
 anyway; at a paced rate, waiting longer means fewer, larger sketches deltas, which pays off only
 near a worker's capacity (alert p99, 20 models: 0.05 s 356 ms, 0.1 s 400 ms at 700/s; 545 and
 423 ms at 950/s; bench/worker_throughput.py, bench/README.md)."""
+JUDGE_BATCH_SECONDS: Final = 0.05
+"""How long the judge agent waits to fill a batch of sketches deltas. The judge's batches cost
+little (a delta per model and ingest round), so this wait is mostly alert latency."""
 FETCH_WAIT_SECONDS: Final = 0.02
 """How long the broker may hold a fetch that finds no new data (Kafka's ``fetch.max.wait.ms``;
 Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert latency."""
@@ -115,6 +119,7 @@ def create_app(
     metrics: WorkerMetrics | None = None,
     take_max: int = 2_000,
     take_within_seconds: float = BATCH_SECONDS,
+    judge_within_seconds: float = JUDGE_BATCH_SECONDS,
     judge_save_seconds: float | None = None,
     fetch_wait_seconds: float = FETCH_WAIT_SECONDS,
     install_agents: bool = True,
@@ -125,7 +130,8 @@ def create_app(
 
     ``store`` is ``"rocksdb://"`` (default; rocksdict) or ``"memory://"`` (tests, no
     persistence beyond changelogs). ``datadir`` holds the RocksDB files; several workers on one
-    host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold.
+    host need one each. ``take_max``/``take_within_seconds`` bound the batches agents fold;
+    ``judge_within_seconds`` is the judge's own wait.
     ``monitor_kit`` replaces the monitor built from ``settings.monitor_config`` (tests).
     ``judge_save_seconds``: how long a judge's stored state may lag its live one.
     ``fetch_wait_seconds``: how long the broker may hold an empty fetch (see
@@ -185,7 +191,7 @@ def create_app(
 
         install_pipeline(
             live, take_max=take_max, take_within_seconds=take_within_seconds, kit=monitor_kit,
-            judge_save_seconds=judge_save_seconds,
+            judge_within_seconds=judge_within_seconds, judge_save_seconds=judge_save_seconds,
         )  # fmt: skip
     return live
 

@@ -34,8 +34,12 @@ def worker_command(
     event_loop: Annotated[str, typer.Option(help="uvloop (faster) or asyncio")] = "uvloop",
     batch_seconds: Annotated[
         float,
-        typer.Option(help="How long each agent waits to fill a batch; lower cuts alert latency."),
+        typer.Option(help="How long the ingest waits to fill a batch; lower cuts alert latency."),
     ] = 0.05,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
+    judge_batch_seconds: Annotated[
+        float,
+        typer.Option(help="How long the judge waits to fill a batch of sketches deltas."),
+    ] = 0.05,  # streams.app.JUDGE_BATCH_SECONDS (the same test)
     fetch_wait_seconds: Annotated[
         float,
         typer.Option(help="How long the broker may hold a fetch that finds no data."),
@@ -47,8 +51,9 @@ def worker_command(
 
     try:
         check_worker_options(
-            loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds
-        )
+            loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds,
+            judge_batch_seconds,
+        )  # fmt: skip
     except WorkerOptionError as exc:
         raise typer.BadParameter(str(exc), param_hint=exc.flag) from exc
     if store not in ("rocksdb://", "memory://"):
@@ -62,6 +67,7 @@ def worker_command(
         settings, store=store, datadir=datadir, loglevel=loglevel,
         judge_save_seconds=judge_save_seconds, event_loop=event_loop,
         batch_seconds=batch_seconds, fetch_wait_seconds=fetch_wait_seconds,
+        judge_batch_seconds=judge_batch_seconds,
     )  # fmt: skip
 
 

@@ -40,9 +40,10 @@ def check_worker_options(
     batch_seconds: float | None,
     fetch_wait_seconds: float | None,
     judge_save_seconds: float | None = None,
+    judge_batch_seconds: float | None = None,
 ) -> None:
     """Raise `WorkerOptionError` for the first option out of range (None: the default)."""
-    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS
     from streams.judge_agent import JUDGE_SAVE_SECONDS
 
     if loglevel not in LOG_LEVELS:
@@ -57,6 +58,7 @@ def check_worker_options(
         ("batch_seconds", batch_seconds, BATCH_SECONDS),
         ("fetch_wait_seconds", fetch_wait_seconds, FETCH_WAIT_SECONDS),
         ("judge_save_seconds", judge_save_seconds, JUDGE_SAVE_SECONDS),
+        ("judge_batch_seconds", judge_batch_seconds, JUDGE_BATCH_SECONDS),
     ):
         if value is not None and value <= 0:
             raise WorkerOptionError(name, f"must be positive, e.g. {example}: {value}")
@@ -73,25 +75,30 @@ def run_worker(
     event_loop: str = "uvloop",
     batch_seconds: float | None = None,
     fetch_wait_seconds: float | None = None,
+    judge_batch_seconds: float | None = None,
 ) -> None:
     """Create the topics if missing, serve ``/metrics``, and run the worker until stopped."""
     import faust
     import mode.loop
 
-    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, create_app
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
     from streams.gc_freeze import ModuleFreezer
     from streams.metrics import serve_metrics
     from streams.topics import TopicsError, ensure_topics
 
     check_worker_options(
-        loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds
-    )
+        loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds,
+        judge_batch_seconds,
+    )  # fmt: skip
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
     live = create_app(
         settings, store=store, datadir=datadir, judge_save_seconds=judge_save_seconds,
         take_within_seconds=BATCH_SECONDS if batch_seconds is None else batch_seconds,
+        judge_within_seconds=(
+            JUDGE_BATCH_SECONDS if judge_batch_seconds is None else judge_batch_seconds
+        ),
         fetch_wait_seconds=FETCH_WAIT_SECONDS if fetch_wait_seconds is None else fetch_wait_seconds,
     )  # fmt: skip
     try:
@@ -138,7 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--event-loop", default="uvloop", choices=EVENT_LOOPS)
     parser.add_argument(
         "--batch-seconds", type=float, default=None,
-        help="how long each agent waits to fill a batch (default 0.05); lower cuts alert latency",
+        help="how long the ingest waits to fill a batch (default 0.05); lower cuts alert latency",
+    )  # fmt: skip
+    parser.add_argument(
+        "--judge-batch-seconds", type=float, default=None,
+        help="how long the judge waits to fill a batch of sketches deltas (default 0.05)",
     )  # fmt: skip
     parser.add_argument(
         "--judge-save-seconds", type=float, default=None,
@@ -153,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         Settings(), store=args.store, datadir=args.datadir, loglevel=args.loglevel,
         judge_save_seconds=args.judge_save_seconds, event_loop=args.event_loop,
         batch_seconds=args.batch_seconds, fetch_wait_seconds=args.fetch_wait_seconds,
+        judge_batch_seconds=args.judge_batch_seconds,
     )  # fmt: skip
 
 

@@ -9,13 +9,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detectors.accumulate import PartitionAccumulator
 from detectors.join import LabelJoiner
 from detectors.judge import JUDGE_FORMAT, ModelJudge
 from detectors.judge_state import pack_profile, unpack_profile
 from detectors.quality import ClassificationSketch
-from detectors.reservoir import keys_from_state, pack_floats, run_keys, unpack_floats
+from detectors.reservoir import (
+    FEW_KEYS,
+    KeyRun,
+    keys_from_state,
+    pack_floats,
+    run_keys,
+    runs_keys,
+    unpack_floats,
+)
 from detectors.sketches import NumericSketch, update_rows
 from detectors.window import DELTA_FORMAT, WindowDelta
 from schemas.events import LabelEvent, PredictionEvent
@@ -192,3 +202,25 @@ def test_judge_state_packs_the_reference_and_old_judge_states_still_load() -> No
         restored.apply(WindowDelta.from_state(_json(rest.to_state())))
     assert follow[0].windows == follow[1].windows == 1
     assert _json(follow[0].to_state()) == _json(follow[1].to_state())
+
+
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.integers(-(2**40), 2**40),  # seeds: only their low 32 bits count
+            st.integers(0, 2**63),
+            st.integers(0, 2**32 - 1),
+            st.integers(1, FEW_KEYS // 4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_few_keys_are_the_vectorised_keys_bit_for_bit(runs: list[KeyRun]) -> None:
+    # Up to FEW_KEYS keys are computed in plain integers; a long run appended sends the same
+    # runs through numpy, and the common prefix must agree to the last bit.
+    few = runs_keys(runs)
+    assert few.size <= FEW_KEYS
+    vectorised = runs_keys([*runs, (1, 5, 9, FEW_KEYS + 1)])[: few.size]
+    assert few.tobytes() == vectorised.tobytes()
+    assert run_keys(runs[0]).tobytes() == vectorised[: runs[0][3]].tobytes()

@@ -233,6 +233,7 @@ def test_live_commands_have_help() -> None:
         ("--batch-seconds", "0"),
         ("--fetch-wait-seconds", "0"),
         ("--judge-save-seconds", "0"),
+        ("--judge-batch-seconds", "-0.01"),
     ):
         bad = runner.invoke(cli, ["worker", option, value])
         assert bad.exit_code == 2, bad.output
@@ -242,11 +243,12 @@ def test_live_commands_have_help() -> None:
 def test_worker_command_defaults_to_the_apps_batch_and_fetch_waits() -> None:
     import inspect
 
-    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS
+    from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS
     from streams.cli_live import worker_command
 
     parameters = inspect.signature(worker_command).parameters
     assert parameters["batch_seconds"].default == BATCH_SECONDS
+    assert parameters["judge_batch_seconds"].default == JUDGE_BATCH_SECONDS
     assert parameters["fetch_wait_seconds"].default == FETCH_WAIT_SECONDS
 
 
@@ -262,6 +264,8 @@ def test_run_worker_names_a_wrong_event_loop_or_batch_wait() -> None:
         run_worker(Settings(), fetch_wait_seconds=-1.0, create_topics=False)
     with pytest.raises(ValueError, match=r"judge_save_seconds must be positive, e\.g\. 2\.0"):
         run_worker(Settings(), judge_save_seconds=0.0, create_topics=False)
+    with pytest.raises(ValueError, match=r"^judge_batch_seconds must be positive"):
+        run_worker(Settings(), judge_batch_seconds=0.0, create_topics=False)
 
 
 def test_live_join_expiry_counts_orphans_and_unlabelled_predictions() -> None:
