@@ -39,7 +39,7 @@ def worker_command(
     judge_batch_seconds: Annotated[
         float,
         typer.Option(help="How long the judge waits to fill a batch of sketches deltas."),
-    ] = 0.05,  # streams.app.JUDGE_BATCH_SECONDS (the same test)
+    ] = 0.01,  # streams.app.JUDGE_BATCH_SECONDS (the same test)
     fetch_wait_seconds: Annotated[
         float,
         typer.Option(help="How long the broker may hold a fetch that finds no data."),

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--judge-batch-seconds", type=float, default=None,
-        help="how long the judge waits to fill a batch of sketches deltas (default 0.05)",
+        help="how long the judge waits to fill a batch of sketches deltas (default 0.01)",
     )  # fmt: skip
     parser.add_argument(
         "--judge-save-seconds", type=float, default=None,
