@@ -66,12 +66,12 @@ def install_pipeline(
     *,
     take_max: int,
     take_within_seconds: float,
-    judge_within_seconds: float | None = None,
+    judge_within_seconds: float,
     kit: MonitorKit | None = None,
     judge_save_seconds: float | None = None,
 ) -> None:
-    """Declare topics, tables, agents and timers on ``live.app``. The judge waits
-    ``judge_within_seconds`` to fill a batch (None: as long as the ingest)."""
+    """Declare topics, tables, agents and timers on ``live.app``. The ingest waits
+    ``take_within_seconds`` to fill a batch, the judge ``judge_within_seconds``."""
     app, settings, metrics = live.app, live.settings, live.metrics
     topics = settings.topics
     kit = kit or MonitorKit.from_settings(settings)
@@ -337,9 +337,7 @@ def install_pipeline(
     install_judge(
         live, kit, sketches=sketches, alerts=alerts, deadletter=deadletter, judge_table=judge_table,
         ledger_table=ledger_table, read_back=read_back, take_max=take_max,
-        take_within_seconds=take_within_seconds if judge_within_seconds is None
-        else judge_within_seconds,
-        judge_save_seconds=judge_save_seconds,
+        take_within_seconds=judge_within_seconds, judge_save_seconds=judge_save_seconds,
     )  # fmt: skip
 
     @app.agent(models, name="models")
