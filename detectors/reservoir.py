@@ -110,21 +110,18 @@ def uniform_keys(seed: int, start: int, data: bytes, n: int) -> FloatArray:
 
 def run_keys(run: KeyRun) -> FloatArray:
     """The keys `uniform_keys` gives the batch a run describes."""
-    seed, start, crc, n = run
-    if n <= FEW_KEYS:
-        return _few_keys((run,))
-    positions = np.arange(start, start + n, dtype=np.uint64)
-    return _unit(_splitmix(positions * _GOLDEN + np.uint64(_salt(seed, crc))))
+    return runs_keys((run,))
 
 
 def runs_keys(runs: Sequence[KeyRun]) -> FloatArray:
-    """The keys of several runs, concatenated (one vectorised pass, however many runs)."""
-    if len(runs) == 1:
-        return run_keys(runs[0])
-    if not runs:
-        return np.empty(0, dtype=np.float64)
+    """The keys of several runs, concatenated (one vectorised pass, however many runs; a few
+    keys without numpy, whose per-call cost would be most of the work)."""
     if sum(run[3] for run in runs) <= FEW_KEYS:
         return _few_keys(runs)
+    if len(runs) == 1:
+        seed, start, crc, n = runs[0]
+        positions = np.arange(start, start + n, dtype=np.uint64)
+        return _unit(_splitmix(positions * _GOLDEN + np.uint64(_salt(seed, crc))))
     lengths = np.array([run[3] for run in runs], dtype=np.int64)
     firsts = np.cumsum(lengths) - lengths  # where each run starts in the result
     within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(firsts, lengths)
