@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
+from detectors.accumulate_deferred import DeferredDelta
 from detectors.join import JoinStats, LabelJoiner
 from detectors.window import WindowDelta
 from schemas.events import Alert, LabelEvent, PredictionEvent
@@ -42,9 +43,10 @@ class DeltaOut:
     """A drained window delta of one model, ready for the sketches topic."""
 
     model: str
-    window: WindowDelta
+    window: WindowDelta | DeferredDelta
     """The delta itself, owned by this object: merged with others before it is written
-    (`streams.delta_merge`), so its JSON state is built once, when published."""
+    (`streams.delta_merge`), so its JSON state is built once, when published (a deferred
+    delta is folded then too: `detectors.accumulate_deferred`)."""
     start: float
     """Event time (epoch seconds) of the delta's first event: the judge gets deltas in order."""
 

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from detectors.accumulate_deferred import DeferredDelta
 from detectors.window import WindowDelta
 from streams.agents_monitor import DeltaOut
 
@@ -59,7 +60,7 @@ class _Group:
     origins: list[dict[str, Any]]
 
     @property
-    def window(self) -> WindowDelta:
+    def window(self) -> WindowDelta | DeferredDelta:
         return self.first.window
 
     def fits(self, part: DeltaOut, max_events: int) -> bool:
@@ -73,7 +74,14 @@ class _Group:
         )
 
     def add(self, part: DeltaOut, origin: Origin) -> None:
-        self.window.merge(part.window)  # the first part's delta: owned, not yet encoded
+        # The first part's delta: owned, not yet encoded.
+        mine, other = self.window, part.window
+        if isinstance(mine, DeferredDelta) and isinstance(other, DeferredDelta):
+            mine.merge(other)  # the inputs: the round folds the model once
+        elif isinstance(mine, WindowDelta) and isinstance(other, WindowDelta):
+            mine.merge(other)
+        else:
+            raise TypeError("cannot merge a deferred delta with a folded one")
         self.origins.append(_with_end(origin, part))
 
     def out(self) -> tuple[DeltaOut, list[dict[str, Any]]]:

@@ -1,11 +1,14 @@
 """``MonitorKit.fold_partition`` for columnar predictions (`streams.ingest_columns`).
 
 `fold_columns` cuts the predictions where ``fold_partition`` cuts them (every
-``kit.delta_events`` predictions of the batch in consumption order, then the labels), folds
-each model version's rows of a chunk with one ``PartitionAccumulator.add_columns`` call, as
+``kit.delta_events`` predictions of the batch in consumption order, then the labels), hands
+each model version's rows of a chunk to the accumulator in one ``add_columns`` call, as
 ``add_predictions`` folds its group of the chunk (sketches keep the batches they were updated
 with, so the deltas come out the same), and joins the chunk as ``add_predictions`` does.
-Expiry stays the caller's (``on_joined`` hands it the joiner before the join metrics count).
+The deltas are deferred (`detectors.accumulate_deferred`): folded when their state is first
+read, after `streams.delta_merge` gave each one the same model's rows of the round's other
+partitions. Expiry stays the caller's (``on_joined`` hands it the joiner before the join
+metrics count).
 
 >>> from datetime import UTC, datetime
 >>> from prometheus_client import CollectorRegistry
@@ -35,7 +38,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from detectors.columns import ABSENT, FeatureColumn, NumericColumn, PredictionColumns
+from detectors.accumulate_deferred import DeferredAccumulator
+from detectors.columns import PredictionColumns
+from detectors.columns_concat import concat_columns
 from detectors.join import LabelJoiner, Outcome, epoch_us, from_epoch_us
 from schemas.events import LabelEvent
 from streams.agents_monitor import DeltaOut, MonitorKit, count_join_outcomes
@@ -69,10 +74,8 @@ def fold_columns(
     ``MonitorKit.expire_partition`` takes it (the later of the last prediction's and the last
     label's), so expiry on that joiner is counted in the same join metrics.
     """
-    from detectors.accumulate import PartitionAccumulator
-
     joiner = LabelJoiner(pending, early, ttl_seconds=kit.join_ttl_seconds)
-    accumulator = PartitionAccumulator(kit.config)
+    accumulator = DeferredAccumulator(kit.config)
     out: list[DeltaOut] = []
     step = kit.delta_events
     parts = _parts(columns, positions)
@@ -194,78 +197,7 @@ def _by_version(pieces: list[_Piece]) -> list[PredictionColumns]:
         if len(group) == 1:
             out.append(group[0].columns)
             continue
-        merged = _concat([piece.columns for piece in group])
+        merged = concat_columns([piece.columns for piece in group])
         order = np.argsort(np.concatenate([piece.positions for piece in group]), kind="stable")
         out.append(merged.take(order))
-    return out
-
-
-def _concat(parts: list[PredictionColumns]) -> PredictionColumns:
-    """The rows of ``parts`` in one `PredictionColumns` (folds as the rows in one go do).
-
-    A numeric feature of one part that another part has as a list becomes a list of floats:
-    the fold reads ints and their floats alike (both count as numbers and as the same
-    category), so the representation may change, the delta does not.
-    """
-    if len(parts) == 1:
-        return parts[0]
-    sizes = [len(part) for part in parts]
-    names = dict.fromkeys(name for part in parts for name in part.features)
-    features = {
-        name: _concat_feature([part.features.get(name) for part in parts], sizes) for name in names
-    }
-    prediction: Any = (
-        np.concatenate([part.prediction for part in parts])
-        if all(isinstance(part.prediction, np.ndarray) for part in parts)
-        else [value for part in parts for value in part.prediction_list()]
-    )  # fmt: skip
-    classes = dict.fromkeys(c for part in parts if part.scores for c in part.scores)
-    scores = {
-        c: np.concatenate([
-            part.scores[c] if part.scores and c in part.scores else np.full(size, np.nan)
-            for part, size in zip(parts, sizes, strict=True)
-        ])
-        for c in classes
-    } or None  # fmt: skip
-    segments = (
-        None if all(part.segments is None for part in parts)
-        else [s for part, size in zip(parts, sizes, strict=True)
-              for s in (part.segments if part.segments is not None else [None] * size)]
-    )  # fmt: skip
-    first = parts[0]
-    return PredictionColumns(
-        first.model, first.model_version, [i for part in parts for i in part.event_ids],
-        np.concatenate([part.times_us for part in parts]), features, prediction, scores,
-        segments,
-    )  # fmt: skip
-
-
-def _concat_feature(columns: list[FeatureColumn | None], sizes: list[int]) -> FeatureColumn:
-    """One feature over the parts (None: a part without the feature)."""
-    if all(column is None or isinstance(column, NumericColumn) for column in columns):
-        values, nulls, absent = [], [], []
-        for column, size in zip(columns, sizes, strict=True):
-            if column is None:
-                values.append(np.zeros(size))
-                nulls.append(np.zeros(size, dtype=bool))
-                absent.append(np.ones(size, dtype=bool))
-                continue
-            assert isinstance(column, NumericColumn)
-            values.append(column.values)
-            nulls.append(np.zeros(size, bool) if column.nulls is None else column.nulls)
-            absent.append(np.zeros(size, bool) if column.absent is None else column.absent)
-        null_mask, absent_mask = np.concatenate(nulls), np.concatenate(absent)
-        return NumericColumn(
-            np.concatenate(values),
-            null_mask if null_mask.any() else None,
-            absent_mask if absent_mask.any() else None,
-        )
-    out: list[Any] = []
-    for column, size in zip(columns, sizes, strict=True):
-        if column is None:
-            out += [ABSENT] * size
-        elif isinstance(column, NumericColumn):
-            out += column.python()
-        else:
-            out += column
     return out

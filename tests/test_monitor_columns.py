@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from state_helpers import batching_free
 
 from detectors.accumulate import PartitionAccumulator
 from detectors.columns import ABSENT, ColumnsError, NumericColumn, PredictionColumns, columns_of
@@ -328,3 +329,56 @@ def test_update_rows_into_fresh_sketches_equals_one_update_per_row() -> None:
         assert [s.to_state() for s in fast] == [s.to_state() for s in slow]
         block[:] = 0.0  # the sketches keep their own copy
         assert fast[0].count == n and fast[0].max != 0.0
+
+
+# -- deferred deltas (the live ingest folds a model once per round) -------------------------
+
+
+def _fold_like_the_ingest(accumulator: Any, events: list[PredictionEvent]) -> Any:
+    """One delta as `streams.fold_columns` makes it: the columns in one call, then the
+    outcomes in one call (the labels of every other prediction arrived first)."""
+    joiner = LabelJoiner({}, {}, ttl_seconds=86_400)
+    joiner.add_labels([
+        LabelEvent(event_id=e.event_id, model=e.model, timestamp=e.timestamp, label=i % 2)
+        for i, e in enumerate(events) if i % 2
+    ])  # fmt: skip
+    columns = PredictionColumns.from_events(events)
+    accumulator.add_columns(columns)
+    accumulator.add_outcomes(joiner.add_prediction_columns(columns))
+    [delta] = accumulator.drain()
+    return delta
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("make", [varied_events, uniform_events])
+def test_a_deferred_delta_folds_to_the_eager_one_bit_for_bit(
+    name: str, make: Callable[[int, int], list[PredictionEvent]]
+) -> None:
+    from detectors.accumulate_deferred import DeferredAccumulator
+
+    config = parse_monitor_config(CONFIGS[name])
+    events = make(300, 4)
+    eager = _fold_like_the_ingest(PartitionAccumulator(config), events)
+    deferred = _fold_like_the_ingest(DeferredAccumulator(config), events)
+    assert (deferred.count, deferred.outcomes) == (eager.count, eager.outcomes) == (300, 150)
+    assert (deferred.start_us, deferred.end_us) == (eager.start_us, eager.end_us)
+    assert deferred.to_state() == eager.to_state()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_merged_deferred_deltas_hold_what_the_merged_eager_deltas_hold(name: str) -> None:
+    from detectors.accumulate_deferred import DeferredAccumulator
+
+    config = parse_monitor_config(CONFIGS[name])
+    events = varied_events(240, 5)
+    parts = [events[i::3] for i in range(3)]  # three partitions' shares of a round
+    eager = [_fold_like_the_ingest(PartitionAccumulator(config), part) for part in parts]
+    deferred = [_fold_like_the_ingest(DeferredAccumulator(config), part) for part in parts]
+    for other_eager, other_deferred in zip(eager[1:], deferred[1:], strict=True):
+        eager[0].merge(other_eager)
+        deferred[0].merge(other_deferred)
+    merged, expected = deferred[0].to_state(), eager[0].to_state()
+    assert merged["count"] == 240 and merged["outcomes"] == 120
+    assert batching_free(merged) == batching_free(expected)
+    with pytest.raises(RuntimeError, match="is folded"):
+        deferred[0].merge(_fold_like_the_ingest(DeferredAccumulator(config), parts[0]))
