@@ -151,11 +151,16 @@ def render(
         else:
             text, goal = "no firing alerts", "p99 <= 250 ms: no data"
         caught = f"{s.caught_up_seconds:.0f} s" if s.caught_up_seconds is not None else "NO"
+        cores = s.cores(after=s.warmup_seconds)
+        per_cpu, busy = (
+            (f"{s.rate / cores:,.0f}", f"; the worker used {cores:.2f} cores after the warm-up")
+            if cores else ("", "")
+        )  # fmt: skip
         table.add_row(
-            "2", f"alert latency, {s.models} models at {s.rate:,.0f} pred/s", text, "", goal,
+            "2", f"alert latency, {s.models} models at {s.rate:,.0f} pred/s", text, per_cpu, goal,
             f"{s.alerts} firing alerts, {s.models_alerted}/{s.models} models alerted on their "
             f"shifted feature; {s.sent:,} sent in {s.seconds:.0f} s; worker {s.behind_at_end:,} "
-            f"events behind when sending stopped, caught up after {caught}",
+            f"events behind when sending stopped, caught up after {caught}{busy}",
         )  # fmt: skip
         p50_verdict, p99_verdict = s.decision_quantile(0.5), s.decision_quantile(0.99)
         if p50_verdict is not None and p99_verdict is not None:

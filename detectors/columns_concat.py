@@ -69,6 +69,13 @@ def concat_columns(parts: Sequence[PredictionColumns]) -> PredictionColumns:
 
 def _concat_feature(columns: list[FeatureColumn | None], sizes: list[int]) -> FeatureColumn:
     """One feature over the parts (None: a part without the feature)."""
+    plain = [
+        column.values
+        for column in columns
+        if isinstance(column, NumericColumn) and column.nulls is None and column.absent is None
+    ]
+    if len(plain) == len(columns):  # the common case: numbers in every row of every part
+        return NumericColumn(np.concatenate(plain), None, None)
     if all(column is None or isinstance(column, NumericColumn) for column in columns):
         values, nulls, absent = [], [], []
         for column, size in zip(columns, sizes, strict=True):

@@ -7,7 +7,8 @@ the ingest merges a round's deltas of the same model version whose event times l
 `MERGE_GAP_US` of each other, up to the fold's own cut (``max_events`` predictions, and as
 many outcomes). Each merged delta carries the origins of all its parts, so the judge still
 recognises a replayed batch (`streams.judge_record`) and orders the warm-up by partition
-(`streams.warmup_order`).
+(`streams.warmup_order`). The ingest's deltas are deferred (`detectors.accumulate_deferred`):
+merging them concatenates their inputs, and each merged delta is folded once, when published.
 
 Only fresh batches are merged. A batch replayed after a crash is published part by part,
 exactly as before, so the judge drops each part it applied inside a merged delta.

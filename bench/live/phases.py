@@ -210,6 +210,8 @@ class SustainedResult:
     models_alerted: int
     models: int
     rss: list[tuple[float, float]]
+    cpu: list[tuple[float, float]]
+    """(elapsed seconds, the worker's CPU seconds so far), sampled with the RSS."""
     warmup_seconds: float
     """When every model's reference warm-up is over (models x 2,000 events / rate)."""
     decisions: list[tuple[float, float]]
@@ -220,6 +222,14 @@ class SustainedResult:
         """Seconds below which a share ``q`` of the window verdicts fell (linear within the
         bucket, as Prometheus's ``histogram_quantile``); None without verdicts."""
         return histogram_quantile(self.decisions, q)
+
+    def cores(self, after: float = 0.0) -> float | None:
+        """CPU the worker used per second of the run after ``after`` s (1.0: one core busy);
+        at a fixed rate, the most stable measure of what a change costs."""
+        points = [(t, c) for t, c in self.cpu if t >= after]
+        if len(points) < 2 or points[-1][0] <= points[0][0]:
+            return None
+        return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
     def slope(self, after: float = 0.0) -> float:
         """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s."""
@@ -276,12 +286,15 @@ def sustained_run(
     warmup_seconds = models * WARMUP_EVENTS / rate
     pid = probe.proc.pid
     rss: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float]] = []
 
     def on_tick(elapsed: float, sent: int) -> None:
         if not rss or elapsed - rss[-1][0] >= rss_interval:
-            value = rss_mib(pid)
+            value, used = rss_mib(pid), cpu_seconds(pid)
             if value is not None:
                 rss.append((elapsed, value))
+            if used is not None:
+                cpu.append((elapsed, used))
 
     sent, elapsed = paced_stream(settings, plan, rate=rate, seconds=seconds, on_tick=on_tick)
     on_tick(elapsed + rss_interval, sent)
@@ -314,6 +327,7 @@ def sustained_run(
     return SustainedResult(
         rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
-        models_alerted=len(alerted), models=models, rss=rss, warmup_seconds=warmup_seconds,
+        models_alerted=len(alerted), models=models, rss=rss, cpu=cpu,
+        warmup_seconds=warmup_seconds,
         decisions=decisions,
     )  # fmt: skip
