@@ -2,9 +2,17 @@
 
 Folds the same messages both ways, in worker batches of ``--take`` messages with dict-backed
 join tables, and prints predictions/s of the whole step (parse, validate, join, fold) and of the
-parse + validate step alone. Data: the backlog benchmark's (``bench/live/backlog.py``: one model,
-10 features), as SDK envelopes and as single-event messages; the last row spreads the single
-events round-robin over 4 models, the worst case for runs of one model version.
+parse + validate step alone. Every delta's state is built, as the worker builds it to publish.
+Data: the backlog benchmark's (``bench/live/backlog.py``: one model, 10 features), as SDK
+envelopes and as single-event messages; the last row spreads the single events round-robin
+over 4 models, the worst case for runs of one model version.
+
+A second table replays a live worker's rounds at the sustained benchmark's shape (single
+events round-robin over ``--models`` models, 700/s of event time, rounds of ``--round``
+messages hashed over ``--partitions`` partitions): each partition joined and folded, the
+deltas merged per model (`streams.delta_merge`) and encoded, as the ingest publishes them.
+Baseline: every partition's chunk folded at once (``fold_columns(defer=False)``); against it,
+the deferred fold (one fold per model and round).
 
     .venv/bin/python bench/ingest_fold.py  # --events 30000 --envelope 500 --repeat 3
 """
@@ -14,8 +22,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.live.backlog import _backlog_chunks
 from schemas.events import PredictionBatch, PredictionEvent, to_json_bytes
 from schemas.monitor_config import MonitorConfig
+from streams.agent_events import dumps_compact
 from streams.agents_monitor import MonitorKit
+from streams.delta_merge import merge_round
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.metrics import WorkerMetrics
@@ -58,7 +70,9 @@ def _events_path(batches: list[list[RawMessage]], fold: bool) -> None:
     for batch in batches:
         split = split_messages(batch, now=NOW)
         if fold:
-            kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+            deltas = kit.fold_partition(pending, early, split.predictions, split.labels, metrics)
+            for delta in deltas:
+                delta.state  # noqa: B018  # the worker encodes every delta it publishes
 
 
 def _columns_path(batches: list[list[RawMessage]], fold: bool) -> None:
@@ -67,13 +81,73 @@ def _columns_path(batches: list[list[RawMessage]], fold: bool) -> None:
     for batch in batches:
         split = split_columns(batch, now=NOW)
         if fold:
-            fold_columns(
+            deltas = fold_columns(
                 kit, pending, early, split.predictions, split.labels, metrics,
                 labels_behind=False, positions=split.positions,
             )  # fmt: skip
+            for delta in deltas:
+                delta.state  # noqa: B018  # folds a deferred delta, as publishing it does
 
 
-def _rate(run: Callable[[list[list[RawMessage]], bool], None], batches: Any, fold: bool,
+def _live_rounds(
+    messages: list[RawMessage], defer: bool, *, round_size: int, partitions: int
+) -> None:
+    """The ingest's rounds: per partition split, join and fold, then merge and encode."""
+    kit = MonitorKit(MonitorConfig())
+    metrics = WorkerMetrics(registry=CollectorRegistry())
+    tables: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}) for _ in range(partitions)]
+    for start in range(0, len(messages), round_size):
+        parts: dict[int, list[RawMessage]] = {}
+        for message in messages[start : start + round_size]:
+            parts.setdefault(message.partition, []).append(message)
+        pairs = []
+        for partition, mine in sorted(parts.items()):
+            split = split_columns(mine, now=NOW)
+            pending, early = tables[partition]
+            deltas = fold_columns(
+                kit, pending, early, split.predictions, split.labels, metrics,
+                labels_behind=False, positions=split.positions, defer=defer,
+            )  # fmt: skip
+            origin = {"partition": partition, "batch": [start, 0, -1, -1],
+                      "partitions": partitions}  # fmt: skip
+            pairs += [(delta, {**origin, "index": i}) for i, delta in enumerate(deltas)]
+        for delta, origins in merge_round(pairs, max_events=kit.delta_events):
+            dumps_compact({"model": delta.model, "origins": origins, "delta": delta.state})
+
+
+def _live_table(events: list[PredictionEvent], args: argparse.Namespace) -> Table:
+    step = timedelta(seconds=1 / 700)
+    paced = [
+        event.model_copy(update={"model": f"m-{i % args.models:02d}",
+                                 "timestamp": NOW + i * step})
+        for i, event in enumerate(events)
+    ]  # fmt: skip
+    table = Table(title=f"live rounds: {len(paced):,} single events over {args.models} models "
+                        f"at 700/s of event time, best of {args.repeat}")  # fmt: skip
+    for column in ("partitions", "round", "fold per partition (before)", "deferred fold",
+                   "ms per round, before / deferred", "speed-up"):  # fmt: skip
+        table.add_column(column, justify="right")
+    values = [to_json_bytes(event) for event in paced]
+    for partitions in args.partitions:
+        messages = [
+            RawMessage("predictions", value, "p", zlib.crc32(event.event_id.encode()) % partitions,
+                       i)
+            for i, (event, value) in enumerate(zip(paced, values, strict=True))
+        ]  # fmt: skip
+        rates = [
+            _rate(partial(_live_rounds, round_size=args.round, partitions=partitions),
+                  messages, defer, len(messages), args.repeat)
+            for defer in (False, True)
+        ]  # fmt: skip
+        per_round = [1000 * args.round / rate for rate in rates]
+        table.add_row(
+            str(partitions), str(args.round), f"{rates[0]:,.0f}/s", f"{rates[1]:,.0f}/s",
+            f"{per_round[0]:.1f} / {per_round[1]:.1f}", f"x{rates[1] / rates[0]:.2f}",
+        )  # fmt: skip
+    return table
+
+
+def _rate(run: Callable[[Any, bool], None], batches: Any, fold: bool,
           events: int, repeat: int) -> float:  # fmt: skip
     best = float("inf")
     for _ in range(repeat):
@@ -89,8 +163,13 @@ def main() -> None:
     parser.add_argument("--envelope", type=int, default=500, help="predictions per envelope")
     parser.add_argument("--take", type=int, default=2_000, help="messages per worker batch")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--models", type=int, default=20, help="models in the live rounds")
+    parser.add_argument("--round", type=int, default=90,
+                        help="messages per live round (a 700/s worker's: ~90)")  # fmt: skip
+    parser.add_argument("--partitions", type=int, nargs="+", default=[3, 12],
+                        help="input partitions of the worker, one row each")  # fmt: skip
     args = parser.parse_args()
-    events = [event for chunk in _backlog_chunks(args.events, 1) for event in chunk]
+    events = [event for chunk in _backlog_chunks(args.events, 1, models=1) for event in chunk]
     spread = [event.model_copy(update={"model": f"m-{i % 4}"}) for i, event in enumerate(events)]
     table = Table(title=f"{len(events):,} predictions, 10 features, best of {args.repeat}")
     for column in ("messages", "pydantic + fold_partition", "columns + fold_columns", "speed-up",
@@ -109,6 +188,7 @@ def main() -> None:
         cells = [f"{rate:,.0f}/s" for rate in rates]
         table.add_row(name, cells[0], cells[1], f"x{rates[1] / rates[0]:.1f}", *cells[2:])
     Console(width=120).print(table)
+    Console(width=120).print(_live_table(events[: args.events // 2], args))
 
 
 if __name__ == "__main__":

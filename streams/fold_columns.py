@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from detectors.accumulate import PartitionAccumulator
 from detectors.accumulate_deferred import DeferredAccumulator
 from detectors.columns import PredictionColumns
 from detectors.columns_concat import concat_columns
@@ -64,6 +65,7 @@ def fold_columns(
     labels_behind: bool,
     positions: Sequence[IntArray] | None = None,
     on_joined: Callable[[LabelJoiner, datetime], None] | None = None,
+    defer: bool = True,
 ) -> list[DeltaOut]:
     """Join and fold one partition's batch into deltas of at most ``kit.delta_events`` each.
 
@@ -72,10 +74,11 @@ def fold_columns(
     ``columns`` are consecutive runs, in consumption order. ``on_joined(joiner, newest)``, when
     given, runs after the join with the batch's newest event time as
     ``MonitorKit.expire_partition`` takes it (the later of the last prediction's and the last
-    label's), so expiry on that joiner is counted in the same join metrics.
+    label's), so expiry on that joiner is counted in the same join metrics. ``defer=False``
+    folds each chunk at once, as the ingest did before (`bench/ingest_fold.py`'s baseline).
     """
     joiner = LabelJoiner(pending, early, ttl_seconds=kit.join_ttl_seconds)
-    accumulator = DeferredAccumulator(kit.config)
+    accumulator = DeferredAccumulator(kit.config) if defer else PartitionAccumulator(kit.config)
     out: list[DeltaOut] = []
     step = kit.delta_events
     parts = _parts(columns, positions)
