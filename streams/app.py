@@ -39,11 +39,13 @@ __all__ = [
 ]
 
 DEFAULT_STORE: Final = "rocksdb://"
-BATCH_SECONDS: Final = 0.05
-"""How long each agent waits to fill a batch (``take_within_seconds``). A backlog fills batches
-anyway; at a paced rate, waiting longer means fewer, larger sketches deltas, which pays off only
-near a worker's capacity (alert p99, 20 models: 0.05 s 356 ms, 0.1 s 400 ms at 700/s; 545 and
-423 ms at 950/s; bench/worker_throughput.py, bench/README.md)."""
+BATCH_SECONDS: Final = 0.1
+"""How long the ingest waits to fill a batch (``take_within_seconds``). A backlog fills batches
+anyway; at a paced rate, waiting longer means fewer, larger rounds. Every round costs the judge
+a delta per model, so since a round folds each model once, 0.1 s beats 0.05 s at 700/s with 20
+models: alert p50/p99 130/200 ms against 177/316 ms over 10 minutes, 0.76 cores against 0.88
+(bench/worker_throughput.py, bench/README.md, 15th session). At low rates an event may wait
+up to this long before its round starts."""
 JUDGE_BATCH_SECONDS: Final = 0.01
 """How long the judge agent waits to fill a batch of sketches deltas. Its batches cost little
 (a delta per model and ingest round), so its wait is mostly alert latency: 0.01 s instead of

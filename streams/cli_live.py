@@ -35,7 +35,7 @@ def worker_command(
     batch_seconds: Annotated[
         float,
         typer.Option(help="How long the ingest waits to fill a batch; lower cuts alert latency."),
-    ] = 0.05,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
+    ] = 0.1,  # streams.app.BATCH_SECONDS, without importing Faust here (a test keeps them equal)
     judge_batch_seconds: Annotated[
         float,
         typer.Option(help="How long the judge waits to fill a batch of sketches deltas."),

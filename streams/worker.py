@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--event-loop", default="uvloop", choices=EVENT_LOOPS)
     parser.add_argument(
         "--batch-seconds", type=float, default=None,
-        help="how long the ingest waits to fill a batch (default 0.05); lower cuts alert latency",
+        help="how long the ingest waits to fill a batch (default 0.1); lower cuts alert latency",
     )  # fmt: skip
     parser.add_argument(
         "--judge-batch-seconds", type=float, default=None,
