@@ -197,12 +197,15 @@ class MonitorKit:
     def load_judge(self, model: str, state: dict[str, Any] | None, metrics: WorkerMetrics) -> Any:
         from detectors.judge import ModelJudge
 
-        judged_until: list[datetime] = []
+        judges: list[Any] = []  # the judge below, once built
+        timed = [-1]  # the judge's window count when a verdict was last timed
 
         def export(point: Any) -> None:
-            if not judged_until or point.window_end != judged_until[0]:
-                # A window's first point: its verdict is being made now.
-                judged_until[:] = [point.window_end]
+            # A window's first point: its verdict is being made now. Counted by the judge's
+            # windows, not by window_end: windows of events with one timestamp share it.
+            windows = judges[0].windows if judges else timed[0] + 1
+            if windows != timed[0]:
+                timed[0] = windows
                 latency = (self.clock() - point.window_end).total_seconds()
                 metrics.decision_latency.observe(max(0.0, latency))
             # Segments would multiply the series; Prometheus gets the all-traffic statistics.
@@ -217,8 +220,11 @@ class MonitorKit:
         options: dict[str, Any] = {"clock": self.clock, "on_point": export,
                                    "report_all_statistics": False}  # fmt: skip
         if state is None:
-            return ModelJudge(model, self.config, **options)
-        return ModelJudge.from_state(state, self.config, **options)
+            judge = ModelJudge(model, self.config, **options)
+        else:
+            judge = ModelJudge.from_state(state, self.config, **options)
+        judges.append(judge)
+        return judge
 
     def apply_delta(self, judge: Any, delta_state: dict[str, Any]) -> list[Alert]:
         from detectors.window import WindowDelta

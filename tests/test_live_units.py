@@ -501,6 +501,27 @@ def test_the_judge_reports_how_late_each_window_verdict_is() -> None:
     assert total == pytest.approx(expected)  # each window: the clock minus its last event
 
 
+def test_windows_ending_at_one_instant_each_get_a_verdict_latency() -> None:
+    # A burst stamped with one second: consecutive windows share their window_end.
+    from schemas.events import PredictionEvent
+    from schemas.monitor_config import MonitorConfig
+    from streams.agents_monitor import MonitorKit
+    from streams.metrics import WorkerMetrics
+    from streams.synthetic import generate_stream
+
+    raw, _ = generate_stream(5, 4000, "m", features=3, label_fraction=0.0)
+    instant = PredictionEvent.model_validate(raw[0]).timestamp
+    predictions = [PredictionEvent.model_validate({**item, "timestamp": instant}) for item in raw]
+    kit = MonitorKit(MonitorConfig(), clock=lambda: instant + timedelta(seconds=1))
+    metrics = WorkerMetrics()
+    judge = kit.load_judge("m", None, metrics)
+    for delta in kit.fold_partition({}, {}, predictions, [], metrics):
+        kit.apply_delta(judge, delta.state)
+    count = metrics.registry.get_sample_value("driftline_decision_latency_seconds_count")
+    assert judge.windows >= 3
+    assert count == judge.windows
+
+
 def test_all_rocksdb_stores_share_one_memory_budget(tmp_path: Path) -> None:
     import os
 
