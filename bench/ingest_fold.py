@@ -14,6 +14,10 @@ deltas merged per model (`streams.delta_merge`) and encoded, as the ingest publi
 Baseline: every partition's chunk folded at once (``fold_columns(defer=False)``); against it,
 the deferred fold (one fold per model and round).
 
+A third table times the JSON parse of the prediction messages alone: ``pydantic_core.from_json``
+(what the columnar split used until the 16th session) against ``streams.json_read.from_json``
+(orjson, with pydantic's parser for what orjson refuses or may read differently).
+
     .venv/bin/python bench/ingest_fold.py  # --events 30000 --envelope 500 --repeat 3
 """
 
@@ -29,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +48,7 @@ from streams.agents_monitor import MonitorKit
 from streams.delta_merge import merge_round
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
+from streams.json_read import from_json
 from streams.metrics import WorkerMetrics
 from streams.validation import RawMessage, split_messages
 
@@ -147,6 +153,26 @@ def _live_table(events: list[PredictionEvent], args: argparse.Namespace) -> Tabl
     return table
 
 
+def _parse_table(cases: list[tuple[str, list[RawMessage], int]], repeat: int) -> Table:
+    table = Table(title=f"JSON parse of prediction messages only, best of {repeat}")
+    for column in ("messages", "pydantic_core.from_json", "json_read.from_json", "speed-up"):
+        table.add_column(column, justify="right" if column != "messages" else "left")
+    for name, messages, predictions in cases:
+        rates = []
+        for parse in (pydantic_core.from_json, from_json):
+            best = float("inf")
+            for _ in range(repeat):
+                started = time.perf_counter()
+                for message in messages:
+                    parse(message.value)
+                best = min(best, time.perf_counter() - started)
+            rates.append(predictions / best)
+        table.add_row(
+            name, f"{rates[0]:,.0f}/s", f"{rates[1]:,.0f}/s", f"x{rates[1] / rates[0]:.2f}"
+        )
+    return table
+
+
 def _rate(run: Callable[[Any, bool], None], batches: Any, fold: bool,
           events: int, repeat: int) -> float:  # fmt: skip
     best = float("inf")
@@ -175,10 +201,12 @@ def main() -> None:
     for column in ("messages", "pydantic + fold_partition", "columns + fold_columns", "speed-up",
                    "parse only: pydantic", "parse only: columns"):  # fmt: skip
         table.add_column(column, justify="right" if column != "messages" else "left")
+    parsed: list[tuple[str, list[RawMessage], int]] = []
     cases = [(f"envelopes of {args.envelope}", events, args.envelope),
              ("single events", events, 1), ("single events, 4 models", spread, 1)]  # fmt: skip
     for name, data, per_message in cases:
         messages = _messages(data, per_message)
+        parsed.append((name, messages, len(data)))
         batches = [messages[i : i + args.take] for i in range(0, len(messages), args.take)]
         rates = [
             _rate(run, batches, fold, len(data), args.repeat)
@@ -189,6 +217,7 @@ def main() -> None:
         table.add_row(name, cells[0], cells[1], f"x{rates[1] / rates[0]:.1f}", *cells[2:])
     Console(width=120).print(table)
     Console(width=120).print(_live_table(events[: args.events // 2], args))
+    Console(width=120).print(_parse_table(parsed[:2], max(args.repeat, 5)))
 
 
 if __name__ == "__main__":

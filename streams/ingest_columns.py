@@ -2,10 +2,11 @@
 
 `split_columns` keeps the contract of ``streams.validation.split_messages`` (the same dead
 letters, counts and labels) but hands valid predictions out as columns, without one pydantic
-object per event. Each prediction message's JSON is parsed once (with the parser pydantic's own
-path uses, so both see the same values); the rows of all messages of the batch are checked at
-once, column by column: by `streams.ingest_uniform.UniformRows` when they all have one shape
-(what SDKs send; it also builds the columns), else row by row by
+object per event. Each prediction message's JSON is parsed once
+(``streams.json_read.from_json``: the values of the parser pydantic's own path uses, so both
+see the same values); the rows of all messages of the batch are checked at once, column by
+column: by `streams.ingest_uniform.UniformRows` when they all have one shape (what SDKs send;
+it also builds the columns), else row by row by
 ``streams.readers_columns.bulk_ok``/``bulk_times``. A message the checks cannot vouch for in
 full - an invalid or merely unusual row, an envelope whose fields do not check out, an oversize
 payload - goes through ``split_messages`` as a whole, so whatever pydantic rejects is rejected
@@ -45,7 +46,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pydantic_core
 
 from detectors.columns import PredictionColumns
 from detectors.join import epoch_us
@@ -61,6 +61,7 @@ from schemas.events import (
     PredictionEvent,
 )
 from streams.ingest_uniform import UniformRows
+from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
 from streams.validation import RawMessage, split_messages
 
@@ -140,7 +141,7 @@ def _rows_of(value: bytes | None) -> Rows | None:
     if type(value) is not bytes or not value or len(value) > MAX_BATCH_BYTES:
         return None
     try:
-        data = pydantic_core.from_json(value)  # what schemas.events parses with
+        data = from_json(value)  # the values schemas.events parses (pydantic_core)
     except ValueError:
         return None
     if type(data) is not dict:

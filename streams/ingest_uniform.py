@@ -84,7 +84,8 @@ def _values(column: Column, nullable: bool) -> tuple[Values, npt.NDArray[np.bool
         return (values, nulls) if np.isfinite(values).all() else None
     if not kinds <= (_SCALARS | {_NONE} if nullable else _SCALARS):
         return None
-    if str in kinds and max(len(v) for v in column if type(v) is str) > MAX_STRING_VALUE_LENGTH:
+    texts = column if kinds == {str} else [v for v in column if type(v) is str]
+    if texts and max(map(len, texts)) > MAX_STRING_VALUE_LENGTH:
         return None
     if float in kinds and not all(math.isfinite(v) for v in column if type(v) is float):
         return None
@@ -178,7 +179,9 @@ def _texts_ok(column: Column, limit: int, nullable: bool = False, distinct: bool
     kinds = set(map(type, column))
     if not (kinds == {str} or (nullable and kinds <= {str, _NONE})):
         return False
-    texts = [v for v in (set(column) if distinct else column) if v is not None]
+    texts: Column | set[Any] | list[Any] = set(column) if distinct else column
+    if _NONE in kinds:
+        texts = [v for v in texts if v is not None]
     return not texts or (min(map(len, texts)) >= 1 and max(map(len, texts)) <= limit)
 
 

@@ -6,6 +6,8 @@ and it reads an integer beyond 64 bits as a float. `loads` gives exactly the sta
 library's result (or its ``ValueError``): text orjson refuses, or that has a run of 19 digits
 (a possible integer beyond 64 bits), is read by ``json.loads``. `loads_own` skips the digit
 check, for driftline's own formats whose integers are counts and offsets, never user values.
+`from_json` is the same for the parser pydantic validates events with (``pydantic_core``),
+whose non-standard tokens and huge integers differ from the standard library's.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import re
 from typing import Any, Final
 
 import orjson
+import pydantic_core
 
-__all__ = ["loads", "loads_own"]
+__all__ = ["from_json", "loads", "loads_own"]
 
 Raw = bytes | bytearray | memoryview | str
 
@@ -34,6 +37,18 @@ def loads(raw: Raw) -> Any:
     if _LONG_DIGITS in data.translate(_DIGITS_AS_ZERO):
         return json.loads(data)
     return loads_own(data)
+
+
+def from_json(raw: bytes) -> Any:
+    """``pydantic_core.from_json(raw)`` (its value, or its ``ValueError``), 2-3x faster for
+    standard JSON without huge integers: what producers send. Text orjson refuses (``NaN``,
+    a byte-order mark, bad UTF-8, ...) is pydantic's to accept or refuse."""
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return pydantic_core.from_json(raw)
 
 
 def loads_own(raw: Raw) -> Any:

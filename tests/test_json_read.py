@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
+import pydantic_core
 import pytest
 
 from streams.join_batch import changes_of, entries_of
-from streams.json_read import loads, loads_own
+from streams.json_read import from_json, loads, loads_own
 from streams.json_write import dumps
 
 
@@ -76,3 +78,47 @@ class _Store:
 
     def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
         return {key: self.data[key] for key in keys if key in self.data}
+
+
+_EVENT_TEXTS = [
+    b'{"event_id": "e-1", "features": {"x": 0.1, "n": 3, "c": "\\u00e9", "b": true}, "z": null}',
+    b'{"a": 1, "b": 2, "a": 3}',  # a repeated key: the last value, at the first place
+    b'{"big": 123456789012345678901234567890, "neg": -9223372036854775809}',
+    b'{"max": 18446744073709551615, "tiny": 2.5e-324, "zero": -0.0, "e": 1E2}',
+    b'{"x": NaN, "y": Infinity, "z": -Infinity}',  # pydantic reads them; orjson does not
+    b'{"x": 1e400}',  # inf for pydantic, an error for orjson
+    b'{"s": "\\ud834\\udd1e"}',
+    b' {"padded": 1} ',
+]
+_BAD_TEXTS = [b'{"a": 1,}', b'\xef\xbb\xbf{"a": 1}', b'{"a": "\\ud800"}', b'{"a": 01}',
+              b'{"a": "\xff"}', b'{"a": 1}\n{"b": 2}', b"", b'{"a": .5}']  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", _EVENT_TEXTS)
+def test_from_json_gives_pydantics_values_and_types(raw: bytes) -> None:
+    ours, theirs = from_json(raw), pydantic_core.from_json(raw)
+    assert repr(ours) == repr(theirs)  # repr: nan == nan, and int 1 != float 1.0
+    assert [type(v) for v in ours.values()] == [type(v) for v in theirs.values()]
+
+
+@pytest.mark.parametrize("raw", _BAD_TEXTS)
+def test_from_json_refuses_what_pydantic_refuses(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        pydantic_core.from_json(raw)
+    with pytest.raises(ValueError):
+        from_json(raw)
+
+
+def test_from_json_reads_numbers_like_pydantic() -> None:
+    rng = random.Random(7)
+    texts = [repr(rng.uniform(-1e6, 1e6)) for _ in range(500)]
+    texts += [f"{rng.randint(1, 9)}.{rng.randint(0, 10**16):016d}e{rng.randint(-330, 310)}"
+              for _ in range(2000)]  # fmt: skip
+    texts += [str(rng.randint(-(2**63), 2**64 - 1)) for _ in range(500)]
+    for text in texts:
+        raw = b'{"v": ' + text.encode() + b"}"
+        try:
+            expected = repr(pydantic_core.from_json(raw)["v"])
+        except ValueError:
+            expected = "refused"
+        assert repr(from_json(raw)["v"]) == expected, text
