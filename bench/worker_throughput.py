@@ -1,7 +1,8 @@
 """The live pipeline against naive Faust and Quix Streams consumers: same run, same broker.
 
     .venv/bin/python bench/worker_throughput.py [--events 100000] [--memory-minutes 2]
-        [--rate N] [--only a,b,c,d,e,m,s] [--profile out.prof] [--worker-args "..."]  (needs Kafka)
+        [--rate N] [--only a,b,c,d,e,m,s] [--profile out.prof] [--worker-args "..."]
+        [--chart run.html]  (needs Kafka)
 
 1. Throughput per process (one process each, 3 partitions, a pre-filled backlog of
    ``--events`` predictions of one model with 10 features), from the first message consumed
@@ -26,7 +27,7 @@
    short for each to get 4,500 events (warm-up, shift, decision); each shifts one feature at a
    staggered point. Event timestamps are the wall clock at produce time. Alert latency =
    alert's Kafka timestamp - ``fired_at``; the worker's VmRSS is sampled every
-   ``--rss-interval`` seconds.
+   ``--rss-interval`` seconds (``--chart``: RSS and CPU over the run, as an HTML page).
 Rates also per CPU-second of the measured process (the machine may be shared). Goals are
 reported, never asserted. Quix runs in ``.venv-bench`` (``make bench-venv``)
 or the interpreter given with ``--baseline-python``.
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from live.backlog import fill_backlog
+from live.charts import sustained_page
 from live.phases import (
     EVENTS_PER_MODEL,
     REPO,
@@ -222,6 +224,10 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep topics and logs")
     parser.add_argument(
+        "--chart", type=Path, default=None,
+        help="write the sustained run's worker RSS and CPU over time to this HTML file",
+    )  # fmt: skip
+    parser.add_argument(
         "--worker-args", default="", help='more worker options, e.g. "--judge-save-seconds 5"'
     )
     args = parser.parse_args()
@@ -335,6 +341,11 @@ def main() -> int:
         f"{venv_note}" + (f"; logs in {workdir}" if args.keep else "")
     )
     render(rows, sustained, header)
+    if args.chart is not None and sustained is not None and sustained.rss:
+        args.chart.write_text(sustained_page(sustained, f"sustained run {run_id}: "
+                                             f"{sustained.rate:,.0f} pred/s, "
+                                             f"{sustained.models} models"))  # fmt: skip
+        log(f"charts of the sustained run: {args.chart}")
     if args.profile is not None and args.profile.exists():
         print_profile(args.profile)
     return 0

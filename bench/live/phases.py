@@ -217,6 +217,8 @@ class SustainedResult:
     decisions: list[tuple[float, float]]
     """The worker's ``driftline_decision_latency_seconds`` buckets: (upper bound, cumulative
     count), one per judged window; the alerts are a few of those windows."""
+    started_epoch: float = 0.0
+    """Wall clock (epoch seconds) at elapsed 0, for charts."""
 
     def decision_quantile(self, q: float) -> float | None:
         """Seconds below which a share ``q`` of the window verdicts fell (linear within the
@@ -296,6 +298,7 @@ def sustained_run(
             if used is not None:
                 cpu.append((elapsed, used))
 
+    started_epoch = time.time()
     sent, elapsed = paced_stream(settings, plan, rate=rate, seconds=seconds, on_tick=on_tick)
     on_tick(elapsed + rss_interval, sent)
     behind = sent - int(scrape_metrics(probe.url).get(_EVENTS, 0.0))
@@ -329,5 +332,5 @@ def sustained_run(
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, cpu=cpu,
         warmup_seconds=warmup_seconds,
-        decisions=decisions,
+        decisions=decisions, started_epoch=started_epoch,
     )  # fmt: skip
