@@ -20,8 +20,8 @@ __all__ = ["as_current", "by_partition", "dumps_compact"]
 def as_current(event: Event) -> None:
     """Make ``event`` Faust's current event: table reads and writes then use its partition.
 
-    A ``take_events`` batch mixes partitions; we process it per partition and point Faust at
-    one event of that partition first (Faust has no public setter for this).
+    A batch (`streams.channel_batches`) mixes partitions; we process it per partition and
+    point Faust at one event of that partition first (Faust has no public setter for this).
     """
     from faust import streams
 

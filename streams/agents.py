@@ -24,6 +24,7 @@ from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
+from streams.channel_batches import channel_batches
 from streams.delta_merge import merge_round
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
@@ -322,7 +323,10 @@ def install_pipeline(
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
         drain_buffer_on_flush(app)
-        async for batch in stream.take_events(take_max, within=take_within_seconds):
+        batches = channel_batches(
+            app, stream.channel.queue, max_events=take_max, within=take_within_seconds
+        )
+        async for batch in batches:
             started = time.monotonic()
             await ingest_batch(batch)
             now = time.time()

@@ -1,0 +1,284 @@
+"""The worker's quick paths around Faust's per-message machinery, without a broker.
+
+`streams.consumer_handoff` (delivery without four tasks per message) against mode's own
+``Service.wait_first``; `streams.channel_batches` (batches straight from a channel queue)
+against the stream's rules: stale events dropped and acked, live ones tracked until acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from mode import Service
+
+from streams.channel_batches import channel_batches
+from streams.consumer_handoff import deliver_without_tasks
+
+
+class _Consumer(Service):
+    """The parts of Faust's consumer the hand-off reads: a mode Service with a flow event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+        self.slow_calls = 0
+        quick_first = self.wait_first
+
+        async def counted(*coros: Any, timeout: Any = None) -> Any:
+            self.slow_calls += 1
+            return await quick_first(*coros, timeout=timeout)
+
+        self.wait_first = counted  # type: ignore[method-assign]  # the "original" to count
+
+
+def _quick_consumer() -> _Consumer:
+    consumer = _Consumer()
+    assert deliver_without_tasks(consumer)
+    return consumer
+
+
+def test_a_delivery_that_does_not_wait_needs_no_task() -> None:
+    async def scenario() -> None:
+        consumer = _quick_consumer()
+        delivered: list[int] = []
+
+        async def deliver(n: int) -> int:
+            delivered.append(n)
+            return n * 10
+
+        tasks_before = len(asyncio.all_tasks())
+        result = await consumer.wait_first(deliver(4), consumer.suspend_flow.wait())
+        assert (result.done, result.results, result.stopped) == ([result.done[0]], [40], False)
+        assert delivered == [4]
+        assert consumer.slow_calls == 0
+        assert len(asyncio.all_tasks()) == tasks_before
+
+    with _NoNeverAwaitedWarning():
+        asyncio.run(scenario())
+
+
+def test_a_delivery_that_waits_finishes_in_faust_wait_first_from_where_it_stopped() -> None:
+    async def scenario() -> None:
+        consumer = _quick_consumer()
+        room = asyncio.get_running_loop().create_future()
+        steps: list[str] = []
+
+        async def deliver() -> str:
+            steps.append("before")
+            seat = await room  # a full queue
+            steps.append(f"after {seat}")
+            return "put"
+
+        waiting = asyncio.ensure_future(
+            consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        )
+        await asyncio.sleep(0.01)
+        assert steps == ["before"] and not waiting.done()
+        room.set_result("free")
+        result = await asyncio.wait_for(waiting, 1)
+        assert result.results == ["put"] and not result.stopped
+        assert steps == ["before", "after free"]  # run once, not restarted
+        assert consumer.slow_calls == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended() -> None:
+    async def scenario() -> None:
+        consumer = _quick_consumer()
+        cleaned: list[str] = []
+
+        async def deliver() -> None:
+            try:
+                await asyncio.get_running_loop().create_future()  # never room
+            finally:
+                cleaned.append("cancelled inside")
+
+        waiting = asyncio.ensure_future(
+            consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        )
+        await asyncio.sleep(0.01)
+        consumer.suspend_flow.set()  # a rebalance
+        result = await asyncio.wait_for(waiting, 1)
+        assert result.results == [True]  # the flow event won (Event.wait returns True)
+        await asyncio.sleep(0.01)
+        assert cleaned == ["cancelled inside"]
+
+    asyncio.run(scenario())
+
+
+def test_while_the_flow_is_suspended_every_delivery_goes_through_faust() -> None:
+    async def scenario() -> None:
+        consumer = _quick_consumer()
+        consumer.suspend_flow.set()
+
+        async def deliver() -> str:
+            return "put"
+
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert consumer.slow_calls == 1
+        assert result.results[-1] is True  # the set flow event is among the winners
+
+    asyncio.run(scenario())
+
+
+def test_a_delivery_that_raises_raises_from_wait_first() -> None:
+    async def scenario() -> None:
+        consumer = _quick_consumer()
+
+        async def deliver() -> None:
+            raise ValueError("bad message")
+
+        with pytest.raises(ValueError, match="bad message"):
+            await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+
+    with _NoNeverAwaitedWarning():
+        asyncio.run(scenario())
+
+
+class _NoNeverAwaitedWarning:
+    """Fail on "coroutine ... was never awaited" (the flow event's coroutine must be closed)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        warnings.simplefilter("error", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.collect()  # a leaked coroutine warns when it is collected
+        self._catcher.__exit__(*exc)
+
+
+# --- channel_batches -------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Message:
+    offset: int
+    generation_id: int = 1
+    topic: str = "predictions"
+    tracked: bool = False
+
+
+@dataclass
+class _Event:
+    message: _Message
+    acks: list[int] = field(default_factory=list)
+
+    def ack(self) -> bool:
+        self.acks.append(self.message.offset)
+        return True
+
+
+class _FlowControl:
+    def __init__(self) -> None:
+        self.active = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class _App:
+    def __init__(self) -> None:
+        self.consumer_generation_id = 1
+        self.flow_control = _FlowControl()
+        self.consumer = type("C", (), {"unacked": set()})()
+        self.topics = type("T", (), {"acking_topics": {"predictions"}})()
+
+
+def _events(*offsets: int, generation: int = 1) -> list[_Event]:
+    return [_Event(_Message(offset, generation)) for offset in offsets]
+
+
+async def _next(batches: AsyncIterator[list[Any]], timeout: float = 1.0) -> list[Any]:
+    return await asyncio.wait_for(batches.__anext__(), timeout)
+
+
+def test_a_full_batch_goes_at_once_and_the_rest_waits_for_the_next() -> None:
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        events = _events(1, 2, 3, 4, 5)
+        for event in events:
+            queue.put_nowait(event)
+        batches = channel_batches(app, queue, max_events=3, within=30.0)
+        first = await _next(batches)  # far sooner than within
+        assert [e.message.offset for e in first] == [1, 2, 3]
+        assert all(e.message.tracked for e in first)
+        assert {id(e.message) for e in first} == {id(m) for m in app.consumer.unacked}
+        assert not any(e.acks for e in first)  # not before the caller is done with it
+        pending = asyncio.ensure_future(_next(batches, timeout=0.3))
+        await asyncio.sleep(0.05)
+        assert [e.acks for e in first] == [[1], [2], [3]]  # acked when the next is asked for
+        with pytest.raises(TimeoutError):
+            await pending  # two events, 30 s to fill: still open
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_closes_within_seconds_after_its_first_event() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        app, queue = _App(), asyncio.Queue[Any]()
+        batches = channel_batches(app, queue, max_events=100, within=0.2)
+        waiting = asyncio.ensure_future(_next(batches, timeout=5))
+        await asyncio.sleep(0.3)  # nothing arrived: no batch, however long
+        assert not waiting.done()
+        queue.put_nowait(_events(7)[0])
+        started = loop.time()
+        await asyncio.sleep(0.05)
+        queue.put_nowait(_events(8)[0])
+        batch = await waiting
+        took = loop.time() - started
+        assert [e.message.offset for e in batch] == [7, 8]
+        assert 0.15 <= took < 1.0
+
+    asyncio.run(scenario())
+
+
+def test_events_from_before_a_rebalance_or_while_suspended_are_acked_and_dropped() -> None:
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        stale = _events(1, 2, generation=0)
+        live = _events(3)
+        for event in [*stale, *live]:
+            queue.put_nowait(event)
+        batches = channel_batches(app, queue, max_events=10, within=0.01)
+        batch = await _next(batches)
+        assert [e.message.offset for e in batch] == [3]
+        assert [e.acks for e in stale] == [[1], [2]]
+        assert not any(e.message.tracked for e in stale)
+        app.flow_control.active = False
+        suspended = _events(4)
+        queue.put_nowait(suspended[0])
+        queue.put_nowait(_events(5, generation=1)[0])
+        pending = asyncio.ensure_future(_next(batches, timeout=0.3))
+        with pytest.raises(TimeoutError):
+            await pending  # both dropped while the flow is suspended
+        assert suspended[0].acks == [4]
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_whose_processing_raised_is_not_acked() -> None:
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        events = _events(1, 2)
+        for event in events:
+            queue.put_nowait(event)
+        batches = channel_batches(app, queue, max_events=10, within=0.01)
+        with pytest.raises(RuntimeError):
+            async for _batch in batches:
+                raise RuntimeError("fold failed")
+        await batches.aclose()  # type: ignore[attr-defined]
+        assert not any(e.acks for e in events)
+        assert len(app.consumer.unacked) == 2  # a rebalance still waits for them
+
+    asyncio.run(scenario())
