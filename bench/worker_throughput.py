@@ -18,8 +18,9 @@
    c. a naive Faust agent and d. a naive Quix Streams app: per event, parse + one sketch
       update per feature + KS per numeric feature every 500 events (bench/live/naive_logic.py);
    e. Faust and Quix apps that only count messages (reference ceilings), and a Faust agent
-      that counts its channel queue without Faust's Stream (e-drain: what any ingest fed
-      by Faust's consumer could reach at most).
+      that counts its channel queue without Faust's Stream (e-drain: the ceiling of an ingest
+      fed by Faust's consumer as Faust ships it; the worker replaces its per-message
+      delivery, `streams.faust_delivery`, and so can pass it).
    The baselines time themselves (first message -> last processed) and read the backlog of a.
    A row still running after ``--row-timeout`` seconds reports its rate so far ("partial").
 2+3. One sustained paced run (``--memory-minutes``, default 2) at ``--rate`` (default half of
@@ -116,7 +117,7 @@ def goal_text(key: str, result: Throughput | None, rows: dict[str, Throughput | 
         return "the maximum rate of run 2's workload (its rate: half of this)"
     if result is None or key not in ("a", "b"):
         return {"c": "baseline", "d": "baseline", "e-faust": "issue: ~14k/s",
-                "e-drain": "ceiling of a Faust-fed ingest",
+                "e-drain": "ceiling with Faust's own delivery",
                 "e-quix": "issue: ~120k/s"}.get(key, "")  # fmt: skip
     parts = []
     if naive:

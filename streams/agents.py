@@ -26,6 +26,7 @@ from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
 from streams.channel_batches import channel_batches
 from streams.delta_merge import merge_round
+from streams.faust_delivery import quick_producer_ebb, raw_bytes_schema
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.ingest_rounds import (
@@ -78,24 +79,9 @@ def install_pipeline(
     kit = kit or MonitorKit.from_settings(settings)
 
     def raw_topic(name: str, partitions: int | None = None) -> Any:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-            internal=False,
-        )
+        return app.topic(name, schema=raw_bytes_schema(), partitions=partitions, internal=False)
 
-    inputs = app.topic(
-        topics.predictions,
-        topics.labels,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    inputs = app.topic(topics.predictions, topics.labels, schema=raw_bytes_schema())
     sketches = raw_topic(topics.sketches)
     models = raw_topic(topics.models)
     alerts = raw_topic(topics.alerts)
@@ -323,6 +309,7 @@ def install_pipeline(
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
         drain_buffer_on_flush(app)
+        quick_producer_ebb(app)  # before the first assignment builds the message handlers
         batches = channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds
         )

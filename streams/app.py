@@ -279,10 +279,10 @@ def shorten_fetch_wait(app: faust.App, seconds: float) -> None:
 
 def quicken_message_delivery(app: faust.App) -> None:
     """Deliver fetched messages to the agents without Faust's four tasks per message
-    (`streams.consumer_handoff`), from the first assignment on."""
+    (`streams.faust_delivery`), from the first assignment on."""
 
     async def apply(sender: Any, assigned: Any, **_: Any) -> None:
-        from streams.consumer_handoff import deliver_without_tasks
+        from streams.faust_delivery import deliver_without_tasks
 
         deliver_without_tasks(app.consumer)
 

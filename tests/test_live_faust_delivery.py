@@ -1,6 +1,6 @@
 """The worker's quick paths around Faust's per-message machinery, without a broker.
 
-`streams.consumer_handoff` (delivery without four tasks per message) against mode's own
+`streams.faust_delivery` (delivery without four tasks per message) against mode's own
 ``Service.wait_first``; `streams.channel_batches` (batches straight from a channel queue)
 against the stream's rules: stale events dropped and acked, live ones tracked until acked.
 """
@@ -16,7 +16,7 @@ import pytest
 from mode import Service
 
 from streams.channel_batches import channel_batches
-from streams.consumer_handoff import deliver_without_tasks
+from streams.faust_delivery import deliver_without_tasks
 
 
 class _Consumer(Service):
@@ -282,3 +282,33 @@ def test_a_batch_whose_processing_raised_is_not_acked() -> None:
         assert len(app.consumer.unacked) == 2  # a rebalance still waits for them
 
     asyncio.run(scenario())
+
+
+# --- raw_bytes_schema ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, value", [(b"e-1", b'{"x": 1}'), (None, b"\xff\x00 not json"),
+                                        (b"k", None), (b"", b"")])  # fmt: skip
+def test_the_raw_bytes_decode_builds_the_event_faust_would(key: bytes | None,
+                                                          value: bytes | None) -> None:  # fmt: skip
+    import faust
+    from faust.types import TP
+    from faust.types.tuples import Message
+
+    from streams.faust_delivery import raw_bytes_schema
+
+    app = faust.App("handoff-unit", broker="memory://", autodiscover=False)
+    faust_schema = faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    message = Message("predictions", 2, 41, 1.5, 0, [("h", b"v")], key, value, None,
+                      tp=TP("predictions", 2))  # fmt: skip
+
+    async def decoded(schema: Any) -> Any:
+        return await schema.compile(app)(message, propagate=True)
+
+    ours, faust_own = asyncio.run(decoded(raw_bytes_schema())), asyncio.run(decoded(faust_schema))
+    assert type(ours) is type(faust_own)
+    assert (ours.key, ours.value, ours.headers) == (faust_own.key, faust_own.value,
+                                                    faust_own.headers)  # fmt: skip
+    assert ours.message is message is faust_own.message
