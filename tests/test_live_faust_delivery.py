@@ -312,3 +312,50 @@ def test_the_raw_bytes_decode_builds_the_event_faust_would(key: bytes | None,
     assert (ours.key, ours.value, ours.headers) == (faust_own.key, faust_own.value,
                                                     faust_own.headers)  # fmt: skip
     assert ours.message is message is faust_own.message
+
+
+# --- quick_producer_ebb ----------------------------------------------------------------
+
+
+def test_the_quick_ebb_waits_only_when_the_send_buffer_is_over_its_limit() -> None:
+    from types import SimpleNamespace
+
+    from streams.faust_delivery import quick_producer_ebb
+
+    async def scenario() -> None:
+        flushed: list[int] = []
+        pending: asyncio.Queue[int] = asyncio.Queue()
+
+        async def faust_wait_until_ebb() -> None:
+            flushed.append(pending.qsize())
+
+        buffer = SimpleNamespace(pending=pending, max_messages=2,
+                                 wait_until_ebb=faust_wait_until_ebb)  # fmt: skip
+        app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False),
+                              producer=SimpleNamespace(buffer=buffer))  # fmt: skip
+        quick_producer_ebb(app)
+        quick_producer_ebb(app)  # idempotent: wraps once
+        for size in (0, 2, 3):
+            while pending.qsize() < size:
+                pending.put_nowait(0)
+            await buffer.wait_until_ebb()
+        assert flushed == [3]  # Faust's wait (flush) only over the limit, as Faust's own check
+
+    asyncio.run(scenario())
+
+
+def test_the_threaded_producer_keeps_faust_ebb() -> None:
+    from types import SimpleNamespace
+
+    from streams.faust_delivery import quick_producer_ebb
+
+    async def faust_wait_until_ebb() -> None:
+        return None
+
+    buffer = SimpleNamespace(
+        pending=asyncio.Queue(), max_messages=2, wait_until_ebb=faust_wait_until_ebb
+    )
+    app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=True),
+                          producer=SimpleNamespace(buffer=buffer))  # fmt: skip
+    quick_producer_ebb(app)
+    assert buffer.wait_until_ebb is faust_wait_until_ebb
