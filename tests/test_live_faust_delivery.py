@@ -8,6 +8,7 @@ against the stream's rules: stale events dropped and acked, live ones tracked un
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,11 @@ class _Message:
     generation_id: int = 1
     topic: str = "predictions"
     tracked: bool = False
+    partition: int = 0
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
 
 
 @dataclass
@@ -192,6 +198,7 @@ class _App:
         self.flow_control = _FlowControl()
         self.consumer = type("C", (), {"unacked": set()})()
         self.topics = type("T", (), {"acking_topics": {"predictions"}})()
+        self.monitor = type("M", (), {"stream_inbound_time": {}})()
 
 
 def _events(*offsets: int, generation: int = 1) -> list[_Event]:
@@ -359,3 +366,19 @@ def test_the_threaded_producer_keeps_faust_ebb() -> None:
                           producer=SimpleNamespace(buffer=buffer))  # fmt: skip
     quick_producer_ebb(app)
     assert buffer.wait_until_ebb is faust_wait_until_ebb
+
+
+def test_a_batch_marks_its_partitions_as_read_for_faust_livelock_check() -> None:
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        events = _events(1, 2, 3)
+        events[2].message.partition = 2
+        for event in events:
+            queue.put_nowait(event)
+        before = time.monotonic()
+        await _next(channel_batches(app, queue, max_events=3, within=5.0))
+        marked = app.monitor.stream_inbound_time
+        assert set(marked) == {("predictions", 0), ("predictions", 2)}
+        assert all(before <= at <= time.monotonic() for at in marked.values())
+
+    asyncio.run(scenario())
