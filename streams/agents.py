@@ -26,7 +26,7 @@ from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
 from streams.channel_batches import channel_batches
 from streams.delta_merge import merge_round
-from streams.faust_delivery import quick_producer_ebb, raw_bytes_schema
+from streams.faust_delivery import quicken_faust_delivery, raw_bytes_schema
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
 from streams.ingest_rounds import (
@@ -309,7 +309,7 @@ def install_pipeline(
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
         drain_buffer_on_flush(app)
-        quick_producer_ebb(app)  # before the first assignment builds the message handlers
+        quicken_faust_delivery(app)
         batches = channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds
         )

@@ -35,7 +35,6 @@ __all__ = [
     "drain_buffer_on_flush",
     "faust_credentials",
     "hold_input_while_seeking",
-    "quicken_message_delivery",
     "shorten_fetch_wait",
 ]
 
@@ -185,7 +184,6 @@ def create_app(
     app._on_agent_error = exit_on_agent_crash()  # type: ignore[method-assign,assignment]  # before agents
     hold_input_while_seeking(app)
     shorten_fetch_wait(app, fetch_wait_seconds)
-    quicken_message_delivery(app)
     if app.conf.store.scheme == "rocksdb":
         from streams.rocksdb_memory import share_rocksdb_memory
 
@@ -273,17 +271,5 @@ def shorten_fetch_wait(app: faust.App, seconds: float) -> None:
         elif current != wait_ms:
             fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]  # an int, checked
             log.info("consumer fetch wait: %d ms (was %d ms)", wait_ms, current)
-
-    app.on_partitions_assigned.connect(apply)  # type: ignore[arg-type]  # takes (sender, tps)
-
-
-def quicken_message_delivery(app: faust.App) -> None:
-    """Deliver fetched messages to the agents without Faust's four tasks per message
-    (`streams.faust_delivery`), from the first assignment on."""
-
-    async def apply(sender: Any, assigned: Any, **_: Any) -> None:
-        from streams.faust_delivery import deliver_without_tasks
-
-        deliver_without_tasks(app.consumer)
 
     app.on_partitions_assigned.connect(apply)  # type: ignore[arg-type]  # takes (sender, tps)

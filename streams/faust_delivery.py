@@ -29,7 +29,13 @@ import logging
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["ResumedCoroutine", "deliver_without_tasks", "quick_producer_ebb", "raw_bytes_schema"]
+__all__ = [
+    "ResumedCoroutine",
+    "deliver_without_tasks",
+    "quick_producer_ebb",
+    "quicken_faust_delivery",
+    "raw_bytes_schema",
+]
 
 log = logging.getLogger("driftline.worker")
 
@@ -63,6 +69,15 @@ class ResumedCoroutine:
                     pending = coroutine.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+def quicken_faust_delivery(app: Any) -> None:
+    """Install the delivery hand-off and the quick buffer check on ``app``'s consumer and
+    producer (idempotent). Call from an agent's start: both exist then, and partitions are
+    not assigned yet (the conductor's handlers take the buffer check when they are built).
+    (`raw_bytes_schema` is given to the topics when they are declared.)"""
+    deliver_without_tasks(app.consumer)
+    quick_producer_ebb(app)
 
 
 def deliver_without_tasks(consumer: Any) -> bool:
