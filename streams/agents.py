@@ -33,6 +33,7 @@ from streams.ingest_rounds import (
     Folded,
     offset_gaps,
     offset_span,
+    replay_tail,
     split_replay,
     with_read_back,
 )
@@ -40,6 +41,7 @@ from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
 from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs
 from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
+from streams.publish_check import confirm_published
 from streams.validation import RawMessage, Source
 
 if TYPE_CHECKING:
@@ -234,7 +236,8 @@ def install_pipeline(
                 for source in ("predictions", "labels")
             }
             gaps = offset_gaps(events, locate, done) if ingest_watch.watching() else []
-            found = await read_back(partition, gaps)
+            tail = replay_tail(events, locate, intent, done)
+            found = await read_back(partition, gaps) + await read_back(partition, tail, "tail")
             arrived: list[Event | RefetchedEvent] = with_read_back(found, events, locate)
             again, new = split_replay(arrived, locate, intent, done)
             if again:
@@ -245,9 +248,12 @@ def install_pipeline(
             if round_:
                 await ingest_round(round_)
 
-    async def read_back(partition: int, gaps: list[tuple[str, int, int]]) -> list[RefetchedEvent]:
+    async def read_back(
+        partition: int, gaps: list[tuple[str, int, int]], why: str = "gap"
+    ) -> list[RefetchedEvent]:
         """The messages of ``partition`` in ``gaps`` (source: predictions, labels or sketches),
-        read from Kafka, in offset order."""
+        read from Kafka, in offset order. ``why``: "gap" (offsets Faust dropped) or "tail"
+        (the rest of a crashed batch, not fetched yet)."""
         topic_of = {"predictions": topics.predictions, "labels": topics.labels,
                     "sketches": topics.sketches}  # fmt: skip
         found: list[RefetchedEvent] = []
@@ -256,8 +262,12 @@ def install_pipeline(
             missed = await asyncio.get_running_loop().run_in_executor(
                 None, read_input_range, settings, topic, partition, low, high
             )
-            log.warning("%s[%d]: offsets %d-%d never reached the worker: %d read back",
-                        topic, partition, low, high - 1, len(missed))  # fmt: skip
+            if why == "tail":
+                log.info("%s[%d]: offsets %d-%d of the batch a crash left unfinished read "
+                         "ahead: %d", topic, partition, low, high - 1, len(missed))  # fmt: skip
+            else:
+                log.warning("%s[%d]: offsets %d-%d never reached the worker: %d read back",
+                            topic, partition, low, high - 1, len(missed))  # fmt: skip
             metrics.input_read_back.labels(source=source).inc(len(missed))
             found += missed
         return found
@@ -291,6 +301,7 @@ def install_pipeline(
             ordered = [(delta, [origin]) for delta, origin in by_start]
         else:
             ordered = merge_round(pairs, max_events=kit.delta_events)
+        sent = []
         for delta, origins in ordered:
             envelope = {
                 "format": SKETCH_FORMAT_VERSION,
@@ -299,8 +310,11 @@ def install_pipeline(
                 **({"origin": origins[0]} if len(origins) == 1 else {"origins": origins}),
                 "delta": delta.state,
             }
-            await sketches.send(key=delta.model.encode(), value=dumps_compact(envelope))
+            value = dumps_compact(envelope)
+            future = await sketches.send(key=delta.model.encode(), value=value)
+            sent.append((f"a delta of model {delta.model!r}", len(value), future))
             metrics.sketches_published.inc()
+        await confirm_published(sent)  # before the input is recorded as done
         for result in folded:
             as_current(result.first)
             for key, offset in result.offsets.items():
@@ -359,7 +373,10 @@ def install_pipeline(
                 "version": event.version,
                 "reference": reference,
             }
-            await sketches.send(key=event.model.encode(), value=dumps_compact(envelope))
+            value = dumps_compact(envelope)
+            future = await sketches.send(key=event.model.encode(), value=value)
+            what = f"the reference of model {event.model!r} version {event.version}"
+            await confirm_published([(what, len(value), future)])
 
     # Faust also assigns the tables' changelog partitions, read only during recovery and
     # paused after it: their "lag" is the worker's own writes since, not input waiting.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from schemas.settings import Settings
+from streams.topics import MAX_STATE_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     import faust
@@ -53,10 +54,6 @@ JUDGE_BATCH_SECONDS: Final = 0.01
 FETCH_WAIT_SECONDS: Final = 0.02
 """How long the broker may hold a fetch that finds no new data (Kafka's ``fetch.max.wait.ms``;
 Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert latency."""
-MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
-"""Largest table value (changelog message) a worker writes: a judge of a model with hundreds
-of features. The brokers' ``message.max.bytes`` does not apply: the changelog topics carry
-``max.message.bytes`` themselves."""
 # Modest RocksDB buffers: the defaults (64 MiB memtables x3, 2 GiB block cache) are sized for
 # one big table, we have several small ones per partition. The block cache sizes only apply
 # to a python-rocksdb store: with rocksdict every database shares one cache and write buffer

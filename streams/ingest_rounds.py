@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 
 from streams.agents_monitor import DeltaOut
 
-__all__ = ["Folded", "offset_gaps", "offset_span", "split_replay", "with_read_back"]
+__all__ = [
+    "Folded",
+    "offset_gaps",
+    "offset_span",
+    "replay_tail",
+    "split_replay",
+    "with_read_back",
+]
 
 T = TypeVar("T")
 
@@ -50,6 +57,44 @@ def split_replay(
         source, offset = locate(message)
         (replay if offset <= last[source] else rest).append(message)
     return replay, rest
+
+
+def replay_tail(
+    messages: Sequence[T],
+    locate: Callable[[T], tuple[str, int]],
+    intent: Sequence[int] | None,
+    progress: Mapping[str, int],
+) -> list[tuple[str, int, int]]:
+    """``(source, low, high)``: offsets of the unfinished ``intent`` batch that did not arrive
+    with ``messages`` (after the last that did), to read back before the batch is replayed.
+
+    A restarted worker's first fetch may stop inside the crashed batch (a fetch returns about
+    1 MB per partition; the batch may have been gathered from several). Replayed in two parts,
+    both would carry the batch's id and the judge would drop the second part's deltas as
+    already applied: the whole batch must be folded again at once.
+
+    >>> messages = [("predictions", 5), ("labels", 3)]
+    >>> replay_tail(messages, lambda m: m, [5, 8, 2, 3], {"predictions": 4, "labels": 2})
+    [('predictions', 6, 9)]
+    >>> replay_tail([], lambda m: m, [5, 8, -1, -1], {"predictions": 4, "labels": 7})
+    [('predictions', 5, 9)]
+    >>> replay_tail(messages, lambda m: m, [5, 8, 2, 3], {"predictions": 8, "labels": 3})
+    []
+    """
+    if intent is None:
+        return []
+    last = {"predictions": int(intent[1]), "labels": int(intent[3])}
+    if all(progress.get(source, -1) >= end for source, end in last.items()):
+        return []  # the batch was published and recorded
+    arrived = dict(progress)
+    for message in messages:
+        source, offset = locate(message)
+        arrived[source] = max(arrived.get(source, -1), offset)
+    return [
+        (source, arrived.get(source, -1) + 1, end + 1)
+        for source, end in last.items()
+        if arrived.get(source, -1) < end
+    ]
 
 
 def offset_gaps(

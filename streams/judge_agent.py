@@ -28,6 +28,7 @@ from streams.channel_batches import channel_batches
 from streams.ingest_rounds import offset_gaps, with_read_back
 from streams.input_refetch import GapWatch, RefetchedEvent
 from streams.judge_book import Envelopes, JudgeBook, sketch_problem
+from streams.publish_check import confirm_published
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -188,7 +189,10 @@ def install_judge(
         if not ledger.should_emit(alert.fingerprint, alert.status):
             metrics.alerts_suppressed.inc()
             return
-        await alerts.send(key=alert.fingerprint.encode(), value=to_json_bytes(alert))
+        value = to_json_bytes(alert)
+        future = await alerts.send(key=alert.fingerprint.encode(), value=value)
+        what = f"the {alert.status} alert {alert.fingerprint} of model {alert.model!r}"
+        await confirm_published([(what, len(value), future)])  # recorded only once it is out
         identity = (alert.model, alert.kind, alert.feature, alert.detector)
         ledger.record(alert.fingerprint, alert.status, alert.alert_id, identity)
         metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()

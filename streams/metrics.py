@@ -201,7 +201,8 @@ class WorkerMetrics:
         self.input_read_back = Counter(
             "driftline_input_read_back_messages",
             "Messages read back from Kafka because their offsets never reached the ingest "
-            "or the judge (Faust can drop one fetched while a worker finishes its recovery).",
+            "or the judge (Faust can drop one fetched while a worker finishes its recovery), "
+            "or because a batch a crash left unfinished must be folded again whole.",
             ["source"],
             registry=r,
         )

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from schemas.settings import KafkaSettings, Settings
 
 __all__ = [
+    "MAX_STATE_MESSAGE_BYTES",
     "TopicPlan",
     "TopicsError",
     "create_missing_topics",
     "delete_topics_with_prefix",
     "ensure_topics",
     "plan_topics",
+    "raise_message_limits",
     "topic_partitions",
 ]
+
+MAX_STATE_MESSAGE_BYTES: Final = 32 << 20
+"""Largest message a worker writes: a table value (a judge of a model with hundreds of
+features) or a delta on the sketches topic (250 events of 450 features are ~1.3 MB). The
+brokers' ``message.max.bytes`` (1 MB by default) does not apply: those topics carry
+``max.message.bytes`` themselves."""
+MESSAGE_LIMIT: Final = "max.message.bytes"
 
 MIN_DELETE_PREFIX = 8
 """Shortest prefix ``delete_topics_with_prefix`` accepts: it is for throwaway prefixes."""
@@ -46,7 +63,11 @@ def plan_topics(settings: Settings) -> list[TopicPlan]:
         TopicPlan(topics.alerts, topics.partitions, retention),
         TopicPlan(topics.models, 1, keep_latest),
         TopicPlan(topics.deadletter, topics.partitions, retention),
-        TopicPlan(topics.sketches, topics.partitions, retention),
+        TopicPlan(
+            topics.sketches,
+            topics.partitions,
+            {**retention, MESSAGE_LIMIT: str(MAX_STATE_MESSAGE_BYTES)},
+        ),
     ]
 
 
@@ -105,9 +126,12 @@ def create_missing_topics(
 
 def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str, str]:
     """Create missing topics; returns name -> "created" | "exists". Safe to run again."""
+    plans = plan_topics(settings)
     outcome = create_missing_topics(
-        settings.kafka, plan_topics(settings), settings.topics.replication_factor, timeout_seconds
+        settings.kafka, plans, settings.topics.replication_factor, timeout_seconds
     )
+    existing = [plan for plan in plans if outcome.get(plan.name) == "exists"]
+    raise_message_limits(settings.kafka, existing, timeout_seconds)
     counts = topic_partitions(settings.kafka, [settings.topics.predictions, settings.topics.labels])
     if len(set(counts.values())) > 1:
         raise TopicsError(
@@ -127,6 +151,51 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
             f"`driftline topics create` before anything produces to them"
         )
     return outcome
+
+
+def raise_message_limits(
+    kafka: KafkaSettings, plans: list[TopicPlan], timeout_seconds: float = 30.0
+) -> list[str]:
+    """Raise ``max.message.bytes`` of the existing topics whose plan sets a larger one (topics
+    created before it was planned); returns their names."""
+    wanted = {plan.name: int(plan.config[MESSAGE_LIMIT]) for plan in plans
+              if MESSAGE_LIMIT in plan.config}  # fmt: skip
+    if not wanted:
+        return []
+    admin = AdminClient({**kafka.confluent_config()})
+    described = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, name) for name in wanted],
+        request_timeout=timeout_seconds,
+    )
+    low = []
+    for resource, future in described.items():
+        entry = future.result().get(MESSAGE_LIMIT)
+        if entry is None or int(entry.value) < wanted[resource.name]:
+            low.append(resource.name)
+    if not low:
+        return []
+
+    def raised(name: str) -> ConfigResource:
+        entry = ConfigEntry(
+            MESSAGE_LIMIT, str(wanted[name]), incremental_operation=AlterConfigOpType.SET
+        )
+        return ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry])
+
+    altered = admin.incremental_alter_configs(
+        [raised(name) for name in low], request_timeout=timeout_seconds
+    )
+    for resource, future in altered.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise TopicsError(
+                f"topic {resource.name!r} needs {MESSAGE_LIMIT}={wanted[resource.name]} (deltas "
+                f"of wide models exceed the broker's default) and driftline could not set it: "
+                f"{exc.args[0]}. Set it with kafka-configs.sh --alter --entity-type topics "
+                f"--entity-name {resource.name} --add-config "
+                f"{MESSAGE_LIMIT}={wanted[resource.name]}"
+            ) from exc
+    return low
 
 
 def delete_topics_with_prefix(

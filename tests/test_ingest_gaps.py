@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.ingest_rounds import offset_gaps, split_replay, with_read_back
+from streams.ingest_rounds import offset_gaps, replay_tail, split_replay, with_read_back
 
 Message = tuple[str, int]
 
@@ -44,3 +44,25 @@ def test_read_back_messages_fold_in_offset_order_and_replays_still_split() -> No
     again, rest = split_replay(merged, _locate, [5, 5, 97, 98], {"predictions": 4, "labels": 96})
     assert sorted(again) == [("labels", 97), ("labels", 98), ("predictions", 5)]
     assert rest == [("labels", 99)]
+
+
+def test_the_unfetched_tail_of_a_crashed_batch_is_read_ahead_then_replayed_whole() -> None:
+    intent, progress = [5, 9, 2, 4], {"predictions": 4, "labels": 1}
+    arrived = [("predictions", 5), ("labels", 2), ("predictions", 6)]  # the fetch stopped here
+    tail = replay_tail(arrived, _locate, intent, progress)
+    assert tail == [("predictions", 7, 10), ("labels", 3, 5)]
+    read = [(source, offset) for source, low, high in tail for offset in range(low, high)]
+    replay, rest = split_replay(with_read_back(read, arrived, _locate), _locate, intent, progress)
+    assert sorted(replay) == sorted([*arrived, *read]) and rest == []
+
+
+def test_no_tail_when_the_batch_arrived_whole_or_was_recorded() -> None:
+    whole = [("predictions", 5), ("predictions", 6), ("labels", 2)]
+    assert replay_tail(whole, _locate, [5, 6, 2, 2], {"predictions": 4, "labels": 1}) == []
+    assert replay_tail(whole, _locate, [5, 6, 2, 2], {"predictions": 6, "labels": 2}) == []
+    assert replay_tail(whole, _locate, None, {"predictions": 4}) == []
+
+
+def test_a_batch_without_labels_reads_no_labels() -> None:
+    tail = replay_tail([("predictions", 5)], _locate, [5, 7, -1, -1], {"predictions": 4})
+    assert tail == [("predictions", 6, 8)]

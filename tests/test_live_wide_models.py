@@ -1,8 +1,10 @@
 """A model with many features: its judge state outgrows Kafka's default 1 MB message limit
-(the reference keeps a sample per feature), and the worker must still store and recover it."""
+(the reference keeps a sample per feature), and the worker must still store and recover it;
+with hundreds of features each published delta does too, and must still reach the judge."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,19 +23,21 @@ EVENTS = 3_000
 JUDGED = 'driftline_judged_events{model="wide"}'
 
 
-def _wide_stream() -> list[PredictionEvent]:
+def _wide_stream(
+    events: int = EVENTS, features: int = FEATURES, model: str = "wide"
+) -> list[PredictionEvent]:
     rng = np.random.default_rng(5)
-    values = rng.normal(size=(EVENTS, FEATURES)).round(6)
+    values = rng.normal(size=(events, features)).round(6)
     start = datetime(2024, 5, 1, tzinfo=UTC)
     return [
         PredictionEvent(
             event_id=f"w-{i}",
-            model="wide",
+            model=model,
             timestamp=start + timedelta(seconds=i),
-            features={f"f{k:02d}": float(values[i, k]) for k in range(FEATURES)},
+            features={f"f{k:03d}": float(values[i, k]) for k in range(features)},
             prediction=float(values[i, 0] > 0),
         )
-        for i in range(EVENTS)
+        for i in range(events)
     ]
 
 
@@ -59,3 +63,71 @@ def test_a_judge_state_over_one_megabyte_is_stored_and_recovered(
         second.log_tail(),
     )
     assert second.alive() and scrape(second).get(JUDGED) == EVENTS, second.log_tail()
+
+
+def _set_message_limit(settings: Settings, topic: str, limit: int) -> None:
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    entry = ConfigEntry(
+        "max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient(settings.kafka.confluent_config())
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
+
+
+def test_a_refused_delta_ends_the_worker_and_a_restart_publishes_it(
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
+) -> None:
+    """450 features: a delta of 250 events is ~1.3 MB of JSON. With the sketches topic back
+    at the broker's default limit (as topics created before driftline set its own are), the
+    broker refuses it: the worker must exit (70) instead of recording the input as done, and
+    a restart must raise the limit again and publish what was refused. Before, every delta
+    was dropped with a warning and the model was never judged."""
+    from streams.agent_crash import AGENT_CRASH_EXIT_CODE
+    from streams.replay import replay_events
+
+    stream = _wide_stream(2_500, 450, "very-wide")  # past the warm-up: every delta is judged
+    judged = 'driftline_judged_events{model="very-wide"}'
+    first = start_worker("w1")
+    _set_message_limit(settings, settings.topics.sketches, 1_048_588)  # Kafka's default
+    replay_events(settings, stream, batch_size=100)
+    assert wait_for(lambda: not first.alive(), timeout=60), first.log_tail()
+    assert first.process.returncode == AGENT_CRASH_EXIT_CODE, first.log_tail()
+    assert "was not published" in first.log() and "MessageSizeTooLarge" in first.log()
+    second = start_worker("w1")  # same data directory: a restarted host
+    assert wait_for(lambda: scrape(second).get(judged, 0.0) >= len(stream), timeout=100), (
+        scrape(second).get(judged),
+        second.log_tail(),
+    )
+    time.sleep(3)  # a delta published twice would be judged twice
+    assert scrape(second).get(judged) == len(stream), second.log_tail()
+    assert second.alive(), second.log_tail()
+
+
+def test_ensure_topics_raises_the_sketches_limit_of_an_older_topic(settings: Settings) -> None:
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ConfigResource,
+        ResourceType,
+    )
+
+    from streams.topics import MAX_STATE_MESSAGE_BYTES, ensure_topics
+
+    def limit(topic: str) -> int:
+        admin = AdminClient(settings.kafka.confluent_config())
+        (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+        return int(future.result()["max.message.bytes"].value)
+
+    assert limit(settings.topics.sketches) == MAX_STATE_MESSAGE_BYTES  # created with it
+    _set_message_limit(settings, settings.topics.sketches, 1_048_588)
+    ensure_topics(settings)
+    assert limit(settings.topics.sketches) == MAX_STATE_MESSAGE_BYTES
+    assert limit(settings.topics.predictions) < MAX_STATE_MESSAGE_BYTES  # the others as they were
