@@ -300,7 +300,8 @@ def install_pipeline(
             by_start = sorted(pairs, key=lambda pair: pair[0].start)
             ordered = [(delta, [origin]) for delta, origin in by_start]
         else:
-            ordered = merge_round(pairs, max_events=kit.delta_events)
+            cap = kit.delta_events_for(delta.model for delta, _origin in pairs)
+            ordered = merge_round(pairs, max_events=cap)
         sent = []
         for delta, origins in ordered:
             envelope = {

@@ -8,7 +8,7 @@ back window-delta states to publish and alerts to emit. Everything crossing Kafk
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -20,7 +20,7 @@ from detectors.accumulate_deferred import DeferredDelta
 from detectors.join import JoinStats, LabelJoiner
 from detectors.window import WindowDelta
 from schemas.events import Alert, LabelEvent, PredictionEvent
-from schemas.monitor_config import MonitorConfig
+from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,7 +31,10 @@ __all__ = ["DeltaOut", "MonitorKit", "count_join_outcomes"]
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
 DEFAULT_DELTA_EVENTS: Final = 250
-"""Events per published delta at most: half the default window, so windows close on time."""
+"""Events per published delta at most for time windows (half the default count window)."""
+MAX_DELTA_EVENTS: Final = 2_000
+"""Events per delta at most for any model (a delta's sketches grow with it up to their
+reservoirs: ~110 bytes per event with 10 features)."""
 DEFAULT_LABELS_LAG_TOLERANCE: Final = 500
 """Unread label messages of a partition beyond which its deltas are marked ``labels_behind``
 (no label-coverage verdict): a worker reading in real time is far below it; a catch-up or a
@@ -60,6 +63,29 @@ def _sort_key(start: datetime | None) -> float:
     return start.timestamp() if start is not None else float("inf")
 
 
+def delta_events_of(settings: ModelMonitorConfig) -> int:
+    """Events per delta at most for a model configured so: the judge takes a delta whole, so
+    a count window (or slide step) gets up to one delta more than its size, and a warm-up
+    reference up to one delta more than ``warmup_events``. Half the step and an eighth of the
+    warm-up bound that (250 for the defaults: 500-event windows, a 2000-event warm-up); time
+    windows keep `DEFAULT_DELTA_EVENTS`, since their events per second are not known.
+
+    >>> from schemas.monitor_config import parse_monitor_config
+    >>> delta_events_of(parse_monitor_config({}).for_model("m"))
+    250
+    >>> big = {"window": {"size": 20000}, "reference": {"warmup_events": 20000}}
+    >>> delta_events_of(parse_monitor_config({"defaults": big}).for_model("m"))
+    2000
+    """
+    window, reference = settings.window, settings.reference
+    if window.type != "count":
+        return DEFAULT_DELTA_EVENTS
+    bound = int(window.slide or window.size) // 2
+    if reference.source == "warmup":
+        bound = min(bound, reference.warmup_events // 8)
+    return max(1, min(bound, MAX_DELTA_EVENTS))
+
+
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -71,20 +97,37 @@ class MonitorKit:
         self,
         config: MonitorConfig,
         *,
-        delta_events: int = DEFAULT_DELTA_EVENTS,
+        delta_events: int | None = None,
         labels_lag_tolerance: int = DEFAULT_LABELS_LAG_TOLERANCE,
         clock: Callable[[], datetime] = _wall_clock,
     ) -> None:
-        if delta_events < 1:
+        if delta_events is not None and delta_events < 1:
             raise ValueError(f"delta_events must be at least 1, got {delta_events}")
         self.config = config
         self.join_ttl_seconds = config.join.ttl_seconds
-        self.delta_events = delta_events
+        self._fixed_delta_events = delta_events
+        """Events per delta for every model (tests), else each model's `delta_events_of`."""
+        self._delta_events: dict[str, int] = {}
+        self.delta_events = delta_events or min(
+            delta_events_of(config.for_model(name)) for name in ["", *config.models]
+        )
+        """The smallest cap of any configured model (labels are cut by it)."""
         self.labels_lag_tolerance = labels_lag_tolerance
         self.clock = clock
         self._expired_at: dict[int, float] = {}
         """Partition -> event time (epoch s) of its last expiry, in memory: after a restart
         the first batch of each partition expires once more, which is harmless."""
+
+    def delta_events_for(self, models: Iterable[str]) -> int:
+        """Events per delta at most for a batch of these models: the smallest of their caps
+        (a batch is cut in runs of consumption order, across models)."""
+        if self._fixed_delta_events is not None:
+            return self._fixed_delta_events
+        caps = self._delta_events
+        names = set(models)
+        for model in names - caps.keys():
+            caps[model] = delta_events_of(self.config.for_model(model))
+        return min((caps[model] for model in names), default=self.delta_events)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorKit:
@@ -105,8 +148,9 @@ class MonitorKit:
         partition: int | None = None,
         labels_behind: bool = False,
     ) -> list[DeltaOut]:
-        """Join and fold one partition's batch into deltas of at most ``delta_events`` each;
-        with ``partition``, expire its join now and then (the mappings hold its entries only).
+        """Join and fold one partition's batch into deltas of at most `delta_events_for` its
+        models each; with ``partition``, expire its join now and then (the mappings hold its
+        entries only).
 
         Bounded deltas keep event time roughly ordered at the judge: a replay at full speed
         hands a worker thousands of events per partition at once, and one delta spanning all
@@ -117,7 +161,7 @@ class MonitorKit:
         joiner = LabelJoiner(pending, early, ttl_seconds=self.join_ttl_seconds)
         accumulator = PartitionAccumulator(self.config)
         out: list[DeltaOut] = []
-        step = self.delta_events
+        step = self.delta_events_for(event.model for event in predictions)
         for start in range(0, len(predictions), step):
             chunk = predictions[start : start + step]
             accumulator.add_predictions(chunk)

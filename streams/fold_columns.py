@@ -1,7 +1,8 @@
 """``MonitorKit.fold_partition`` for columnar predictions (`streams.ingest_columns`).
 
 `fold_columns` cuts the predictions where ``fold_partition`` cuts them (every
-``kit.delta_events`` predictions of the batch in consumption order, then the labels), hands
+``kit.delta_events_for(models)`` predictions of the batch in consumption order, then the
+labels), hands
 each model version's rows of a chunk to the accumulator in one ``add_columns`` call, as
 ``add_predictions`` folds its group of the chunk (sketches keep the batches they were updated
 with, so the deltas come out the same), and joins the chunk as ``add_predictions`` does.
@@ -67,7 +68,8 @@ def fold_columns(
     on_joined: Callable[[LabelJoiner, datetime], None] | None = None,
     defer: bool = True,
 ) -> list[DeltaOut]:
-    """Join and fold one partition's batch into deltas of at most ``kit.delta_events`` each.
+    """Join and fold one partition's batch into deltas of at most `MonitorKit.delta_events_for`
+    its models each.
 
     ``positions``: per element of ``columns``, its rows' places in consumption order
     (``ColumnSplit.positions``: 0 to n-1 over all rows, increasing within each element); None:
@@ -80,7 +82,7 @@ def fold_columns(
     joiner = LabelJoiner(pending, early, ttl_seconds=kit.join_ttl_seconds)
     accumulator = DeferredAccumulator(kit.config) if defer else PartitionAccumulator(kit.config)
     out: list[DeltaOut] = []
-    step = kit.delta_events
+    step = kit.delta_events_for(part.model for part in columns)
     parts = _parts(columns, positions)
     for pieces in _chunks(parts, step):
         for group in _by_version(pieces):

@@ -119,3 +119,38 @@ def test_a_merged_delta_moves_the_warm_up_clock_of_every_partition_it_holds() ->
                            warmup_events=2000)  # fmt: skip
     assert released == [delta.state]
     assert record.parked == {"0": [after.state]}
+
+
+def _kit(config: dict[str, object]) -> MonitorKit:
+    from schemas.monitor_config import parse_monitor_config
+
+    return MonitorKit(parse_monitor_config(config))
+
+
+def test_a_models_delta_cap_follows_its_window_and_warm_up() -> None:
+    from schemas.monitor_config import parse_monitor_config
+    from streams.agents_monitor import delta_events_of
+
+    def cap(model_settings: dict[str, object]) -> int:
+        return delta_events_of(parse_monitor_config({"defaults": model_settings}).for_model("m"))
+
+    assert cap({}) == 250  # 500-event windows, a 2000-event warm-up: as before
+    assert cap({"window": {"size": 100}}) == 50  # at most one delta over the window's size
+    assert cap({"window": {"size": 1000, "slide": 200}}) == 100  # the slide is the step
+    assert cap({"window": {"size": 20000}}) == 250  # the default warm-up bounds it
+    big = {"window": {"size": 20000}, "reference": {"warmup_events": 20000}}
+    assert cap(big) == 2000  # and MAX_DELTA_EVENTS
+    assert cap({"window": {"type": "time", "time_seconds": 60}}) == 250
+
+
+def test_a_batch_is_cut_at_the_smallest_cap_of_its_models() -> None:
+    kit = _kit({
+        "defaults": {"window": {"size": 20000}, "reference": {"warmup_events": 20000}},
+        "models": {"small": {"window": {"size": 100}}},
+    })  # fmt: skip
+    assert kit.delta_events == 50  # labels are cut by the smallest configured cap
+    assert kit.delta_events_for(["churn"]) == 2000
+    assert kit.delta_events_for(iter(["churn", "small"])) == 50
+    assert [delta.state["count"] for delta in _fold(0, 4500, kit=kit)] == [2000, 2000, 500]
+    fixed = MonitorKit(MonitorConfig(), delta_events=7)
+    assert fixed.delta_events_for(["churn"]) == 7 == fixed.delta_events
