@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/worker_throughput.py [--events 100000] [--memory-minutes 2]
         [--rate N] [--only a,b,c,d,e,m,s] [--profile out.prof] [--worker-args "..."]
-        [--chart run.html]  (needs Kafka)
+        [--chart run.html] [--monitor-config monitor.yaml]  (needs Kafka)
 
 1. Throughput per process (one process each, 3 partitions, a pre-filled backlog of
    ``--events`` predictions of one model with 10 features), from the first message consumed
@@ -231,7 +231,14 @@ def main() -> int:
     parser.add_argument(
         "--worker-args", default="", help='more worker options, e.g. "--judge-save-seconds 5"'
     )
+    parser.add_argument(
+        "--monitor-config", type=Path, default=None,
+        help="monitor YAML for our workers in rows a, a-many and b (e.g. larger windows); "
+             "the sustained run keeps the defaults its shifts are timed for",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.monitor_config is not None and not args.monitor_config.is_file():
+        parser.error(f"--monitor-config {args.monitor_config}: no such file")
     worker_args = args.worker_args.split()
     only = set(args.only.split(","))
     if not broker_answers(args.bootstrap):
@@ -274,7 +281,8 @@ def main() -> int:
                     continue
                 profile = args.profile if key == ("a" if "a" in only else "b") else None
                 probe = start_worker(procs, f"worker-{key}", args.bootstrap, prefix,
-                                     workdir / f"data-{key}", profile, worker_args)  # fmt: skip
+                                     workdir / f"data-{key}", profile, worker_args,
+                                     args.monitor_config)  # fmt: skip
                 rows[key] = measured = worker_throughput(
                     probe, args.bootstrap, settings, args.events, args.row_timeout
                 )
@@ -339,7 +347,9 @@ def main() -> int:
         f"run {run_id}: {args.events:,} predictions backlog, 3 partitions, broker "
         f"{args.bootstrap}; {os.cpu_count()} CPUs, load avg {load_before[0]:.1f} before / "
         f"{load_after[0]:.1f} after; {time.monotonic() - started:.0f} s total; Quix python "
-        f"{venv_note}" + (f"; logs in {workdir}" if args.keep else "")
+        f"{venv_note}"
+        + (f"; logs in {workdir}" if args.keep else "")
+        + (f"; our workers' monitor config {args.monitor_config}" if args.monitor_config else "")
     )
     render(rows, sustained, header)
     if args.chart is not None and sustained is not None and sustained.rss:

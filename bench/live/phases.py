@@ -50,9 +50,11 @@ def settings_for(bootstrap: str, prefix: str) -> Settings:
     )
 
 
-def worker_env(bootstrap: str, prefix: str) -> dict[str, str]:
+def worker_env(bootstrap: str, prefix: str, monitor_config: Path | None = None) -> dict[str, str]:
     """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    if monitor_config is not None:
+        env["DRIFTLINE_MONITOR_CONFIG"] = str(monitor_config.resolve())
     return {
         **env,
         "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -96,14 +98,16 @@ class WorkerProbe:
 
 def start_worker(
     procs: ProcessGroup, name: str, bootstrap: str, prefix: str, datadir: Path,
-    profile: Path | None = None, options: Sequence[str] = (),
+    profile: Path | None = None, options: Sequence[str] = (), monitor_config: Path | None = None,
 ) -> WorkerProbe:  # fmt: skip
-    """Start a worker at log level info: its ``[^Worker]: Ready`` line is when fetching starts."""
+    """Start a worker at log level info: its ``[^Worker]: Ready`` line is when fetching starts.
+    ``monitor_config``: a monitor YAML for the worker (default: the built-in defaults)."""
     argv = [sys.executable]
     if profile is not None:
         argv += ["-m", "cProfile", "-o", str(profile)]
     argv += ["-m", "streams.worker", "--datadir", str(datadir), "--loglevel", "info", *options]
-    proc = procs.start(name, argv, env=worker_env(bootstrap, prefix), cwd=REPO)
+    env = worker_env(bootstrap, prefix, monitor_config)
+    proc = procs.start(name, argv, env=env, cwd=REPO)
     _, banner = proc.wait_for(r"metrics=(http://\S+/metrics)", 120)
     arrived, ready = proc.wait_for(r"\[\^Worker\]: Ready", 180)
     return WorkerProbe(proc, banner.group(1), log_time(ready.string, arrived), f"{prefix}worker")
