@@ -2,10 +2,10 @@
 
 `fold_columns` cuts the predictions where ``fold_partition`` cuts them (every
 ``kit.delta_events_for(models)`` predictions of the batch in consumption order, then the
-labels), hands
-each model version's rows of a chunk to the accumulator in one ``add_columns`` call, as
-``add_predictions`` folds its group of the chunk (sketches keep the batches they were updated
-with, so the deltas come out the same), and joins the chunk as ``add_predictions`` does.
+labels), hands each model version's rows of a chunk to the accumulator in one
+``add_columns`` call, as ``add_predictions`` folds its group of the chunk (sketches keep the
+batches they were updated with, so the deltas come out the same), and joins the chunk as
+``add_predictions`` does.
 The deltas are deferred (`detectors.accumulate_deferred`): folded when their state is first
 read, after `streams.delta_merge` gave each one the same model's rows of the round's other
 partitions. Expiry stays the caller's (``on_joined`` hands it the joiner before the join
