@@ -35,6 +35,19 @@ __all__ = [
 T = TypeVar("T")
 
 
+def _unfinished_ends(
+    intent: Sequence[int] | None, progress: Mapping[str, int]
+) -> dict[str, int] | None:
+    """The last offset per source of the ``intent`` batch, or None when there is none or it
+    was published and recorded (``progress`` reached it)."""
+    if intent is None:
+        return None
+    last = {"predictions": int(intent[1]), "labels": int(intent[3])}
+    if all(progress.get(source, -1) >= end for source, end in last.items()):
+        return None
+    return last
+
+
 def split_replay(
     messages: Sequence[T],
     locate: Callable[[T], tuple[str, int]],
@@ -46,11 +59,9 @@ def split_replay(
     ``locate`` gives a message's source (``predictions`` or ``labels``) and offset;
     ``progress``: the last offset per source the ingest recorded as published.
     """
-    if intent is None:
+    last = _unfinished_ends(intent, progress)
+    if last is None:
         return [], list(messages)
-    last = {"predictions": int(intent[1]), "labels": int(intent[3])}
-    if all(progress.get(source, -1) >= end for source, end in last.items()):
-        return [], list(messages)  # the batch was published and recorded
     replay: list[T] = []
     rest: list[T] = []
     for message in messages:
@@ -81,11 +92,9 @@ def replay_tail(
     >>> replay_tail(messages, lambda m: m, [5, 8, 2, 3], {"predictions": 8, "labels": 3})
     []
     """
-    if intent is None:
+    last = _unfinished_ends(intent, progress)
+    if last is None:
         return []
-    last = {"predictions": int(intent[1]), "labels": int(intent[3])}
-    if all(progress.get(source, -1) >= end for source, end in last.items()):
-        return []  # the batch was published and recorded
     arrived = dict(progress)
     for message in messages:
         source, offset = locate(message)

@@ -27,6 +27,8 @@ __all__ = [
     "ensure_topics",
     "plan_topics",
     "raise_message_limits",
+    "set_topic_config",
+    "topic_config",
     "topic_partitions",
 ]
 
@@ -153,6 +155,35 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> dict[str
     return outcome
 
 
+def topic_config(
+    kafka: KafkaSettings, names: list[str], key: str, timeout_seconds: float = 30.0
+) -> dict[str, str | None]:
+    """Each topic's value of the config ``key`` (None: not set)."""
+    admin = AdminClient({**kafka.confluent_config()})
+    described = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, name) for name in names],
+        request_timeout=timeout_seconds,
+    )
+    values: dict[str, str | None] = {}
+    for resource, future in described.items():
+        entry = future.result().get(key)
+        values[resource.name] = None if entry is None else entry.value
+    return values
+
+
+def set_topic_config(
+    kafka: KafkaSettings, name: str, key: str, value: str, timeout_seconds: float = 30.0
+) -> None:
+    """Set the config ``key`` of topic ``name`` (others unchanged); raises `KafkaException`."""
+    entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry])
+    admin = AdminClient({**kafka.confluent_config()})
+    for future in admin.incremental_alter_configs(
+        [resource], request_timeout=timeout_seconds
+    ).values():
+        future.result()
+
+
 def raise_message_limits(
     kafka: KafkaSettings, plans: list[TopicPlan], timeout_seconds: float = 30.0
 ) -> list[str]:
@@ -162,38 +193,17 @@ def raise_message_limits(
               if MESSAGE_LIMIT in plan.config}  # fmt: skip
     if not wanted:
         return []
-    admin = AdminClient({**kafka.confluent_config()})
-    described = admin.describe_configs(
-        [ConfigResource(ResourceType.TOPIC, name) for name in wanted],
-        request_timeout=timeout_seconds,
-    )
-    low = []
-    for resource, future in described.items():
-        entry = future.result().get(MESSAGE_LIMIT)
-        if entry is None or int(entry.value) < wanted[resource.name]:
-            low.append(resource.name)
-    if not low:
-        return []
-
-    def raised(name: str) -> ConfigResource:
-        entry = ConfigEntry(
-            MESSAGE_LIMIT, str(wanted[name]), incremental_operation=AlterConfigOpType.SET
-        )
-        return ConfigResource(ResourceType.TOPIC, name, incremental_configs=[entry])
-
-    altered = admin.incremental_alter_configs(
-        [raised(name) for name in low], request_timeout=timeout_seconds
-    )
-    for resource, future in altered.items():
+    found = topic_config(kafka, list(wanted), MESSAGE_LIMIT, timeout_seconds)
+    low = [name for name, value in found.items() if value is None or int(value) < wanted[name]]
+    for name in low:
         try:
-            future.result()
+            set_topic_config(kafka, name, MESSAGE_LIMIT, str(wanted[name]), timeout_seconds)
         except KafkaException as exc:
             raise TopicsError(
-                f"topic {resource.name!r} needs {MESSAGE_LIMIT}={wanted[resource.name]} (deltas "
-                f"of wide models exceed the broker's default) and driftline could not set it: "
+                f"topic {name!r} needs {MESSAGE_LIMIT}={wanted[name]} (deltas of wide models "
+                f"exceed the broker's default) and driftline could not set it: "
                 f"{exc.args[0]}. Set it with kafka-configs.sh --alter --entity-type topics "
-                f"--entity-name {resource.name} --add-config "
-                f"{MESSAGE_LIMIT}={wanted[resource.name]}"
+                f"--entity-name {name} --add-config {MESSAGE_LIMIT}={wanted[name]}"
             ) from exc
     return low
 

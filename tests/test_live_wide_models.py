@@ -66,21 +66,9 @@ def test_a_judge_state_over_one_megabyte_is_stored_and_recovered(
 
 
 def _set_message_limit(settings: Settings, topic: str, limit: int) -> None:
-    from confluent_kafka.admin import (  # type: ignore[attr-defined]
-        AdminClient,
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        ResourceType,
-    )
+    from streams.topics import set_topic_config
 
-    entry = ConfigEntry(
-        "max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET
-    )
-    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
-    admin = AdminClient(settings.kafka.confluent_config())
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result()
+    set_topic_config(settings.kafka, topic, "max.message.bytes", str(limit))
 
 
 def test_a_refused_delta_ends_the_worker_and_a_restart_publishes_it(
@@ -113,18 +101,10 @@ def test_a_refused_delta_ends_the_worker_and_a_restart_publishes_it(
 
 
 def test_ensure_topics_raises_the_sketches_limit_of_an_older_topic(settings: Settings) -> None:
-    from confluent_kafka.admin import (  # type: ignore[attr-defined]
-        AdminClient,
-        ConfigResource,
-        ResourceType,
-    )
-
-    from streams.topics import MAX_STATE_MESSAGE_BYTES, ensure_topics
+    from streams.topics import MAX_STATE_MESSAGE_BYTES, ensure_topics, topic_config
 
     def limit(topic: str) -> int:
-        admin = AdminClient(settings.kafka.confluent_config())
-        (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
-        return int(future.result()["max.message.bytes"].value)
+        return int(topic_config(settings.kafka, [topic], "max.message.bytes")[topic] or 0)
 
     assert limit(settings.topics.sketches) == MAX_STATE_MESSAGE_BYTES  # created with it
     _set_message_limit(settings, settings.topics.sketches, 1_048_588)
