@@ -7,6 +7,7 @@ back window-delta states to publish and alerts to emit. Everything crossing Kafk
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from schemas.settings import Settings
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DeltaOut", "MonitorKit", "count_join_outcomes"]
+__all__ = ["DeltaOut", "MonitorKit", "count_join_outcomes", "import_monitor_modules"]
 
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
@@ -39,6 +40,22 @@ DEFAULT_LABELS_LAG_TOLERANCE: Final = 500
 """Unread label messages of a partition beyond which its deltas are marked ``labels_behind``
 (no label-coverage verdict): a worker reading in real time is far below it; a catch-up or a
 replay at full speed, which reads the labels topic behind the predictions, is far above."""
+MONITOR_MODULES: Final = (
+    "detectors.accumulate", "detectors.accumulate_columns", "detectors.judge",
+    "detectors.judge_state", "schemas.profile",
+)  # fmt: skip
+"""The modules `MonitorKit` imports when first used: the judge's pull in river and scipy."""
+
+
+def import_monitor_modules() -> None:
+    """Import `MONITOR_MODULES` now, for a worker about to start.
+
+    They stay lazy for the commands that never judge (``driftline replay``), but a worker that
+    imported them at its first delta stopped its event loop for ~2.5 s (river's drift package
+    imports its datasets, hence scikit-learn and pandas) with a full batch in flight.
+    """
+    for name in MONITOR_MODULES:
+        importlib.import_module(name)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ freed nothing (a ``gc.callbacks`` probe, bench/README.md), and each one stops th
 so every alert in flight is that much later. ``gc.freeze()`` moves the objects alive now into
 a generation the collector skips; objects created later are collected as before.
 
-The monitor imports scipy and river submodules lazily, when its first windows close, so
-:class:`ModuleFreezer` freezes again whenever the worker imported modules since it last did.
+The worker imports the monitor's scipy and river modules before it starts
+(`streams.agents_monitor.import_monitor_modules`), but any other lazy import (Faust's, a
+library's) brings new long-lived objects, so :class:`ModuleFreezer` freezes again whenever the
+worker imported modules since it last did.
 """
 
 from __future__ import annotations

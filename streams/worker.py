@@ -81,6 +81,7 @@ def run_worker(
     import faust
     import mode.loop
 
+    from streams.agents_monitor import import_monitor_modules
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
     from streams.gc_freeze import ModuleFreezer
@@ -130,6 +131,7 @@ def run_worker(
     # Faust's terminal spinner sets the root logger to DEBUG (for levels >= warning), so every
     # debug call in aiokafka's fetch loop built a log record: ~5 % of a busy worker's CPU.
     worker.spinner = None
+    import_monitor_modules()  # before "Ready": the first delta must not wait for them
     freezer.maybe_freeze()
     try:
         worker.execute_from_commandline()

@@ -565,3 +565,52 @@ def test_a_rocksdb_worker_app_opens_its_stores_with_the_shared_budget(tmp_path: 
     db[b"k"] = b"v" * 1000
     assert share_rocksdb_memory().write_buffers.get_usage() > 0  # its memtable is counted
     db.close()
+
+
+_FIRST_JUDGING = """
+import json, sys
+from datetime import timedelta
+from streams.agents_monitor import MonitorKit, import_monitor_modules
+from streams.fold_columns import fold_columns
+from streams.ingest_columns import split_columns
+from streams.metrics import WorkerMetrics
+from streams.synthetic import generate_stream
+from streams.validation import RawMessage
+from schemas.monitor_config import MonitorConfig
+
+import_monitor_modules()
+before = set(sys.modules)
+predictions, labels = generate_stream(
+    1, 4000, "m", features=6, shift_at=2500, concept_change_at=2500, label_delay_seconds=5
+)
+messages = [RawMessage("predictions", json.dumps(p).encode(), p["event_id"], 0, i)
+            for i, p in enumerate(predictions)]
+messages += [RawMessage("labels", json.dumps(l).encode(), l["event_id"], 0, i)
+             for i, l in enumerate(labels)]
+kit, metrics = MonitorKit(MonitorConfig()), WorkerMetrics()
+now = predictions[-1]["timestamp"]
+split = split_columns(messages, now=None)
+deltas = fold_columns(kit, {}, {}, split.predictions, split.labels, metrics,
+                      labels_behind=False, positions=split.positions)
+judge = kit.load_judge("m", None, metrics)
+alerts = [a for d in deltas for a in kit.apply_delta(judge, json.loads(json.dumps(d.state)))]
+judge = kit.load_judge("m", json.loads(json.dumps(kit.judge_state(judge))), metrics)
+print(json.dumps({"alerts": len(alerts), "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_a_worker_imports_nothing_more_once_it_judges() -> None:
+    """`import_monitor_modules` (run before a worker says Ready) covers every module the
+    ingest and the judge import on first use: a lazy import of river stopped the event loop
+    ~2.5 s at the first delta, in a fresh process (hence the subprocess)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_JUDGING], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["alerts"] > 0  # the judge decided something, down to its alerts
+    assert outcome["imported"] == []
