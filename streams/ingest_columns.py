@@ -4,9 +4,9 @@
 letters, counts and labels) but hands valid predictions out as columns, without one pydantic
 object per event. Each prediction message's JSON is parsed once
 (``streams.json_read.from_json``: the values of the parser pydantic's own path uses, so both
-see the same values); the rows of all messages of the batch are checked at once, column by
-column: by `streams.ingest_uniform.UniformRows` when they all have one shape (what SDKs send;
-it also builds the columns), else row by row by
+see the same values); the rows of `SUB_BATCH_ROWS` consecutive messages are checked at once,
+column by column: by `streams.ingest_uniform.UniformRows` when they all have one shape (what
+SDKs send; it also builds the columns), else row by row by
 ``streams.readers_columns.bulk_ok``/``bulk_times``. A message the checks cannot vouch for in
 full - an invalid or merely unusual row, an envelope whose fields do not check out, an oversize
 payload - goes through ``split_messages`` as a whole, so whatever pydantic rejects is rejected
@@ -71,6 +71,8 @@ _ENVELOPE: Final = frozenset(
     {"schema_version", "batch_id", "model", "model_version", "predictions"}
 )
 Rows = list[dict[str, Any]]
+SUB_BATCH_ROWS: Final = 1_000
+"""Rows parsed and checked together: an SDK envelope or two, or a thousand single events."""
 
 
 @dataclass
@@ -93,12 +95,37 @@ class ColumnSplit:
 
 
 def split_columns(messages: Sequence[RawMessage], *, now: datetime) -> ColumnSplit:
-    """Parse each message; an invalid one becomes a dead letter (``now`` is its received_at)."""
-    candidates = [
-        _rows_of(message.value) if message.source == "predictions" else None for message in messages
-    ]
-    vouched, uniform = _vouch(candidates)
+    """Parse each message; an invalid one becomes a dead letter (``now`` is its received_at).
+
+    Messages are parsed, checked and turned into columns `SUB_BATCH_ROWS` rows at a time, so
+    the parsed dicts of one part are freed before the next is parsed: with a whole round's
+    rows alive at once (90 envelopes of 500: 45,000 rows, 135,000 dicts) a row cost ~1.6x
+    as much (cache misses, and collections walking the young dicts again and again).
+    """
     split = ColumnSplit()
+    part: list[RawMessage] = []
+    candidates: list[Rows | None] = []
+    rows = 0
+    for message in messages:
+        candidate = _rows_of(message.value) if message.source == "predictions" else None
+        part.append(message)
+        candidates.append(candidate)
+        rows += 1 if candidate is None else len(candidate)
+        if rows >= SUB_BATCH_ROWS:
+            _split_part(part, candidates, now, split)
+            part, candidates, rows = [], [], 0
+    if part:
+        _split_part(part, candidates, now, split)
+    return split
+
+
+def _split_part(
+    messages: list[RawMessage], candidates: list[Rows | None], now: datetime, split: ColumnSplit
+) -> None:
+    """`split_columns` of consecutive ``messages`` (parsed: ``candidates``), added to ``split``
+    after what it holds."""
+    offset = split.prediction_count
+    vouched, uniform = _vouch(candidates)
     groups = _Groups()
     waiting: list[RawMessage] = []
 
@@ -124,8 +151,9 @@ def split_columns(messages: Sequence[RawMessage], *, now: datetime) -> ColumnSpl
         groups.add_rows(rows, times, first)
         first += len(rows)
     flush()
-    split.predictions, split.positions = groups.columns(uniform)
-    return split
+    columns, positions = groups.columns(uniform)
+    split.predictions += columns
+    split.positions += [where + offset for where in positions]
 
 
 def _id_ok(value: Any, limit: int = MAX_ID_LENGTH) -> bool:
