@@ -37,7 +37,7 @@ from detectors.judge_cusum import MeanShiftMonitor, on_delta, on_window, suppres
 from detectors.judge_state import Baseline, Coverage
 from detectors.profile_builder import profile_from_delta
 from detectors.sequential import SequentialDetector
-from detectors.window import WindowDelta
+from detectors.window import WindowDelta, time_step_end
 from schemas.events import Alert
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
 from schemas.profile import ReferenceProfile, load_profile
@@ -228,15 +228,14 @@ class ModelJudge:
         alerts: list[Alert] = []
         if self.mean_shift is not None:  # sequential: pages before the window closes
             alerts += on_delta(self, self.mean_shift, delta)
-        if window.type == "time":
+        if window.step_us is not None:
             # A time window closes when the first delta beyond its end arrives.
-            span = int((window.slide or window.time_seconds or 0) * 1e6)
             current = self.current
             if (
                 current is not None
                 and current.start_us is not None
                 and delta.start_us is not None
-                and delta.start_us >= current.start_us + span
+                and delta.start_us >= time_step_end(current.start_us, window.step_us)
             ):
                 self.current = None
                 alerts += self._close(current)
@@ -403,18 +402,15 @@ class ModelJudge:
 
     def time_of_decision(self, next_event_us: int) -> int | None:
         """Event time (epoch us) from which events belong to the next time window."""
-        window = self.settings.window
-        if self.reference is None or window.type != "time":
+        step = self.settings.window.step_us
+        if self.reference is None or step is None:
             return None
-        span = int((window.slide or window.time_seconds or 0) * 1e6)
         current = self.current
-        if (
-            current is not None
-            and current.start_us is not None
-            and (next_event_us < current.start_us + span)
-        ):
-            return current.start_us + span
-        return next_event_us + span  # the next event closes the open window and starts one
+        if current is not None and current.start_us is not None:
+            end = time_step_end(current.start_us, step)
+            if next_event_us < end:
+                return end
+        return time_step_end(next_event_us, step)  # the next event closes the open window
 
     def firing_identities(self) -> list[tuple[str, str | None, str]]:
         """(kind, feature, detector) of every firing alert, sorted and unique: what a worker

@@ -29,7 +29,9 @@ from detectors.quality import ClassificationSketch
 from detectors.regression import RegressionSketch
 from detectors.sketches import NumericSketch
 
-__all__ = ["ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDelta"]
+__all__ = [
+    "ALL_TRAFFIC", "DELTA_FORMAT", "LABEL_KINDS", "SliceDelta", "WindowDelta", "time_step_end",
+]  # fmt: skip
 
 ALL_TRAFFIC: Final = ""
 """The slice key of all of a model's traffic (segments are ``key=value``)."""
@@ -38,6 +40,17 @@ DELTA_FORMAT: Final = 2
 _READABLE_FORMATS: Final = frozenset({1, DELTA_FORMAT})
 LABEL_KINDS: Final = ("binary", "number", "string")
 """How labels looked: 0/1 or bool, other numbers, strings (for task inference)."""
+
+
+def time_step_end(at_us: int, step_us: int) -> int:
+    """Where the time-window step holding ``at_us`` ends: steps are ``step_us`` long from the
+    Unix epoch (an hour's windows are clock hours, UTC), so a live worker can cut its deltas
+    where the judge's windows end without knowing when the judge's first window began.
+
+    >>> time_step_end(3_599_999_999, 3_600_000_000), time_step_end(3_600_000_000, 3_600_000_000)
+    (3600000000, 7200000000)
+    """
+    return (at_us // step_us + 1) * step_us
 
 
 def _merge_into(own: dict[str, Any], other: Mapping[str, Any]) -> None:

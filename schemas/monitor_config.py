@@ -107,6 +107,18 @@ class WindowConfig(_Section):
     """A window with fewer events is not judged for drift; its events roll into the next
     window (its outcomes are judged on their own when they reach ``quality.min_labels``)."""
 
+    @property
+    def step_us(self) -> int | None:
+        """Event time (µs) between a time window's verdicts (``slide``, else the window);
+        None for count windows. Time windows step on a grid of it from the Unix epoch.
+
+        >>> WindowConfig(type="time", time_seconds=3600, slide=600).step_us
+        600000000
+        """
+        if self.type != "time":
+            return None
+        return max(1, int((self.slide or self.time_seconds or 0.0) * 1e6))
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.type == "time" and self.time_seconds is None:

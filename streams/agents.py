@@ -301,7 +301,7 @@ def install_pipeline(
             ordered = [(delta, [origin]) for delta, origin in by_start]
         else:
             cap = kit.delta_events_for(delta.model for delta, _origin in pairs)
-            ordered = merge_round(pairs, max_events=cap)
+            ordered = merge_round(pairs, max_events=cap, time_step_us=kit.time_step_us)
         sent = []
         for delta, origins in ordered:
             envelope = {

@@ -8,6 +8,7 @@ back window-delta states to publish and alerts to emit. Everything crossing Kafk
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
+import numpy as np
+import numpy.typing as npt
+
 from detectors.accumulate_deferred import DeferredDelta
-from detectors.join import JoinStats, LabelJoiner
+from detectors.join import JoinStats, LabelJoiner, epoch_us
 from detectors.window import WindowDelta
 from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
@@ -27,7 +31,9 @@ from schemas.settings import Settings
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
-__all__ = ["DeltaOut", "MonitorKit", "count_join_outcomes", "import_monitor_modules"]
+__all__ = [
+    "DeltaOut", "MonitorKit", "TimedRun", "count_join_outcomes", "import_monitor_modules",
+]  # fmt: skip
 
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
@@ -103,6 +109,21 @@ def delta_events_of(settings: ModelMonitorConfig) -> int:
     return max(1, min(bound, MAX_DELTA_EVENTS))
 
 
+Ints = Sequence[int] | npt.NDArray[np.int64]
+TimedRun = tuple[str, Ints, Ints]
+"""A model's rows of a batch: (model, their places in consumption order, epoch-µs times)."""
+
+
+def _timed_runs(events: Sequence[PredictionEvent | LabelEvent]) -> list[TimedRun]:
+    """Each model's events as one `TimedRun` (event path: `MonitorKit.fold_partition`)."""
+    places: dict[str, list[int]] = {}
+    times: dict[str, list[int]] = {}
+    for place, event in enumerate(events):
+        places.setdefault(event.model, []).append(place)
+        times.setdefault(event.model, []).append(epoch_us(event.timestamp))
+    return [(model, places[model], times[model]) for model in places]
+
+
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -125,6 +146,8 @@ class MonitorKit:
         self._fixed_delta_events = delta_events
         """Events per delta for every model (tests), else each model's `delta_events_of`."""
         self._delta_events: dict[str, int] = {}
+        self._time_steps: dict[str, int] = {}
+        """Model -> its time window's step in µs (-1: count windows)."""
         self.delta_events = delta_events or min(
             delta_events_of(config.for_model(name)) for name in ["", *config.models]
         )
@@ -145,6 +168,45 @@ class MonitorKit:
         for model in names - caps.keys():
             caps[model] = delta_events_of(self.config.for_model(model))
         return min((caps[model] for model in names), default=self.delta_events)
+
+    def time_step_us(self, model: str) -> int | None:
+        """The step of ``model``'s time windows in µs (None: count windows)."""
+        step_us = self._time_steps.get(model)
+        if step_us is None:
+            step_us = self._time_steps[model] = self.config.for_model(model).window.step_us or -1
+        return step_us if step_us > 0 else None
+
+    def chunk_starts(self, rows: int, step: int, runs: Iterable[TimedRun] = ()) -> list[int]:
+        """Where a batch's chunks start (each folds into one delta per model version), rows
+        numbered 0 to ``rows - 1`` in consumption order: every ``step`` rows, and at each row
+        of a time-windowed model whose event time lies in another step of its window than the
+        row of its run before it. ``runs``: (model, places, times in epoch µs) of the batch's
+        rows, each run in increasing places.
+
+        The judge takes a delta whole, so a delta across a time window's end made that window
+        longer (a full-speed replay of a 1 event/s model with 60 s windows judged 250 s
+        windows); cut at the steps (`detectors.window.time_step_end`), a live window holds
+        what `driftline backtest` puts in it.
+
+        >>> from schemas.monitor_config import parse_monitor_config
+        >>> kit = MonitorKit(parse_monitor_config(
+        ...     {"defaults": {"window": {"type": "time", "time_seconds": 60}}}))
+        >>> times = np.array([0, 59, 60, 61, 119, 120, 121], dtype=np.int64) * 1_000_000
+        >>> kit.chunk_starts(7, 250, [("m", np.arange(7), times)])
+        [0, 2, 5]
+        >>> kit.chunk_starts(7, 2, [("m", np.arange(7), times)])
+        [0, 2, 4, 5]
+        """
+        cuts: set[int] = set()
+        for model, places, times in runs:
+            step_us = self.time_step_us(model)
+            if step_us is not None and len(times) > 1:
+                steps = np.asarray(times, dtype=np.int64) // step_us
+                cuts.update(np.asarray(places)[1:][np.diff(steps) != 0].tolist())
+        if not cuts:
+            return list(range(0, rows, step))
+        bounds = [0, *sorted(cuts - {0}), rows]
+        return [start for a, b in itertools.pairwise(bounds) for start in range(a, b, step)]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorKit:
@@ -179,8 +241,9 @@ class MonitorKit:
         accumulator = PartitionAccumulator(self.config)
         out: list[DeltaOut] = []
         step = self.delta_events_for(event.model for event in predictions)
-        for start in range(0, len(predictions), step):
-            chunk = predictions[start : start + step]
+        starts = self.chunk_starts(len(predictions), step, _timed_runs(predictions))
+        for start, end in itertools.pairwise([*starts, len(predictions)]):
+            chunk = predictions[start:end]
             accumulator.add_predictions(chunk)
             outcomes = joiner.add_predictions(chunk)
             out.extend(self.fold_joined(accumulator, outcomes, metrics, labels_behind))
@@ -237,10 +300,12 @@ class MonitorKit:
         metrics: WorkerMetrics,
         labels_behind: bool,
     ) -> list[DeltaOut]:
-        """Join and fold a batch's labels, ``delta_events`` at a time."""
+        """Join and fold a batch's labels, ``delta_events`` at a time (cut at the steps of
+        time windows, as predictions are: `chunk_starts`)."""
         out: list[DeltaOut] = []
-        for start in range(0, len(labels), self.delta_events):
-            outcomes = joiner.add_labels(labels[start : start + self.delta_events])
+        starts = self.chunk_starts(len(labels), self.delta_events, _timed_runs(labels))
+        for start, end in itertools.pairwise([*starts, len(labels)]):
+            outcomes = joiner.add_labels(labels[start:end])
             out.extend(self.fold_joined(accumulator, outcomes, metrics, labels_behind))
         return out
 

@@ -16,7 +16,7 @@ exactly as before, so the judge drops each part it applied inside a merged delta
 Deltas far apart in event time stay apart. During a catch-up, a partition that is far ahead is
 therefore not mixed into another partition's earlier events.
 
->>> from detectors.window import WindowDelta
+>>> from detectors.window import WindowDelta, time_step_end
 >>> def delta(model, start, end, count=1):
 ...     window = WindowDelta(model, None)
 ...     window.start_us, window.end_us, window.count = start, end, count
@@ -32,16 +32,20 @@ therefore not mixed into another partition's earlier events.
 [('a', 2, [0, 1]), ('b', 1, [0]), ('a', 1, [2])]
 >>> [o["end_us"] for o in merged[0][1]]  # each part's own last event
 [20, 30]
+>>> steps = merge_round([(delta("a", 10, 20), origin(0)), (delta("a", 25, 30), origin(1))],
+...                     max_events=250, time_step_us=lambda model: 25)  # time windows of 25 µs
+>>> [out.window.count for out, _ in steps]  # 10-20 and 25-30 lie in two steps
+[1, 1]
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from detectors.accumulate_deferred import DeferredDelta
-from detectors.window import WindowDelta
+from detectors.window import WindowDelta, time_step_end
 from streams.agents_monitor import DeltaOut
 
 __all__ = ["MERGE_GAP_US", "Origin", "merge_round"]
@@ -64,9 +68,11 @@ class _Group:
     def window(self) -> WindowDelta | DeferredDelta:
         return self.first.window
 
-    def fits(self, part: DeltaOut, max_events: int) -> bool:
+    def fits(self, part: DeltaOut, max_events: int, step_us: int | None) -> bool:
         mine, other = self.window, part.window
         if mine.end_us is None or other.start_us is None:
+            return False
+        if step_us is not None and not _one_step(step_us, mine, other):
             return False
         return (
             other.start_us <= mine.end_us + MERGE_GAP_US
@@ -91,16 +97,33 @@ class _Group:
         return DeltaOut(self.first.model, self.window, self.first.start), self.origins
 
 
+def _one_step(step_us: int, *windows: WindowDelta | DeferredDelta) -> bool:
+    """Whether the windows' events all lie in one step of a time window (the fold cut each
+    delta at the steps; a merge must not join two steps again)."""
+    ends = {
+        time_step_end(at, step_us)
+        for window in windows
+        for at in (window.start_us, window.end_us)
+        if at is not None
+    }
+    return len(ends) == 1
+
+
 def _with_end(origin: Origin, part: DeltaOut) -> dict[str, Any]:
     """``origin`` plus the part's own last event time (the warm-up's per-partition clock)."""
     return {**origin, "end_us": part.window.end_us}
 
 
 def merge_round(
-    pairs: Sequence[tuple[DeltaOut, Origin]], *, max_events: int
+    pairs: Sequence[tuple[DeltaOut, Origin]],
+    *,
+    max_events: int,
+    time_step_us: Callable[[str], int | None] = lambda _model: None,
 ) -> list[tuple[DeltaOut, list[dict[str, Any]]]]:
     """The round's ``(delta, origin)`` pairs merged per model version: ``(delta, origins)``
     in the order of their first events (the order the judge should apply them in).
+    ``time_step_us(model)``: the step of a model's time windows (`MonitorKit.time_step_us`);
+    deltas in different steps stay apart.
 
     The deltas are merged in place: the round's deltas belong to it, none is encoded yet.
     """
@@ -109,7 +132,7 @@ def merge_round(
     for part, origin in sorted(pairs, key=lambda pair: pair[0].start):
         key = (part.model, part.window.model_version)
         group = open_.get(key)
-        if group is not None and group.fits(part, max_events):
+        if group is not None and group.fits(part, max_events, time_step_us(part.model)):
             group.add(part, origin)
             continue
         if group is not None:

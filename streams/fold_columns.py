@@ -1,11 +1,11 @@
 """``MonitorKit.fold_partition`` for columnar predictions (`streams.ingest_columns`).
 
-`fold_columns` cuts the predictions where ``fold_partition`` cuts them (every
-``kit.delta_events_for(models)`` predictions of the batch in consumption order, then the
-labels), hands each model version's rows of a chunk to the accumulator in one
-``add_columns`` call, as ``add_predictions`` folds its group of the chunk (sketches keep the
-batches they were updated with, so the deltas come out the same), and joins the chunk as
-``add_predictions`` does.
+`fold_columns` cuts the predictions where ``fold_partition`` cuts them
+(`MonitorKit.chunk_starts`: every ``kit.delta_events_for(models)`` predictions of the batch in
+consumption order and at the steps of time windows, then the labels), hands each model
+version's rows of a chunk to the accumulator in one ``add_columns`` call, as
+``add_predictions`` folds its group of the chunk (sketches keep the batches they were updated
+with, so the deltas come out the same), and joins the chunk as ``add_predictions`` does.
 The deltas are deferred (`detectors.accumulate_deferred`): folded when their state is first
 read, after `streams.delta_merge` gave each one the same model's rows of the round's other
 partitions. Expiry stays the caller's (``on_joined`` hands it the joiner before the join
@@ -45,7 +45,7 @@ from detectors.columns import PredictionColumns
 from detectors.columns_concat import concat_columns
 from detectors.join import LabelJoiner, Outcome, epoch_us, from_epoch_us
 from schemas.events import LabelEvent
-from streams.agents_monitor import DeltaOut, MonitorKit, count_join_outcomes
+from streams.agents_monitor import DeltaOut, MonitorKit, TimedRun, count_join_outcomes
 
 if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
@@ -84,7 +84,8 @@ def fold_columns(
     out: list[DeltaOut] = []
     step = kit.delta_events_for(part.model for part in columns)
     parts = _parts(columns, positions)
-    for pieces in _chunks(parts, step):
+    rows = sum(len(part.columns) for part in parts)
+    for pieces in _chunks(parts, kit.chunk_starts(rows, step, _timed_runs(kit, parts))):
         for group in _by_version(pieces):
             accumulator.add_columns(group)
         outcomes = _join(joiner, pieces)
@@ -123,8 +124,25 @@ def _parts(
     return parts
 
 
-def _chunks(parts: list[_Piece], step: int) -> Iterator[list[_Piece]]:
-    """Each run of ``step`` positions: the pieces of the parts in it, by first position."""
+def _timed_runs(kit: MonitorKit, parts: list[_Piece]) -> list[TimedRun]:
+    """The rows of each time-windowed model (all its versions) as one `TimedRun`, as
+    ``fold_partition`` sees them."""
+    by_model: dict[str, list[_Piece]] = {}
+    for part in parts:
+        if kit.time_step_us(part.columns.model) is not None:
+            by_model.setdefault(part.columns.model, []).append(part)
+    runs: list[TimedRun] = []
+    for model, mine in by_model.items():
+        places = np.concatenate([part.positions for part in mine])
+        times = np.concatenate([part.columns.times_us for part in mine])
+        order = np.argsort(places, kind="stable")
+        runs.append((model, places[order], times[order]))
+    return runs
+
+
+def _chunks(parts: list[_Piece], starts: list[int]) -> Iterator[list[_Piece]]:
+    """Each run of positions from one of ``starts`` to the next: the pieces of the parts in
+    it, by first position."""
     if not parts:
         return
     every = np.concatenate([part.positions for part in parts])
@@ -134,8 +152,8 @@ def _chunks(parts: list[_Piece], step: int) -> Iterator[list[_Piece]]:
         raise ValueError("positions must number the rows 0 to n-1, each once")
     owners = owner[order]
     cursor = [0] * len(parts)
-    for start in range(0, every.size, step):
-        mine = owners[start : start + step]
+    for start, end in itertools.pairwise([*starts, every.size]):
+        mine = owners[start:end]
         seen, first = np.unique(mine, return_index=True)
         counts = np.bincount(mine, minlength=len(parts))
         pieces = []

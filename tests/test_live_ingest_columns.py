@@ -22,9 +22,10 @@ from schemas.events import (
     PredictionEvent,
 )
 from schemas.monitor_config import MonitorConfig, parse_monitor_config
+from streams import ingest_columns
 from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.fold_columns import fold_columns
-from streams.ingest_columns import ColumnSplit, split_columns
+from streams.ingest_columns import SUB_BATCH_ROWS, ColumnSplit, split_columns
 from streams.metrics import WorkerMetrics
 from streams.synthetic import generate_stream
 from streams.validation import RawMessage, SplitMessages, split_messages
@@ -36,6 +37,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "segments": {"keys": ["region"], "max_values": 2},
         "features": {"zone": "categorical"}, "ignore": ["card_type"],
     }},
+    "time windows": {"defaults": {"window": {"type": "time", "time_seconds": 20}}},
 }  # fmt: skip
 
 
@@ -213,6 +215,18 @@ def test_split_columns_accepts_and_rejects_what_pydantic_does(seed: int) -> None
     assert len(expected.predictions) > 500
     for message in messages[:150]:  # alone too: a batch's other rows must not matter
         assert_same_split([message])
+
+
+@pytest.mark.parametrize("sub_batch_rows", [1, 2, 50])
+def test_a_batch_split_in_parts_gives_what_it_gives_whole(
+    sub_batch_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages, _ = _varied_stream(4)
+    whole = split_columns(messages, now=NOW)
+    monkeypatch.setattr(ingest_columns, "SUB_BATCH_ROWS", sub_batch_rows)
+    _, parts = assert_same_split(messages)
+    assert len(parts.predictions) > len(whole.predictions)  # it did cut the batch
+    assert _rows_of_columns(parts) == _rows_of_columns(whole)
 
 
 def _event_json(i: int, **extra: Any) -> dict[str, Any]:
@@ -396,12 +410,21 @@ def _deltas_json(deltas: list[DeltaOut]) -> list[str]:
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize(
-    ("seed", "delta_events", "uniform"), [(0, 250, False), (1, 97, False), (2, 500, True),
-                                          (3, 250, True)]
+    ("seed", "delta_events", "uniform", "sub_batch_rows"),
+    [(0, 250, False, SUB_BATCH_ROWS), (1, 97, False, 37), (2, 500, True, SUB_BATCH_ROWS),
+     (3, 250, True, 3)],
 )  # fmt: skip
 def test_fold_columns_gives_the_deltas_of_fold_partition(
-    config: str, seed: int, delta_events: int, uniform: bool
+    config: str,
+    seed: int,
+    delta_events: int,
+    uniform: bool,
+    sub_batch_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Small sub-batches: a batch's rows are checked and grouped in many parts, whose columns
+    # and positions must still add up to the whole batch's.
+    monkeypatch.setattr(ingest_columns, "SUB_BATCH_ROWS", sub_batch_rows)
     kit = MonitorKit(parse_monitor_config(CONFIGS[config]), delta_events=delta_events)
     messages, total = _varied_stream(seed, uniform=uniform)
     tables: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}), ({}, {})]

@@ -149,17 +149,21 @@ def test_profile_references_from_a_file_ignore_other_versions(tmp_path: Path) ->
     assert waiting.judges["m"].reference is None
 
 
-def test_time_windows_close_at_event_time_boundaries() -> None:
+def test_time_windows_close_at_steps_of_the_epoch() -> None:
     config = small_config(window={"type": "time", "time_seconds": 400})
     monitor = FleetMonitor(config, clock=lambda: T0)
     points: list[StatisticPoint] = []
     monitor.on_point = points.append
-    monitor.process(events(rows(3000, 1, base)))
+    monitor.process(events(rows(3000, 1, base)))  # one event a second from T0
+    assert T0.timestamp() % 400 == 0  # so the windows end at T0 + 400 k
     judge = monitor.judges["m"]
-    assert judge.windows == 4  # 1000..1399, ..., 2200..2599; 2600.. is still open
+    # The warm-up ends at T0+1000: its window is the rest of its step, 1000..1199 (200 events
+    # >= min_count), then 1200..1599, ..., 2400..2799; 2800.. is still open.
+    assert judge.windows == 5
     ks = [p for p in points if p.detector == "ks" and p.feature == "x"]
-    assert [(p.window_end - p.window_start).total_seconds() for p in ks] == [399.0] * 4
-    assert [p.count for p in ks] == [400] * 4
+    assert [(p.window_start - T0).total_seconds() for p in ks] == [1000, 1200, 1600, 2000, 2400]
+    assert [(p.window_end - p.window_start).total_seconds() for p in ks] == [199] + [399] * 4
+    assert [p.count for p in ks] == [200] + [400] * 4
 
 
 def test_sliding_windows_judge_every_slide() -> None:

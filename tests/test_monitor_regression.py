@@ -10,6 +10,11 @@ all-traffic KS / Wasserstein page 600-900 events later is gone: one problem, one
 resolves when the KS page used to (3 clean windows after the shift ends at 9000). Every other
 alert and every statistic point (digests) is unchanged: the CUSUM's extra chunk cuts move no
 event to another window.
+Re-pinned a third time, on purpose, for time windows on steps of the Unix epoch
+(``detectors.window.time_step_end``: live workers cut their deltas there, so live and backtest
+windows hold the same events). Only ``SLIDING`` (time windows) changed: the same four alerts,
+each at the end of the step its decision falls in (e.g. ``plan`` at event 8999, a step end,
+not 9199: the first window after the warm-up now ends at the next step, not 300 s later).
 Alert identities (ids, fingerprints, statuses, windows) are pinned exactly; statistics to 10
 significant digits, and every statistic point of every judged window through a digest.
 """
@@ -203,13 +208,13 @@ SLIDING = parse_monitor_config({"defaults": {
     "detectors": {"numeric": {"decide": "wasserstein"}},
 }})  # fmt: skip
 SLIDING_ALERTS = [
-    "f6d5a04a-9867 firing feature_drift f00 None cusum 6649 150 40.43509172 36.0944191 None",
-    "a8be9b03-950c firing feature_drift plan None chi_square 9199 600 139.0304014 "
-    "26.85969615 6.455530339e-31",
-    "f3037a65-e1c4 resolved feature_drift f00 None cusum 10099 600 0 36.0944191 None",
-    "f0d538b9-422f firing performance None None error_rate 10399 600 0.6594202899 0.4589371981 0",
+    "f6d5a04a-9867 firing feature_drift f00 None cusum 6649 350 40.43509172 36.0944191 None",
+    "a8be9b03-950c firing feature_drift plan None chi_square 8999 600 130.2934413 "
+    "26.85969615 5.094935647e-29",
+    "f3037a65-e1c4 resolved feature_drift f00 None cusum 9899 600 0 36.0944191 None",
+    "f0d538b9-422f firing performance None None error_rate 10499 600 0.6714628297 0.4604316547 0",
 ]
-SLIDING_POINTS = "6069:c663b7046cb7d172"
+SLIDING_POINTS = "6069:25a548c5093708a0"
 
 
 def test_segments_and_time_windows_are_pinned(stream: Stream) -> None:
