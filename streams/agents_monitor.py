@@ -114,11 +114,16 @@ TimedRun = tuple[str, Ints, Ints]
 """A model's rows of a batch: (model, their places in consumption order, epoch-µs times)."""
 
 
-def _timed_runs(events: Sequence[PredictionEvent | LabelEvent]) -> list[TimedRun]:
-    """Each model's events as one `TimedRun` (event path: `MonitorKit.fold_partition`)."""
+def _timed_runs(kit: MonitorKit, events: Sequence[PredictionEvent | LabelEvent]) -> list[TimedRun]:
+    """Each time-windowed model's events as one `TimedRun` (labels, and the event path of
+    `MonitorKit.fold_partition`)."""
+    if not kit.time_windows:
+        return []
     places: dict[str, list[int]] = {}
     times: dict[str, list[int]] = {}
     for place, event in enumerate(events):
+        if kit.time_step_us(event.model) is None:
+            continue
         places.setdefault(event.model, []).append(place)
         times.setdefault(event.model, []).append(epoch_us(event.timestamp))
     return [(model, places[model], times[model]) for model in places]
@@ -148,6 +153,10 @@ class MonitorKit:
         self._delta_events: dict[str, int] = {}
         self._time_steps: dict[str, int] = {}
         """Model -> its time window's step in µs (-1: count windows)."""
+        self.time_windows = any(
+            config.for_model(name).window.type == "time" for name in ["", *config.models]
+        )
+        """Whether any model has time windows (else no batch is cut at time steps)."""
         self.delta_events = delta_events or min(
             delta_events_of(config.for_model(name)) for name in ["", *config.models]
         )
@@ -241,7 +250,7 @@ class MonitorKit:
         accumulator = PartitionAccumulator(self.config)
         out: list[DeltaOut] = []
         step = self.delta_events_for(event.model for event in predictions)
-        starts = self.chunk_starts(len(predictions), step, _timed_runs(predictions))
+        starts = self.chunk_starts(len(predictions), step, _timed_runs(self, predictions))
         for start, end in itertools.pairwise([*starts, len(predictions)]):
             chunk = predictions[start:end]
             accumulator.add_predictions(chunk)
@@ -303,7 +312,7 @@ class MonitorKit:
         """Join and fold a batch's labels, ``delta_events`` at a time (cut at the steps of
         time windows, as predictions are: `chunk_starts`)."""
         out: list[DeltaOut] = []
-        starts = self.chunk_starts(len(labels), self.delta_events, _timed_runs(labels))
+        starts = self.chunk_starts(len(labels), self.delta_events, _timed_runs(self, labels))
         for start, end in itertools.pairwise([*starts, len(labels)]):
             outcomes = joiner.add_labels(labels[start:end])
             out.extend(self.fold_joined(accumulator, outcomes, metrics, labels_behind))

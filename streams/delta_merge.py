@@ -16,7 +16,7 @@ exactly as before, so the judge drops each part it applied inside a merged delta
 Deltas far apart in event time stay apart. During a catch-up, a partition that is far ahead is
 therefore not mixed into another partition's earlier events.
 
->>> from detectors.window import WindowDelta, time_step_end
+>>> from detectors.window import WindowDelta
 >>> def delta(model, start, end, count=1):
 ...     window = WindowDelta(model, None)
 ...     window.start_us, window.end_us, window.count = start, end, count
