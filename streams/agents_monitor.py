@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from streams.metrics import WorkerMetrics
 
 __all__ = [
-    "DeltaOut", "MonitorKit", "TimedRun", "count_join_outcomes", "import_monitor_modules",
+    "DeltaCuts", "DeltaOut", "MonitorKit", "TimedRun", "count_join_outcomes",
+    "import_monitor_modules",
 ]  # fmt: skip
 
 EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
@@ -109,6 +110,16 @@ def delta_events_of(settings: ModelMonitorConfig) -> int:
     return max(1, min(bound, MAX_DELTA_EVENTS))
 
 
+class DeltaCuts(NamedTuple):
+    """Where a model's live deltas end (`MonitorKit.cuts_of`)."""
+
+    events: int
+    """Events per delta at most (`delta_events_of`)."""
+    time_step_us: int | None
+    """Its time windows' step (`WindowConfig.step_us`): deltas end at each; None: count
+    windows."""
+
+
 Ints = Sequence[int] | npt.NDArray[np.int64]
 TimedRun = tuple[str, Ints, Ints]
 """A model's rows of a batch: (model, their places in consumption order, epoch-µs times)."""
@@ -150,17 +161,13 @@ class MonitorKit:
         self.join_ttl_seconds = config.join.ttl_seconds
         self._fixed_delta_events = delta_events
         """Events per delta for every model (tests), else each model's `delta_events_of`."""
-        self._delta_events: dict[str, int] = {}
-        self._time_steps: dict[str, int] = {}
-        """Model -> its time window's step in µs (-1: count windows)."""
-        self.time_windows = any(
-            config.for_model(name).window.type == "time" for name in ["", *config.models]
-        )
-        """Whether any model has time windows (else no batch is cut at time steps)."""
-        self.delta_events = delta_events or min(
-            delta_events_of(config.for_model(name)) for name in ["", *config.models]
-        )
+        self._cuts: dict[str, DeltaCuts] = {}
+        """Model -> where its deltas end (`cuts_of`), read from the configuration once."""
+        configured = [self.cuts_of(name) for name in ["", *config.models]]
+        self.delta_events = delta_events or min(cuts.events for cuts in configured)
         """The smallest cap of any configured model (labels are cut by it)."""
+        self.time_windows = any(cuts.time_step_us is not None for cuts in configured)
+        """Whether any model has time windows (else no batch is cut at time steps)."""
         self.labels_lag_tolerance = labels_lag_tolerance
         self.clock = clock
         self._expired_at: dict[int, float] = {}
@@ -172,18 +179,20 @@ class MonitorKit:
         (a batch is cut in runs of consumption order, across models)."""
         if self._fixed_delta_events is not None:
             return self._fixed_delta_events
-        caps = self._delta_events
-        names = set(models)
-        for model in names - caps.keys():
-            caps[model] = delta_events_of(self.config.for_model(model))
-        return min((caps[model] for model in names), default=self.delta_events)
+        return min((self.cuts_of(model).events for model in set(models)),
+                   default=self.delta_events)  # fmt: skip
+
+    def cuts_of(self, model: str) -> DeltaCuts:
+        """Where ``model``'s deltas end: its cap (`delta_events_of`) and time window step."""
+        cuts = self._cuts.get(model)
+        if cuts is None:
+            settings = self.config.for_model(model)
+            cuts = self._cuts[model] = DeltaCuts(delta_events_of(settings), settings.window.step_us)
+        return cuts
 
     def time_step_us(self, model: str) -> int | None:
         """The step of ``model``'s time windows in µs (None: count windows)."""
-        step_us = self._time_steps.get(model)
-        if step_us is None:
-            step_us = self._time_steps[model] = self.config.for_model(model).window.step_us or -1
-        return step_us if step_us > 0 else None
+        return self.cuts_of(model).time_step_us
 
     def chunk_starts(self, rows: int, step: int, runs: Iterable[TimedRun] = ()) -> list[int]:
         """Where a batch's chunks start (each folds into one delta per model version), rows
