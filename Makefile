@@ -19,12 +19,25 @@ help:
 	@echo "make clean       remove the venv and all local state under .driftline/"
 	@echo "make bench-venv  create .venv-bench with the benchmark baselines (evidently, quixstreams)"
 
-# The venv is rebuilt only when the project's dependency list or lock changes.
+# Rust's cargo, for the native ingest lane (native/); rustup puts it in ~/.cargo/bin.
+CARGO ?= $(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null)
+NATIVE_SOURCES := native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs native/driftline_native.pyi
+
+# The venv is rebuilt only when the project's dependency list, lock or native code changes.
+# Without cargo the native lane is not built and the worker reads every message in Python
+# (same results, slower); CI requires it (tests/test_ingest_native.py).
 venv: $(STAMP)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@if [ -n "$(CARGO)" ]; then \
+	  echo "building the native ingest lane (native/, Rust) ..."; \
+	  PATH="$$(dirname $(CARGO)):$$PATH" $(BIN)/python -m pip install -q ./native; \
+	else \
+	  echo "driftline: cargo not found, so the native ingest lane is not built" \
+	       "(install Rust with rustup and run make venv again for ~2x the envelope throughput)"; \
+	fi
 	@touch $(STAMP)
 
 # The baselines of bench/ in their own venv: evidently's pins conflict with ours, so the bench

@@ -245,6 +245,9 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     monitor_config: Path | None = None
     """YAML file with the monitor configuration (detectors, windows, thresholds)."""
+    native_ingest: bool = True
+    """Read SDK envelopes with the native (Rust) lane where it is built; false: Python only
+    (same results, slower; to rule the lane out or to measure without it)."""
 
     def __init__(self, *args: Any, **values: Any) -> None:
         # pydantic-settings ignores a misspelt top-level variable: a silent default is worse.

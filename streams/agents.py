@@ -153,7 +153,7 @@ def install_pipeline(
             )
         if not fresh:
             return None
-        split = split_columns(fresh, now=_utc_now())
+        split = split_columns(fresh, now=_utc_now(), native=settings.native_ingest)
         metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
         metrics.messages_in.labels(source="labels").inc(split.label_messages)
         metrics.events_in.labels(source="predictions").inc(split.prediction_count)

@@ -2,7 +2,8 @@
 
 `split_columns` keeps the contract of ``streams.validation.split_messages`` (the same dead
 letters, counts and labels) but hands valid predictions out as columns, without one pydantic
-object per event. Each prediction message's JSON is parsed once
+object per event. An SDK envelope the native lane vouches for (`streams.ingest_native`, Rust)
+becomes its columns at once. Any other prediction message's JSON is parsed once
 (``streams.json_read.from_json``: the values of the parser pydantic's own path uses, so both
 see the same values); the rows of `SUB_BATCH_ROWS` consecutive messages are checked at once,
 column by column: by `streams.ingest_uniform.UniformRows` when they all have one shape (what
@@ -13,12 +14,13 @@ payload - goes through ``split_messages`` as a whole, so whatever pydantic rejec
 with its exact words, and an envelope with one bad row stays invalid as a whole. Labels always
 take that path.
 
-Predictions come out as one `PredictionColumns` per model version, rows in consumption order,
-with ``positions``: each row's place in the batch (`streams.fold_columns.fold_columns` cuts
-its chunks by them, so interleaved single events of many models cost no more than envelopes).
-A model version's rows are split in more than one `PredictionColumns` only where ``scores``
-list their classes in another order, so every row's scores come back exactly as sent (the join
-stores them); ``scores: {}`` comes back as no scores (null), which every consumer reads alike.
+Predictions come out as `PredictionColumns` of one model version each, with ``positions``:
+each row's place in the batch (`streams.fold_columns.fold_columns` cuts its chunks by them, so
+interleaved single events of many models cost no more than envelopes). A model version's rows
+are in more than one `PredictionColumns` where the native lane took an envelope (one each) and
+where ``scores`` list their classes in another order, so every row's scores come back exactly
+as sent (the join stores them); ``scores: {}`` comes back as no scores (null), which every
+consumer reads alike.
 
 >>> from datetime import UTC, datetime
 >>> now = datetime(2024, 5, 1, tzinfo=UTC)
@@ -29,9 +31,9 @@ stores them); ``scores: {}`` comes back as no scores (null), which every consume
 >>> split = split_columns([RawMessage("predictions", batch, "p", 0, 1),
 ...     RawMessage("predictions", row % (3, 3, 3), "p", 0, 2),
 ...     RawMessage("predictions", b'{"oops', "p", 0, 3)], now=now)
->>> [(c.model, c.event_ids) for c in split.predictions], split.prediction_messages
-([('m', ['e-1', 'e-2', 'e-3'])], 3)
->>> split.positions[0].tolist()
+>>> [(c.model, i) for c in split.predictions for i in c.event_ids], split.prediction_messages
+([('m', 'e-1'), ('m', 'e-2'), ('m', 'e-3')], 3)
+>>> [p for where in split.positions for p in where.tolist()]
 [0, 1, 2]
 >>> split.dead_letters[0].error_class, split.dead_letters[0].offset
 ('json', 3)
@@ -60,6 +62,7 @@ from schemas.events import (
     LabelEvent,
     PredictionEvent,
 )
+from streams.ingest_native import NATIVE, envelope_columns
 from streams.ingest_uniform import UniformRows
 from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
@@ -94,8 +97,11 @@ class ColumnSplit:
         return sum(map(len, self.predictions))
 
 
-def split_columns(messages: Sequence[RawMessage], *, now: datetime) -> ColumnSplit:
+def split_columns(
+    messages: Sequence[RawMessage], *, now: datetime, native: bool = True
+) -> ColumnSplit:
     """Parse each message; an invalid one becomes a dead letter (``now`` is its received_at).
+    ``native``: let the native lane take the envelopes it vouches for (where it is built).
 
     Messages are parsed, checked and turned into columns `SUB_BATCH_ROWS` rows at a time, so
     the parsed dicts of one part are freed before the next is parsed: with a whole round's
@@ -107,6 +113,21 @@ def split_columns(messages: Sequence[RawMessage], *, now: datetime) -> ColumnSpl
     candidates: list[Rows | None] = []
     rows = 0
     for message in messages:
+        whole = (
+            envelope_columns(message.value)
+            if native and NATIVE is not None and message.source == "predictions"
+            and type(message.value) is bytes
+            else None
+        )  # fmt: skip
+        if whole is not None:
+            if part:  # the rows before it keep their places
+                _split_part(part, candidates, now, split)
+                part, candidates, rows = [], [], 0
+            start = split.prediction_count
+            split.predictions.append(whole)
+            split.positions.append(np.arange(start, start + len(whole), dtype=np.int64))
+            split.prediction_messages += 1
+            continue
         candidate = _rows_of(message.value) if message.source == "predictions" else None
         part.append(message)
         candidates.append(candidate)

@@ -85,6 +85,7 @@ def run_worker(
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
     from streams.gc_freeze import ModuleFreezer
+    from streams.ingest_native import native_status
     from streams.metrics import serve_metrics
     from streams.topics import TopicsError, ensure_topics
 
@@ -132,6 +133,8 @@ def run_worker(
     # debug call in aiokafka's fetch loop built a log record: ~5 % of a busy worker's CPU.
     worker.spinner = None
     import_monitor_modules()  # before "Ready": the first delta must not wait for them
+    lane = native_status(settings.native_ingest)
+    (log.info if lane == "on" else log.warning)("native ingest lane: %s", lane)
     freezer.maybe_freeze()
     try:
         worker.execute_from_commandline()

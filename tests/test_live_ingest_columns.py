@@ -1,6 +1,9 @@
-"""Columnar live ingest: `split_columns` accepts and rejects what `split_messages` does (both
-of its lanes: `UniformRows` and the row-by-row bulk checks), and `fold_columns` gives the
-deltas, join state and metrics of ``MonitorKit.fold_partition``."""
+"""Columnar live ingest: `split_columns` accepts and rejects what `split_messages` does (all
+of its lanes: the native one, `UniformRows` and the row-by-row bulk checks), and
+`fold_columns` gives the deltas, join state and metrics of ``MonitorKit.fold_partition``.
+
+Every test runs twice: with the native lane (`streams.ingest_native`) where it is built, and
+without it, so the Python lanes see the SDK's envelopes too."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from schemas.events import (
     PredictionEvent,
 )
 from schemas.monitor_config import MonitorConfig, parse_monitor_config
-from streams import ingest_columns
+from streams import ingest_columns, ingest_native
 from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import SUB_BATCH_ROWS, ColumnSplit, split_columns
@@ -39,6 +42,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     }},
     "time windows": {"defaults": {"window": {"type": "time", "time_seconds": 20}}},
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(ingest_columns, "NATIVE", None)
+    elif ingest_native.NATIVE is None:
+        pytest.skip(f"native lane: {ingest_native.native_status()}")  # CI: see test_ingest_native
+    return str(request.param)
 
 
 def _dumps(value: Any) -> bytes:

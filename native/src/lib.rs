@@ -1,0 +1,659 @@
+//! driftline's native ingest: an SDK envelope of predictions, from JSON bytes to checked columns.
+//!
+//! `parse_envelope` is the native twin of the Python fast lane (`streams.ingest_columns`'
+//! `_rows_of` and `streams.ingest_uniform.UniformRows.check`): it answers columns only for an
+//! envelope it can vouch for in full (every row of one shape, every value valid under the v1
+//! contract) and `None` for anything else, which the Python path then decides with its exact
+//! words. It may say no to a valid envelope; it must never say yes to one pydantic rejects, nor
+//! read a value differently (`tests/test_ingest_native.py` compares both on valid and
+//! malformed envelopes).
+//!
+//! The JSON is parsed and checked without the GIL (the consumer thread fetches meanwhile);
+//! only the output's Python objects are built with it.
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyDict, PyFloat, PyList, PyString, PyTuple};
+use serde_json::{Map, Value};
+
+// The v1 contract's limits (schemas/fields.py); `limits()` hands them to Python, which
+// refuses the module when they differ from its own.
+const MAX_ID_LENGTH: usize = 256;
+const MAX_NAME_LENGTH: usize = 256;
+const MAX_STRING_VALUE_LENGTH: usize = 1024;
+const MAX_SEGMENT_VALUE_LENGTH: usize = 128;
+const MAX_SEGMENT_KEYS: usize = 16;
+const MAX_FEATURES: usize = 1_000;
+const MAX_SCORES: usize = 1_000;
+const MAX_BATCH_PREDICTIONS: usize = 10_000;
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+const ENVELOPE_FIELDS: [&str; 5] = [
+    "schema_version",
+    "batch_id",
+    "model",
+    "model_version",
+    "predictions",
+];
+const ROW_FIELDS: [&str; 9] = [
+    "schema_version",
+    "event_id",
+    "model",
+    "model_version",
+    "timestamp",
+    "features",
+    "prediction",
+    "scores",
+    "segment",
+];
+const REQUIRED_ROW_FIELDS: [&str; 5] = ["event_id", "model", "timestamp", "features", "prediction"];
+
+/// Characters as Python counts them (code points).
+fn char_count(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
+}
+
+fn text(value: &Value, shortest: usize, limit: usize) -> Option<&str> {
+    match value {
+        Value::String(s) if (shortest..=limit).contains(&char_count(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The JSON integer 1 (not 1.0, not true).
+fn is_version_one(value: &Value) -> bool {
+    matches!(value, Value::Number(n) if !n.is_f64() && n.as_i64() == Some(1))
+}
+
+/// Which Python type orjson gives a JSON scalar; None for arrays, objects and integers beyond
+/// 64 signed bits (the Python path reads those with pydantic's parser).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+fn kind(value: &Value) -> Option<Kind> {
+    match value {
+        Value::Null => Some(Kind::Null),
+        Value::Bool(_) => Some(Kind::Bool),
+        Value::Number(n) if n.is_f64() => Some(Kind::Float),
+        Value::Number(n) if n.is_i64() => Some(Kind::Int),
+        Value::String(_) => Some(Kind::Str),
+        _ => None,
+    }
+}
+
+/// A checked column of scalars (`streams.ingest_uniform._values`).
+enum Column<'a> {
+    /// Every value a float, or null where `nulls` (its value 0.0).
+    Floats(Vec<f64>, Option<Vec<u8>>),
+    /// The values as sent (ints, floats, strings, booleans, nulls).
+    Values(Vec<&'a Value>),
+}
+
+fn column<'a>(values: Vec<&'a Value>, nullable: bool) -> Option<Column<'a>> {
+    let mut seen = [false; 5];
+    for value in &values {
+        let k = kind(value)?;
+        seen[k as usize] = true;
+        if let Value::String(s) = value {
+            if char_count(s) > MAX_STRING_VALUE_LENGTH {
+                return None;
+            }
+        }
+    }
+    let [null, boolean, int, float, string] = seen;
+    if null && !nullable {
+        return None;
+    }
+    if float && !(boolean || int || string) {
+        let mut nulls = if null {
+            Some(vec![0u8; values.len()])
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            match value {
+                Value::Number(n) => out.push(n.as_f64()?),
+                _ => {
+                    out.push(0.0);
+                    if let Some(mask) = nulls.as_mut() {
+                        mask[i] = 1;
+                    }
+                }
+            }
+        }
+        // serde_json reads no NaN or infinity, but the contract's rule is checked all the same.
+        return out
+            .iter()
+            .all(|v| v.is_finite())
+            .then_some(Column::Floats(out, nulls));
+    }
+    Some(Column::Values(values))
+}
+
+/// Epoch microseconds of an RFC 3339 time with a zone, as `streams.readers_columns.bulk_times`
+/// reads it (same pattern, ASCII digits only); None for anything else.
+fn epoch_us(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    let digits = |at: usize, n: usize| -> Option<i64> {
+        let mut value = 0i64;
+        for &c in b.get(at..at + n)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(c - b'0');
+        }
+        Some(value)
+    };
+    let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if b.len() < 20 || punctuation.iter().any(|&(at, c)| b[at] != c) {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let mut at = 19;
+    let mut micros = 0i64;
+    if b[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        let n = at - start;
+        if !(1..=6).contains(&n) {
+            return None;
+        }
+        micros = digits(start, n)? * 10i64.pow((6 - n) as u32);
+    }
+    let zone = &b[at..];
+    let offset_minutes = if zone == b"Z" {
+        0
+    } else if zone.len() == 6 && (zone[0] == b'+' || zone[0] == b'-') && zone[3] == b':' {
+        let (hours, minutes) = (digits(at + 1, 2)?, digits(at + 4, 2)?);
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        (if zone[0] == b'+' { 1 } else { -1 }) * (hours * 60 + minutes)
+    } else {
+        return None;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if year == 0
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * 1_000_000 + micros - offset_minutes * 60_000_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// An envelope every row of which is certainly a valid v1 PredictionEvent, as columns.
+struct Checked<'a> {
+    model: &'a str,
+    version: Option<&'a str>,
+    ids: Vec<&'a str>,
+    times: Vec<i64>,
+    features: Vec<(&'a str, Column<'a>)>,
+    prediction: Column<'a>,
+    scores: Option<Vec<(&'a str, Vec<f64>)>>,
+    segments: Option<Vec<Option<&'a Map<String, Value>>>>,
+}
+
+fn check(data: &Value) -> Option<Checked<'_>> {
+    let envelope = data.as_object()?;
+    let rows = envelope.get("predictions")?.as_array()?;
+    if !envelope
+        .keys()
+        .all(|key| ENVELOPE_FIELDS.contains(&key.as_str()))
+        || !(1..=MAX_BATCH_PREDICTIONS).contains(&rows.len())
+        || !envelope.get("schema_version").is_none_or(is_version_one)
+    {
+        return None;
+    }
+    text(envelope.get("batch_id")?, 1, MAX_ID_LENGTH)?;
+    let model = text(envelope.get("model")?, 1, MAX_NAME_LENGTH)?;
+    let version = match envelope.get("model_version") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(text(value, 1, MAX_ID_LENGTH)?),
+    };
+    let rows: Vec<&Map<String, Value>> =
+        rows.iter().map(Value::as_object).collect::<Option<_>>()?;
+    let first = rows[0];
+    if !first.keys().all(|key| ROW_FIELDS.contains(&key.as_str()))
+        || !REQUIRED_ROW_FIELDS
+            .iter()
+            .all(|name| first.contains_key(*name))
+    {
+        return None;
+    }
+    let field = |name: &str| -> Option<Vec<&Value>> {
+        rows.iter()
+            .map(|row| row.get(name))
+            .collect::<Option<Vec<_>>>()
+    };
+    for row in &rows {
+        // Every row has exactly the first row's fields, of the envelope's model version.
+        if row.len() != first.len() || !first.keys().all(|key| row.contains_key(key)) {
+            return None;
+        }
+        if row.get("model").and_then(Value::as_str) != Some(model) {
+            return None;
+        }
+        let row_version = match row.get("model_version") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => return None,
+        };
+        if row_version != version {
+            return None;
+        }
+        if let Some(value) = row.get("schema_version") {
+            if !is_version_one(value) {
+                return None;
+            }
+        }
+    }
+    let ids = field("event_id")?
+        .into_iter()
+        .map(|value| text(value, 1, MAX_ID_LENGTH))
+        .collect::<Option<Vec<_>>>()?;
+    let times = field("timestamp")?
+        .into_iter()
+        .map(|value| value.as_str().and_then(epoch_us))
+        .collect::<Option<Vec<_>>>()?;
+    let prediction = column(field("prediction")?, false)?;
+    let features = check_features(&rows)?;
+    let scores = match first.get("scores") {
+        None => None,
+        Some(_) => check_scores(field("scores")?)?,
+    };
+    let segments = match first.get("segment") {
+        None => None,
+        Some(_) => check_segments(field("segment")?)?,
+    };
+    Some(Checked {
+        model,
+        version,
+        ids,
+        times,
+        features,
+        prediction,
+        scores,
+        segments,
+    })
+}
+
+fn check_features<'a>(rows: &[&'a Map<String, Value>]) -> Option<Vec<(&'a str, Column<'a>)>> {
+    let tables = rows
+        .iter()
+        .map(|row| row.get("features").and_then(Value::as_object))
+        .collect::<Option<Vec<_>>>()?;
+    let names: Vec<&str> = tables[0].keys().map(String::as_str).collect();
+    if names.len() > MAX_FEATURES
+        || !names
+            .iter()
+            .all(|name| (1..=MAX_NAME_LENGTH).contains(&char_count(name)))
+        || tables.iter().any(|table| table.len() != names.len())
+    {
+        return None;
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let values = tables
+                .iter()
+                .map(|table| table.get(name))
+                .collect::<Option<Vec<_>>>()?;
+            Some((name, column(values, true)?))
+        })
+        .collect()
+}
+
+/// Class -> probabilities, when every row scores the same classes in the same order; the
+/// outer None when no row has scores; the inner None (refused) for anything else.
+#[allow(clippy::type_complexity)]
+fn check_scores(column: Vec<&Value>) -> Option<Option<Vec<(&str, Vec<f64>)>>> {
+    if column.iter().all(|value| value.is_null()) {
+        return Some(None);
+    }
+    let tables = column
+        .iter()
+        .map(|value| value.as_object())
+        .collect::<Option<Vec<_>>>()?;
+    let classes: Vec<&str> = tables[0].keys().map(String::as_str).collect();
+    if classes.is_empty()
+        || classes.len() > MAX_SCORES
+        || !classes
+            .iter()
+            .all(|name| (1..=MAX_NAME_LENGTH).contains(&char_count(name)))
+        || !tables
+            .iter()
+            .all(|table| table.keys().map(String::as_str).eq(classes.iter().copied()))
+    {
+        return None;
+    }
+    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(tables.len()); classes.len()];
+    for table in &tables {
+        for (probabilities, value) in columns.iter_mut().zip(table.values()) {
+            match value {
+                // A float in [0, 1]: the JSON integers 0 and 1 are refused like any int.
+                Value::Number(n) if n.is_f64() => {
+                    let p = n.as_f64()?;
+                    if !(0.0..=1.0).contains(&p) {
+                        return None;
+                    }
+                    probabilities.push(p);
+                }
+                _ => return None,
+            }
+        }
+    }
+    let out = classes.into_iter().zip(columns).collect();
+    Some(Some(out))
+}
+
+/// Segment dicts (or nulls), the outer None when no row has one; the inner None: refused.
+#[allow(clippy::type_complexity)]
+fn check_segments(column: Vec<&Value>) -> Option<Option<Vec<Option<&Map<String, Value>>>>> {
+    let mut out = Vec::with_capacity(column.len());
+    for value in column {
+        match value {
+            Value::Null => out.push(None),
+            Value::Object(segment) => {
+                if segment.len() > MAX_SEGMENT_KEYS
+                    || !segment.iter().all(|(key, value)| {
+                        (1..=MAX_SEGMENT_VALUE_LENGTH).contains(&char_count(key))
+                            && text(value, 0, MAX_SEGMENT_VALUE_LENGTH).is_some()
+                    })
+                {
+                    return None;
+                }
+                out.push(Some(segment));
+            }
+            _ => return None,
+        }
+    }
+    Some(if out.iter().all(Option::is_none) {
+        None
+    } else {
+        Some(out)
+    })
+}
+
+fn f64_bytes<'py>(py: Python<'py>, values: &[f64]) -> Bound<'py, PyByteArray> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    PyByteArray::new(py, &bytes)
+}
+
+fn scalar<'py, 'a>(
+    py: Python<'py>,
+    value: &'a Value,
+    texts: &mut HashMap<&'a str, Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) if n.is_f64() => {
+            PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
+        }
+        Value::Number(n) => n.as_i64().unwrap_or(0).into_pyobject(py)?.into_any(),
+        Value::String(s) => {
+            // Categorical columns repeat a few values: one str object each.
+            if let Some(known) = texts.get(s.as_str()) {
+                known.clone()
+            } else {
+                let made = PyString::new(py, s).into_any();
+                texts.insert(s.as_str(), made.clone());
+                made
+            }
+        }
+        _ => py.None().into_bound(py),
+    })
+}
+
+fn column_object<'py>(py: Python<'py>, column: &Column<'_>) -> PyResult<Bound<'py, PyTuple>> {
+    match column {
+        Column::Floats(values, nulls) => {
+            let nulls = match nulls {
+                Some(mask) => PyByteArray::new(py, mask).into_any(),
+                None => py.None().into_bound(py),
+            };
+            PyTuple::new(py, [f64_bytes(py, values).into_any(), nulls])
+        }
+        Column::Values(values) => {
+            let mut texts = HashMap::new();
+            let items = values
+                .iter()
+                .map(|value| scalar(py, value, &mut texts))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(
+                py,
+                [PyList::new(py, items)?.into_any(), py.None().into_bound(py)],
+            )
+        }
+    }
+}
+
+/// A run of 19 ASCII digits outside strings (-9223372036854775809 has 19: shorter integers fit
+/// 64 bits). Digits inside strings (long numeric ids) do not count.
+fn has_long_digit_run(raw: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut run) = (false, false, 0);
+    for &byte in raw {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+            run = 0;
+            continue;
+        }
+        run = if byte.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= 19 {
+            return true;
+        }
+    }
+    false
+}
+
+/// ``parse_envelope(raw) -> tuple | None``: an SDK envelope's rows as columns.
+///
+/// The tuple: ``(model, model_version, event_ids, times, features, prediction, scores,
+/// segments)``. ``times`` is a bytearray of native int64 epoch microseconds; ``features`` a
+/// list of ``(name, (values, nulls))`` and ``prediction`` one ``(values, nulls)``, where
+/// ``values`` is a bytearray of native float64 (``nulls``: a bytearray of 0/1, or None) or a
+/// list of the values as sent (``nulls`` None); ``scores`` a list of ``(class, bytearray of
+/// float64)`` or None; ``segments`` a list of dicts and Nones, or None.
+/// None when the envelope is not certainly valid, or is a single event.
+#[pyfunction]
+fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    if raw.is_empty() || raw.len() > MAX_BATCH_BYTES {
+        return Ok(None);
+    }
+    // serde_json reads an integer beyond 64 bits as a float, Python as an int: leave any text
+    // with a run of 19 digits (such an integer may hide in it) to the Python lanes, as they
+    // leave it to pydantic's parser (`streams.json_read.from_json`).
+    let parsed: Option<Value> = py.detach(|| {
+        (!has_long_digit_run(raw))
+            .then(|| serde_json::from_slice(raw).ok())
+            .flatten()
+    });
+    let Some(data) = parsed else { return Ok(None) };
+    let Some(checked) = py.detach(|| check(&data)) else {
+        return Ok(None);
+    };
+    let ids = PyList::new(py, checked.ids.iter().map(|id| PyString::new(py, id)))?;
+    let times: Vec<u8> = checked.times.iter().flat_map(|t| t.to_ne_bytes()).collect();
+    let features = checked
+        .features
+        .iter()
+        .map(|(name, column)| {
+            PyTuple::new(
+                py,
+                [
+                    PyString::new(py, name).into_any(),
+                    column_object(py, column)?.into_any(),
+                ],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let scores = match &checked.scores {
+        None => py.None().into_bound(py),
+        Some(classes) => PyList::new(
+            py,
+            classes
+                .iter()
+                .map(|(class, values)| {
+                    PyTuple::new(
+                        py,
+                        [
+                            PyString::new(py, class).into_any(),
+                            f64_bytes(py, values).into_any(),
+                        ],
+                    )
+                })
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
+    };
+    let segments = match &checked.segments {
+        None => py.None().into_bound(py),
+        Some(rows) => {
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                items.push(match row {
+                    None => py.None().into_bound(py),
+                    Some(segment) => {
+                        let dict = PyDict::new(py);
+                        for (key, value) in segment.iter() {
+                            dict.set_item(key, value.as_str().unwrap_or(""))?;
+                        }
+                        dict.into_any()
+                    }
+                });
+            }
+            PyList::new(py, items)?.into_any()
+        }
+    };
+    let version = match checked.version {
+        Some(v) => PyString::new(py, v).into_any(),
+        None => py.None().into_bound(py),
+    };
+    let out = PyTuple::new(
+        py,
+        [
+            PyString::new(py, checked.model).into_any(),
+            version,
+            ids.into_any(),
+            PyByteArray::new(py, &times).into_any(),
+            PyList::new(py, features)?.into_any(),
+            column_object(py, &checked.prediction)?.into_any(),
+            scores,
+            segments,
+        ],
+    )?;
+    Ok(Some(out))
+}
+
+/// The v1 limits this build checks, for Python to compare with `schemas.fields`.
+#[pyfunction]
+fn limits(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    for (name, value) in [
+        ("MAX_ID_LENGTH", MAX_ID_LENGTH),
+        ("MAX_NAME_LENGTH", MAX_NAME_LENGTH),
+        ("MAX_STRING_VALUE_LENGTH", MAX_STRING_VALUE_LENGTH),
+        ("MAX_SEGMENT_VALUE_LENGTH", MAX_SEGMENT_VALUE_LENGTH),
+        ("MAX_SEGMENT_KEYS", MAX_SEGMENT_KEYS),
+        ("MAX_FEATURES", MAX_FEATURES),
+        ("MAX_SCORES", MAX_SCORES),
+        ("MAX_BATCH_PREDICTIONS", MAX_BATCH_PREDICTIONS),
+        ("MAX_BATCH_BYTES", MAX_BATCH_BYTES),
+    ] {
+        out.set_item(name, value)?;
+    }
+    Ok(out)
+}
+
+#[pymodule]
+fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(parse_envelope, module)?)?;
+    module.add_function(wrap_pyfunction!(limits, module)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_integers_are_found_outside_strings_only() {
+        assert!(has_long_digit_run(b"[1234567890123456789]"));
+        assert!(!has_long_digit_run(b"[123456789012345678]"));
+        assert!(!has_long_digit_run(b"[\"1234567890123456789\"]"));
+        assert!(has_long_digit_run(b"[\"a\\\"\",-9223372036854775809]"));
+    }
+
+    #[test]
+    fn times_match_the_calendar() {
+        assert_eq!(epoch_us("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            epoch_us("2024-05-01T00:00:01.5Z"),
+            Some(1_714_521_601_500_000)
+        );
+        assert_eq!(
+            epoch_us("2024-05-01T02:00:00+02:00"),
+            Some(1_714_521_600_000_000)
+        );
+        assert_eq!(epoch_us("2024-02-30T00:00:00Z"), None);
+        assert_eq!(epoch_us("2024-05-01T00:00:00.1234567Z"), None);
+        assert_eq!(epoch_us("2024-05-01 00:00:00Z"), None);
+        assert_eq!(epoch_us("0000-05-01T00:00:00Z"), None);
+    }
+}

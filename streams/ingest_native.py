@@ -1,0 +1,92 @@
+"""The native lane of `streams.ingest_columns`: an SDK envelope from bytes to columns in Rust.
+
+``driftline_native`` (``native/``, built by ``make venv``) parses and checks an envelope whose
+rows all have one shape - what SDKs send - and answers None for anything else, which the
+Python lanes then decide (`streams.ingest_uniform`, then pydantic with its exact words). It
+reads the same values as those lanes and never vouches for a row pydantic would reject
+(``tests/test_ingest_native.py`` compares them); it is ~10x faster per row, and parses without
+the GIL, so the consumer thread keeps fetching meanwhile.
+
+The module is an accelerator, not a dependency: without it (a checkout built without Rust) or
+with ``DRIFTLINE_NATIVE_INGEST=false`` (``Settings.native_ingest``) every message takes the
+Python lanes, with the same results. `native_status` says which is in use (the worker logs it
+at start).
+
+>>> from datetime import UTC, datetime
+>>> from schemas.events import PredictionBatch, PredictionEvent, to_json_bytes
+>>> row = PredictionEvent(event_id="e-1", model="m", timestamp=datetime(2024, 5, 1, tzinfo=UTC),
+...     features={"x": 1.5, "plan": "pro"}, prediction=0.5)
+>>> raw = to_json_bytes(PredictionBatch(batch_id="b", model="m", predictions=[row]))
+>>> columns = envelope_columns(raw)
+>>> NATIVE is None or (columns.event_ids, columns.features["x"].values.tolist(),
+...     columns.features["plan"]) == (["e-1"], [1.5], ["pro"])
+True
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from detectors.columns import FeatureColumn, NumericColumn, PredictionColumns
+from schemas import fields
+
+__all__ = ["NATIVE", "envelope_columns", "native_status"]
+
+
+def _load() -> tuple[ModuleType | None, str]:
+    try:
+        import driftline_native
+    except ImportError:
+        return None, "not built (make venv builds native/ where cargo is installed)"
+    theirs = driftline_native.limits()
+    ours = {name: getattr(fields, name) for name in theirs}
+    if theirs != ours:  # a stale build: its checks would not be the contract's
+        return None, f"refused: its limits {theirs} differ from schemas.fields {ours}"
+    return driftline_native, "on"
+
+
+NATIVE: ModuleType | None
+_STATUS: str
+NATIVE, _STATUS = _load()
+
+
+def native_status(enabled: bool = True) -> str:
+    """``on``, or why the native lane is not in use (``enabled``: ``Settings.native_ingest``)."""
+    return _STATUS if enabled else "off (DRIFTLINE_NATIVE_INGEST=false)"
+
+
+def envelope_columns(raw: bytes) -> PredictionColumns | None:
+    """The rows of an envelope the native lane vouches for in full, else None (also for a
+    single event, and always when the lane is off)."""
+    if NATIVE is None:
+        return None
+    parsed = NATIVE.parse_envelope(raw)
+    if parsed is None:
+        return None
+    model, version, ids, times, features, prediction, scores, segments = parsed
+    return PredictionColumns(
+        model,
+        version,
+        ids,
+        np.frombuffer(times, dtype=np.int64),
+        {name: _feature(column) for name, column in features},
+        _values(prediction),
+        None if scores is None else {c: np.frombuffer(v, dtype=np.float64) for c, v in scores},
+        segments,
+    )
+
+
+def _values(column: tuple[Any, Any]) -> Any:
+    values, _ = column
+    return np.frombuffer(values, dtype=np.float64) if isinstance(values, bytearray) else values
+
+
+def _feature(column: tuple[Any, Any]) -> FeatureColumn:
+    values, nulls = column
+    if not isinstance(values, bytearray):
+        return values  # type: ignore[no-any-return]
+    mask = None if nulls is None else np.frombuffer(nulls, dtype=np.bool_)
+    return NumericColumn(np.frombuffer(values, dtype=np.float64), mask)
