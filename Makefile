@@ -21,7 +21,7 @@ help:
 
 # Rust's cargo, for the native ingest lane (native/); rustup puts it in ~/.cargo/bin.
 CARGO ?= $(shell command -v cargo 2>/dev/null || ls $(HOME)/.cargo/bin/cargo 2>/dev/null)
-NATIVE_SOURCES := native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs native/driftline_native.pyi
+NATIVE_SOURCES := native/pyproject.toml native/Cargo.toml native/Cargo.lock native/driftline_native.pyi $(wildcard native/src/*.rs)
 
 # The venv is rebuilt only when the project's dependency list, lock or native code changes.
 # Without cargo the native lane is not built and the worker reads every message in Python

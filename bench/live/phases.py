@@ -51,8 +51,12 @@ def settings_for(bootstrap: str, prefix: str) -> Settings:
 
 
 def worker_env(bootstrap: str, prefix: str, monitor_config: Path | None = None) -> dict[str, str]:
-    """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours; but
+    DRIFTLINE_NATIVE_INGEST passes (``=false`` measures the worker without its native lane)."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("DRIFTLINE_") or k == "DRIFTLINE_NATIVE_INGEST"
+    }  # fmt: skip
     if monitor_config is not None:
         env["DRIFTLINE_MONITOR_CONFIG"] = str(monitor_config.resolve())
     return {

@@ -15,7 +15,10 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyDict, PyFloat, PyList, PyString, PyTuple};
-use serde_json::{Map, Value};
+
+mod json;
+
+use json::{get, keys_unique, might_hold_int_minus_zero, Json, Object};
 
 // The v1 contract's limits (schemas/fields.py); `limits()` hands them to Python, which
 // refuses the module when they differ from its own.
@@ -58,64 +61,40 @@ fn char_count(text: &str) -> usize {
     }
 }
 
-fn text(value: &Value, shortest: usize, limit: usize) -> Option<&str> {
-    match value {
-        Value::String(s) if (shortest..=limit).contains(&char_count(s)) => Some(s),
-        _ => None,
-    }
+fn text<'b>(value: &'b Json<'_>, shortest: usize, limit: usize) -> Option<&'b str> {
+    value
+        .as_str()
+        .filter(|s| (shortest..=limit).contains(&char_count(s)))
 }
 
 /// The JSON integer 1 (not 1.0, not true).
-fn is_version_one(value: &Value) -> bool {
-    matches!(value, Value::Number(n) if !n.is_f64() && n.as_i64() == Some(1))
-}
-
-/// Which Python type orjson gives a JSON scalar; None for arrays, objects and integers beyond
-/// 64 signed bits (the Python path reads those with pydantic's parser).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Null,
-    Bool,
-    Int,
-    Float,
-    Str,
-}
-
-fn kind(value: &Value) -> Option<Kind> {
-    match value {
-        Value::Null => Some(Kind::Null),
-        Value::Bool(_) => Some(Kind::Bool),
-        Value::Number(n) if n.is_f64() => Some(Kind::Float),
-        Value::Number(n) if n.is_i64() => Some(Kind::Int),
-        Value::String(_) => Some(Kind::Str),
-        _ => None,
-    }
+fn is_version_one(value: &Json<'_>) -> bool {
+    matches!(value, Json::Int(1))
 }
 
 /// A checked column of scalars (`streams.ingest_uniform._values`).
-enum Column<'a> {
+enum Column<'b, 'a> {
     /// Every value a float, or null where `nulls` (its value 0.0).
     Floats(Vec<f64>, Option<Vec<u8>>),
     /// The values as sent (ints, floats, strings, booleans, nulls).
-    Values(Vec<&'a Value>),
+    Values(Vec<&'b Json<'a>>),
 }
 
-fn column<'a>(values: Vec<&'a Value>, nullable: bool) -> Option<Column<'a>> {
-    let mut seen = [false; 5];
+fn column<'b, 'a>(values: Vec<&'b Json<'a>>, nullable: bool) -> Option<Column<'b, 'a>> {
+    let (mut null, mut float, mut other) = (false, false, false);
     for value in &values {
-        let k = kind(value)?;
-        seen[k as usize] = true;
-        if let Value::String(s) = value {
-            if char_count(s) > MAX_STRING_VALUE_LENGTH {
-                return None;
-            }
+        match value {
+            Json::Null => null = true,
+            Json::Float(_) => float = true,
+            Json::Bool(_) | Json::Int(_) => other = true,
+            Json::Str(s) if char_count(s) <= MAX_STRING_VALUE_LENGTH => other = true,
+            _ => return None, // arrays, objects, huge ints, long strings: the Python lanes'
         }
     }
-    let [null, boolean, int, float, string] = seen;
     if null && !nullable {
         return None;
     }
-    if float && !(boolean || int || string) {
+    if float && !other {
         let mut nulls = if null {
             Some(vec![0u8; values.len()])
         } else {
@@ -124,20 +103,17 @@ fn column<'a>(values: Vec<&'a Value>, nullable: bool) -> Option<Column<'a>> {
         let mut out = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
             match value {
-                Value::Number(n) => out.push(n.as_f64()?),
-                _ => {
+                Json::Float(v) if v.is_finite() => out.push(*v),
+                Json::Null => {
                     out.push(0.0);
                     if let Some(mask) = nulls.as_mut() {
                         mask[i] = 1;
                     }
                 }
+                _ => return None, // serde_json reads no NaN or infinity: checked all the same
             }
         }
-        // serde_json reads no NaN or infinity, but the contract's rule is checked all the same.
-        return out
-            .iter()
-            .all(|v| v.is_finite())
-            .then_some(Column::Floats(out, nulls));
+        return Some(Column::Floats(out, nulls));
     }
     Some(Column::Values(values))
 }
@@ -228,88 +204,107 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// An envelope every row of which is certainly a valid v1 PredictionEvent, as columns.
-struct Checked<'a> {
-    model: &'a str,
-    version: Option<&'a str>,
-    ids: Vec<&'a str>,
+struct Checked<'b, 'a> {
+    model: &'b str,
+    version: Option<&'b str>,
+    ids: Vec<&'b str>,
     times: Vec<i64>,
-    features: Vec<(&'a str, Column<'a>)>,
-    prediction: Column<'a>,
-    scores: Option<Vec<(&'a str, Vec<f64>)>>,
-    segments: Option<Vec<Option<&'a Map<String, Value>>>>,
+    features: Vec<(&'b str, Column<'b, 'a>)>,
+    prediction: Column<'b, 'a>,
+    scores: Option<Vec<(&'b str, Vec<f64>)>>,
+    segments: Option<Vec<Option<&'b Object<'a>>>>,
 }
 
-fn check(data: &Value) -> Option<Checked<'_>> {
+/// Each object's values in the order of ``names`` (the first object's keys, unique), when it
+/// has exactly those keys; None otherwise.
+fn aligned<'b, 'a>(objects: &[&'b Object<'a>], names: &[&str]) -> Option<Vec<Vec<&'b Json<'a>>>> {
+    let mut out = Vec::with_capacity(objects.len());
+    for object in objects {
+        if object.len() != names.len() {
+            return None;
+        }
+        let in_order = object.iter().zip(names).all(|((key, _), name)| key == name);
+        out.push(if in_order {
+            object.iter().map(|(_, value)| value).collect()
+        } else {
+            // Same count and every name found: the same keys, none twice.
+            names
+                .iter()
+                .map(|name| get(object, name))
+                .collect::<Option<Vec<_>>>()?
+        });
+    }
+    Some(out)
+}
+
+/// Column ``index`` of rows aligned by `aligned`.
+fn pick<'b, 'a>(rows: &[Vec<&'b Json<'a>>], index: usize) -> Vec<&'b Json<'a>> {
+    rows.iter().map(|row| row[index]).collect()
+}
+
+fn check<'b, 'a>(data: &'b Json<'a>) -> Option<Checked<'b, 'a>> {
     let envelope = data.as_object()?;
-    let rows = envelope.get("predictions")?.as_array()?;
-    if !envelope
-        .keys()
-        .all(|key| ENVELOPE_FIELDS.contains(&key.as_str()))
-        || !(1..=MAX_BATCH_PREDICTIONS).contains(&rows.len())
-        || !envelope.get("schema_version").is_none_or(is_version_one)
+    if !keys_unique(envelope)
+        || !envelope
+            .iter()
+            .all(|(key, _)| ENVELOPE_FIELDS.contains(&key.as_ref()))
+        || !get(envelope, "schema_version").is_none_or(is_version_one)
     {
         return None;
     }
-    text(envelope.get("batch_id")?, 1, MAX_ID_LENGTH)?;
-    let model = text(envelope.get("model")?, 1, MAX_NAME_LENGTH)?;
-    let version = match envelope.get("model_version") {
-        None | Some(Value::Null) => None,
+    let Json::Array(rows) = get(envelope, "predictions")? else {
+        return None;
+    };
+    if !(1..=MAX_BATCH_PREDICTIONS).contains(&rows.len()) {
+        return None;
+    }
+    text(get(envelope, "batch_id")?, 1, MAX_ID_LENGTH)?;
+    let model = text(get(envelope, "model")?, 1, MAX_NAME_LENGTH)?;
+    let version = match get(envelope, "model_version") {
+        None | Some(Json::Null) => None,
         Some(value) => Some(text(value, 1, MAX_ID_LENGTH)?),
     };
-    let rows: Vec<&Map<String, Value>> =
-        rows.iter().map(Value::as_object).collect::<Option<_>>()?;
-    let first = rows[0];
-    if !first.keys().all(|key| ROW_FIELDS.contains(&key.as_str()))
-        || !REQUIRED_ROW_FIELDS
-            .iter()
-            .all(|name| first.contains_key(*name))
+    let rows: Vec<&Object<'a>> = rows.iter().map(Json::as_object).collect::<Option<_>>()?;
+    let names: Vec<&str> = rows[0].iter().map(|(key, _)| key.as_ref()).collect();
+    if !keys_unique(rows[0])
+        || !names.iter().all(|name| ROW_FIELDS.contains(name))
+        || !REQUIRED_ROW_FIELDS.iter().all(|name| names.contains(name))
     {
         return None;
     }
-    let field = |name: &str| -> Option<Vec<&Value>> {
-        rows.iter()
-            .map(|row| row.get(name))
-            .collect::<Option<Vec<_>>>()
-    };
-    for row in &rows {
-        // Every row has exactly the first row's fields, of the envelope's model version.
-        if row.len() != first.len() || !first.keys().all(|key| row.contains_key(key)) {
+    let fields = aligned(&rows, &names)?;
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    for row in &fields {
+        // Every row of the envelope's model version and of schema version 1.
+        if row[at("model")?].as_str() != Some(model) {
             return None;
         }
-        if row.get("model").and_then(Value::as_str) != Some(model) {
-            return None;
-        }
-        let row_version = match row.get("model_version") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
+        let row_version = match at("model_version").map(|i| row[i]) {
+            None | Some(Json::Null) => None,
+            Some(Json::Str(s)) => Some(s.as_ref()),
             Some(_) => return None,
         };
-        if row_version != version {
+        if row_version != version || !at("schema_version").is_none_or(|i| is_version_one(row[i])) {
             return None;
         }
-        if let Some(value) = row.get("schema_version") {
-            if !is_version_one(value) {
-                return None;
-            }
-        }
     }
-    let ids = field("event_id")?
+    let ids = pick(&fields, at("event_id")?)
         .into_iter()
         .map(|value| text(value, 1, MAX_ID_LENGTH))
         .collect::<Option<Vec<_>>>()?;
-    let times = field("timestamp")?
+    let times = pick(&fields, at("timestamp")?)
         .into_iter()
         .map(|value| value.as_str().and_then(epoch_us))
         .collect::<Option<Vec<_>>>()?;
-    let prediction = column(field("prediction")?, false)?;
-    let features = check_features(&rows)?;
-    let scores = match first.get("scores") {
+    let prediction = column(pick(&fields, at("prediction")?), false)?;
+    let features = check_features(pick(&fields, at("features")?))?;
+    let scores = match at("scores") {
         None => None,
-        Some(_) => check_scores(field("scores")?)?,
+        Some(i) => check_scores(pick(&fields, i))?,
     };
-    let segments = match first.get("segment") {
+    let segments = match at("segment") {
         None => None,
-        Some(_) => check_segments(field("segment")?)?,
+        Some(i) => check_segments(pick(&fields, i))?,
     };
     Some(Checked {
         model,
@@ -323,84 +318,78 @@ fn check(data: &Value) -> Option<Checked<'_>> {
     })
 }
 
-fn check_features<'a>(rows: &[&'a Map<String, Value>]) -> Option<Vec<(&'a str, Column<'a>)>> {
-    let tables = rows
-        .iter()
-        .map(|row| row.get("features").and_then(Value::as_object))
+#[allow(clippy::type_complexity)]
+fn check_features<'b, 'a>(column_of: Vec<&'b Json<'a>>) -> Option<Vec<(&'b str, Column<'b, 'a>)>> {
+    let tables = column_of
+        .into_iter()
+        .map(Json::as_object)
         .collect::<Option<Vec<_>>>()?;
-    let names: Vec<&str> = tables[0].keys().map(String::as_str).collect();
+    let names: Vec<&str> = tables[0].iter().map(|(key, _)| key.as_ref()).collect();
     if names.len() > MAX_FEATURES
+        || !keys_unique(tables[0])
         || !names
             .iter()
             .all(|name| (1..=MAX_NAME_LENGTH).contains(&char_count(name)))
-        || tables.iter().any(|table| table.len() != names.len())
     {
         return None;
     }
+    let rows = aligned(&tables, &names)?;
     names
         .into_iter()
-        .map(|name| {
-            let values = tables
-                .iter()
-                .map(|table| table.get(name))
-                .collect::<Option<Vec<_>>>()?;
-            Some((name, column(values, true)?))
-        })
+        .enumerate()
+        .map(|(index, name)| Some((name, column(pick(&rows, index), true)?)))
         .collect()
 }
 
 /// Class -> probabilities, when every row scores the same classes in the same order; the
 /// outer None when no row has scores; the inner None (refused) for anything else.
 #[allow(clippy::type_complexity)]
-fn check_scores(column: Vec<&Value>) -> Option<Option<Vec<(&str, Vec<f64>)>>> {
-    if column.iter().all(|value| value.is_null()) {
+fn check_scores<'b>(column_of: Vec<&'b Json<'_>>) -> Option<Option<Vec<(&'b str, Vec<f64>)>>> {
+    if column_of.iter().all(|value| matches!(value, Json::Null)) {
         return Some(None);
     }
-    let tables = column
-        .iter()
-        .map(|value| value.as_object())
+    let tables = column_of
+        .into_iter()
+        .map(Json::as_object)
         .collect::<Option<Vec<_>>>()?;
-    let classes: Vec<&str> = tables[0].keys().map(String::as_str).collect();
+    let classes: Vec<&str> = tables[0].iter().map(|(key, _)| key.as_ref()).collect();
     if classes.is_empty()
         || classes.len() > MAX_SCORES
+        || !keys_unique(tables[0])
         || !classes
             .iter()
             .all(|name| (1..=MAX_NAME_LENGTH).contains(&char_count(name)))
-        || !tables
-            .iter()
-            .all(|table| table.keys().map(String::as_str).eq(classes.iter().copied()))
+        || !tables.iter().all(|table| {
+            table.len() == classes.len() && table.iter().zip(&classes).all(|((k, _), c)| k == c)
+        })
     {
-        return None;
+        return None; // another order: the Python lanes keep each row's own order
     }
     let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(tables.len()); classes.len()];
     for table in &tables {
-        for (probabilities, value) in columns.iter_mut().zip(table.values()) {
+        for (probabilities, (_, value)) in columns.iter_mut().zip(table.iter()) {
             match value {
                 // A float in [0, 1]: the JSON integers 0 and 1 are refused like any int.
-                Value::Number(n) if n.is_f64() => {
-                    let p = n.as_f64()?;
-                    if !(0.0..=1.0).contains(&p) {
-                        return None;
-                    }
-                    probabilities.push(p);
-                }
+                Json::Float(p) if (0.0..=1.0).contains(p) => probabilities.push(*p),
                 _ => return None,
             }
         }
     }
-    let out = classes.into_iter().zip(columns).collect();
-    Some(Some(out))
+    Some(Some(classes.into_iter().zip(columns).collect()))
 }
 
 /// Segment dicts (or nulls), the outer None when no row has one; the inner None: refused.
 #[allow(clippy::type_complexity)]
-fn check_segments(column: Vec<&Value>) -> Option<Option<Vec<Option<&Map<String, Value>>>>> {
-    let mut out = Vec::with_capacity(column.len());
-    for value in column {
+fn check_segments<'b, 'a>(
+    column_of: Vec<&'b Json<'a>>,
+) -> Option<Option<Vec<Option<&'b Object<'a>>>>> {
+    let mut out = Vec::with_capacity(column_of.len());
+    for value in column_of {
         match value {
-            Value::Null => out.push(None),
-            Value::Object(segment) => {
+            Json::Null => out.push(None),
+            Json::Object(segment) => {
                 if segment.len() > MAX_SEGMENT_KEYS
+                    || !keys_unique(segment)
                     || !segment.iter().all(|(key, value)| {
                         (1..=MAX_SEGMENT_VALUE_LENGTH).contains(&char_count(key))
                             && text(value, 0, MAX_SEGMENT_VALUE_LENGTH).is_some()
@@ -425,33 +414,30 @@ fn f64_bytes<'py>(py: Python<'py>, values: &[f64]) -> Bound<'py, PyByteArray> {
     PyByteArray::new(py, &bytes)
 }
 
-fn scalar<'py, 'a>(
+fn scalar<'py, 'b>(
     py: Python<'py>,
-    value: &'a Value,
-    texts: &mut HashMap<&'a str, Bound<'py, PyAny>>,
+    value: &'b Json<'_>,
+    texts: &mut HashMap<&'b str, Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
-        Value::Number(n) if n.is_f64() => {
-            PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
-        }
-        Value::Number(n) => n.as_i64().unwrap_or(0).into_pyobject(py)?.into_any(),
-        Value::String(s) => {
+        Json::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Json::Int(n) => n.into_pyobject(py)?.into_any(),
+        Json::Float(v) => PyFloat::new(py, *v).into_any(),
+        Json::Str(s) => {
             // Categorical columns repeat a few values: one str object each.
-            if let Some(known) = texts.get(s.as_str()) {
+            if let Some(known) = texts.get(s.as_ref()) {
                 known.clone()
             } else {
                 let made = PyString::new(py, s).into_any();
-                texts.insert(s.as_str(), made.clone());
+                texts.insert(s.as_ref(), made.clone());
                 made
             }
         }
-        _ => py.None().into_bound(py),
+        _ => py.None().into_bound(py), // null (`column` lets nothing else through)
     })
 }
 
-fn column_object<'py>(py: Python<'py>, column: &Column<'_>) -> PyResult<Bound<'py, PyTuple>> {
+fn column_object<'py>(py: Python<'py>, column: &Column<'_, '_>) -> PyResult<Bound<'py, PyTuple>> {
     match column {
         Column::Floats(values, nulls) => {
             let nulls = match nulls {
@@ -474,34 +460,6 @@ fn column_object<'py>(py: Python<'py>, column: &Column<'_>) -> PyResult<Bound<'p
     }
 }
 
-/// A run of 19 ASCII digits outside strings (-9223372036854775809 has 19: shorter integers fit
-/// 64 bits). Digits inside strings (long numeric ids) do not count.
-fn has_long_digit_run(raw: &[u8]) -> bool {
-    let (mut in_string, mut escaped, mut run) = (false, false, 0);
-    for &byte in raw {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        if byte == b'"' {
-            in_string = true;
-            run = 0;
-            continue;
-        }
-        run = if byte.is_ascii_digit() { run + 1 } else { 0 };
-        if run >= 19 {
-            return true;
-        }
-    }
-    false
-}
-
 /// ``parse_envelope(raw) -> tuple | None``: an SDK envelope's rows as columns.
 ///
 /// The tuple: ``(model, model_version, event_ids, times, features, prediction, scores,
@@ -516,11 +474,8 @@ fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py
     if raw.is_empty() || raw.len() > MAX_BATCH_BYTES {
         return Ok(None);
     }
-    // serde_json reads an integer beyond 64 bits as a float, Python as an int: leave any text
-    // with a run of 19 digits (such an integer may hide in it) to the Python lanes, as they
-    // leave it to pydantic's parser (`streams.json_read.from_json`).
-    let parsed: Option<Value> = py.detach(|| {
-        (!has_long_digit_run(raw))
+    let parsed: Option<Json<'_>> = py.detach(|| {
+        (!might_hold_int_minus_zero(raw))
             .then(|| serde_json::from_slice(raw).ok())
             .flatten()
     });
@@ -572,7 +527,7 @@ fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py
                     Some(segment) => {
                         let dict = PyDict::new(py);
                         for (key, value) in segment.iter() {
-                            dict.set_item(key, value.as_str().unwrap_or(""))?;
+                            dict.set_item(key.as_ref(), value.as_str().unwrap_or(""))?;
                         }
                         dict.into_any()
                     }
@@ -633,11 +588,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_integers_are_found_outside_strings_only() {
-        assert!(has_long_digit_run(b"[1234567890123456789]"));
-        assert!(!has_long_digit_run(b"[123456789012345678]"));
-        assert!(!has_long_digit_run(b"[\"1234567890123456789\"]"));
-        assert!(has_long_digit_run(b"[\"a\\\"\",-9223372036854775809]"));
+    fn numbers_python_reads_otherwise_are_ambiguous() {
+        fn read(text: &str) -> Json<'_> {
+            serde_json::from_str(text).unwrap()
+        }
+        for text in ["-9223372036854775809", "9223372036854775808", "1e19"] {
+            assert!(matches!(read(text), Json::Ambiguous), "{text}");
+        }
+        assert!(matches!(read("-9223372036854775808"), Json::Int(i64::MIN)));
+        assert!(matches!(read("-0.0"), Json::Float(v) if v == 0.0 && v.is_sign_negative()));
+        assert!(matches!(read("-1e18"), Json::Float(_)));
+    }
+
+    #[test]
+    fn an_int_minus_zero_is_found() {
+        assert!(might_hold_int_minus_zero(b"[-0]"));
+        assert!(might_hold_int_minus_zero(b"{\"x\":-0,\"y\":1}"));
+        assert!(!might_hold_int_minus_zero(
+            b"[-0.0,-0e1,\"2024-05-01T00:00:00-05:00\"]"
+        ));
+        assert!(might_hold_int_minus_zero(br#"["a\"-0",-0]"#));
+        assert!(!might_hold_int_minus_zero(br#"["m-0","a\"-0\\",1]"#));
     }
 
     #[test]
