@@ -7,3 +7,6 @@ def parse_envelope(raw: bytes) -> tuple[Any, ...] | None:
 
 def limits() -> dict[str, int]:
     """The v1 limits this build checks."""
+
+def fields() -> dict[str, list[str]]:
+    """The field names this build knows: envelope, row, required (in a row)."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from detectors.columns import FeatureColumn, NumericColumn, PredictionColumns
 from schemas import fields
+from schemas.events import PredictionBatch, PredictionEvent
 
 __all__ = ["NATIVE", "envelope_columns", "native_status"]
 
@@ -41,11 +42,23 @@ def _load() -> tuple[ModuleType | None, str]:
         import driftline_native
     except ImportError:
         return None, "not built (make venv builds native/ where cargo is installed)"
+    # A stale build's checks would not be the contract's.
     theirs = driftline_native.limits()
     ours = {name: getattr(fields, name) for name in theirs}
-    if theirs != ours:  # a stale build: its checks would not be the contract's
+    if theirs != ours:
         return None, f"refused: its limits {theirs} differ from schemas.fields {ours}"
+    names = {key: sorted(value) for key, value in driftline_native.fields().items()}
+    if names != _field_names():
+        return None, f"refused: its field names {names} differ from schemas.events'"
     return driftline_native, "on"
+
+
+def _field_names() -> dict[str, list[str]]:
+    row = PredictionEvent.model_fields
+    return {
+        "envelope": sorted(PredictionBatch.model_fields), "row": sorted(row),
+        "required": sorted(name for name, field in row.items() if field.is_required()),
+    }  # fmt: skip
 
 
 NATIVE: ModuleType | None
@@ -61,7 +74,7 @@ def native_status(enabled: bool = True) -> str:
 def envelope_columns(raw: bytes) -> PredictionColumns | None:
     """The rows of an envelope the native lane vouches for in full, else None (also for a
     single event, and always when the lane is off)."""
-    if NATIVE is None:
+    if NATIVE is None or b'"predictions"' not in raw:  # a single event: no parse for nothing
         return None
     parsed = NATIVE.parse_envelope(raw)
     if parsed is None:

@@ -43,6 +43,8 @@ def test_the_native_lane_is_built_and_checks_the_contracts_limits() -> None:
     assert native_status() == "on"
     assert NATIVE is not None
     assert NATIVE.limits() == {name: getattr(fields, name) for name in NATIVE.limits()}
+    envelope = sorted(PredictionBatch.model_fields)
+    assert sorted(NATIVE.fields()["envelope"]) == envelope
 
 
 def _python_lane(raw: bytes) -> PredictionColumns | None:

@@ -20,8 +20,8 @@ mod json;
 
 use json::{get, keys_unique, might_hold_int_minus_zero, Json, Object};
 
-// The v1 contract's limits (schemas/fields.py); `limits()` hands them to Python, which
-// refuses the module when they differ from its own.
+// The v1 contract's limits (schemas/fields.py) and field names (schemas/events.py);
+// `limits()` and `fields()` hand them to Python, which refuses the module when they differ.
 const MAX_ID_LENGTH: usize = 256;
 const MAX_NAME_LENGTH: usize = 256;
 const MAX_STRING_VALUE_LENGTH: usize = 1024;
@@ -576,10 +576,22 @@ fn limits(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(out)
 }
 
+/// The field names this build knows (envelope, row, required in a row), for Python to
+/// compare with `schemas.events`' models.
+#[pyfunction]
+fn fields(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("envelope", ENVELOPE_FIELDS.to_vec())?;
+    out.set_item("row", ROW_FIELDS.to_vec())?;
+    out.set_item("required", REQUIRED_ROW_FIELDS.to_vec())?;
+    Ok(out)
+}
+
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelope, module)?)?;
     module.add_function(wrap_pyfunction!(limits, module)?)?;
+    module.add_function(wrap_pyfunction!(fields, module)?)?;
     Ok(())
 }
 
