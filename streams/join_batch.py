@@ -83,10 +83,10 @@ def changes_of(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[byte
     The joiner never mutates an entry in place (it stores new lists), so an entry that is not
     the very object read before is new or changed.
     """
+    changed = [(key, value) for key, value in after.items() if before.get(key) is not value]
+    encoded = json_write.dumps_each([value for _, value in changed])
     changes: dict[bytes, bytes | None] = {
-        key.encode(): json_write.dumps(value)
-        for key, value in after.items()
-        if before.get(key) is not value
+        key.encode(): value for (key, _), value in zip(changed, encoded, strict=True)
     }
     for key in before.keys() - after.keys():
         changes[key.encode()] = None

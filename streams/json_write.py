@@ -11,16 +11,24 @@ always parses back to the same value.
 b'[5,"m",null,{"a":0.25}]'
 >>> dumps([2**70, "\\udcff"]) == b'[1180591620717411303424,"\\\\udcff"]'
 True
+>>> dumps_each([[1, "a,b"], {"k": [2]}, None])
+[b'[1,"a,b"]', b'{"k":[2]}', b'null']
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
+import numpy as np
 import orjson
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "dumps_each"]
+
+_FEW: Final = 32
+"""Below this many values, one `dumps` each costs no more than cutting one document."""
+_QUOTE, _COMMA, _BACKSLASH = ord('"'), ord(","), b"\\"
+_OPENS, _CLOSES = (ord("["), ord("{")), (ord("]"), ord("}"))
 
 
 def dumps(value: Any) -> bytes:
@@ -29,3 +37,32 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, separators=(",", ":")).encode()
+
+
+def dumps_each(values: list[Any]) -> list[bytes]:
+    """``[dumps(v) for v in values]`` (the same bytes), ~3x faster for many values.
+
+    Thousands of small orjson results kept alive cost ~3 us each, ten times what one costs
+    alone (each starts as a 1 KiB buffer that glibc's heap then trims and grows again). So the
+    list is written as one document and cut at its top-level commas, found with numpy: outside
+    strings (quote parity, exact when nothing is escaped) at bracket depth 1. Anything else
+    (an escape, a value orjson refuses, few values) takes `dumps` one by one.
+    """
+    if len(values) < _FEW:
+        return [dumps(value) for value in values]
+    try:
+        whole = orjson.dumps(values)
+    except TypeError:
+        return [dumps(value) for value in values]
+    if _BACKSLASH in whole:
+        return [dumps(value) for value in values]
+    raw = np.frombuffer(whole, dtype=np.uint8)
+    outside = (np.cumsum(raw == _QUOTE) & 1) == 0
+    opens = (raw == _OPENS[0]) | (raw == _OPENS[1])
+    closes = (raw == _CLOSES[0]) | (raw == _CLOSES[1])
+    depth = np.cumsum((opens & outside).astype(np.int32) - (closes & outside))
+    cuts = np.flatnonzero((raw == _COMMA) & outside & (depth == 1)).tolist()
+    if len(cuts) != len(values) - 1:  # cannot happen for orjson's output; never guess
+        return [dumps(value) for value in values]
+    starts, ends = [1, *(cut + 1 for cut in cuts)], [*cuts, len(whole) - 1]
+    return [whole[start:end] for start, end in zip(starts, ends, strict=True)]

@@ -9,9 +9,10 @@ import random
 import pydantic_core
 import pytest
 
+from streams import json_write
 from streams.join_batch import changes_of, entries_of
 from streams.json_read import from_json, loads, loads_own
-from streams.json_write import dumps
+from streams.json_write import dumps, dumps_each
 
 
 def test_reads_standard_json_like_the_standard_library() -> None:
@@ -62,6 +63,40 @@ def test_writes_what_the_standard_library_reads_back() -> None:
     ]
     for value in values:
         assert json.loads(dumps(value)) == value
+
+
+_ODD_TEXTS = ["", "a,b", "[x]", "{y}", 'q"uote', "back\\slash", "é,ü", "\n", "\x00", "]],[["]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_values_are_written_as_one_by_one(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+
+    def value(depth: int = 0) -> object:
+        kind = rng.randrange(8 if depth < 2 else 5)
+        if kind == 0:
+            return rng.randrange(-(2**40), 2**40)
+        if kind == 1:
+            return rng.uniform(-1e6, 1e6)
+        if kind == 2:
+            return rng.choice(_ODD_TEXTS[:4] if seed % 2 else _ODD_TEXTS)
+        if kind == 3:
+            return None
+        if kind == 4:
+            return rng.choice([True, False])
+        if kind == 5:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if kind == 6:
+            return {rng.choice(_ODD_TEXTS[:4]) + str(i): value(depth + 1) for i in range(3)}
+        return [rng.randrange(10**15), "m", None, value(depth + 1), None, {"region": "eu"}]
+
+    values = [value() for _ in range([40, 400, 40, 400, 5, 400][seed])]
+    if seed == 5:
+        values.append(2**70)  # orjson refuses it: one by one
+    expected = [dumps(v) for v in values]
+    if seed in (1, 3) and len(values) >= 32:  # no escapes: the document is cut, not redone
+        monkeypatch.setattr(json_write, "dumps", None)
+    assert dumps_each(values) == expected
 
 
 def test_join_entries_keep_huge_integer_predictions() -> None:
