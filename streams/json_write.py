@@ -28,7 +28,12 @@ __all__ = ["dumps", "dumps_each"]
 _FEW: Final = 32
 """Below this many values, one `dumps` each costs no more than cutting one document."""
 _QUOTE, _COMMA, _BACKSLASH = ord('"'), ord(","), b"\\"
-_OPENS, _CLOSES = (ord("["), ord("{")), (ord("]"), ord("}"))
+_SPECIAL: Final = np.zeros(256, dtype=np.bool_)
+"""The bytes that decide where a value ends: quotes, commas, brackets and braces."""
+_SPECIAL[[_QUOTE, _COMMA, ord("["), ord("]"), ord("{"), ord("}")]] = True
+_DEPTH_STEP: Final = np.zeros(256, dtype=np.int32)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
 
 
 def dumps(value: Any) -> bytes:
@@ -44,9 +49,10 @@ def dumps_each(values: list[Any]) -> list[bytes]:
 
     Thousands of small orjson results kept alive cost ~3 us each, ten times what one costs
     alone (each starts as a 1 KiB buffer that glibc's heap then trims and grows again). So the
-    list is written as one document and cut at its top-level commas, found with numpy: outside
-    strings (quote parity, exact when nothing is escaped) at bracket depth 1. Anything else
-    (an escape, a value orjson refuses, few values) takes `dumps` one by one.
+    list is written as one document and cut at its top-level commas, found with numpy among the
+    quotes, commas and brackets: outside strings (quote parity, exact when nothing is escaped),
+    at depth 1. Anything else (an escape, a value orjson refuses, few values) takes `dumps` one
+    by one.
     """
     if len(values) < _FEW:
         return [dumps(value) for value in values]
@@ -57,11 +63,11 @@ def dumps_each(values: list[Any]) -> list[bytes]:
     if _BACKSLASH in whole:
         return [dumps(value) for value in values]
     raw = np.frombuffer(whole, dtype=np.uint8)
-    outside = (np.cumsum(raw == _QUOTE) & 1) == 0
-    opens = (raw == _OPENS[0]) | (raw == _OPENS[1])
-    closes = (raw == _CLOSES[0]) | (raw == _CLOSES[1])
-    depth = np.cumsum((opens & outside).astype(np.int32) - (closes & outside))
-    cuts = np.flatnonzero((raw == _COMMA) & outside & (depth == 1)).tolist()
+    at = np.flatnonzero(_SPECIAL[raw])  # the few bytes that matter, in order
+    kinds = raw[at]
+    outside = (np.cumsum(kinds == _QUOTE, dtype=np.int32) & 1) == 0
+    depth = np.cumsum(np.where(outside, _DEPTH_STEP[kinds], 0), dtype=np.int32)
+    cuts = at[(kinds == _COMMA) & outside & (depth == 1)].tolist()
     if len(cuts) != len(values) - 1:  # cannot happen for orjson's output; never guess
         return [dumps(value) for value in values]
     starts, ends = [1, *(cut + 1 for cut in cuts)], [*cuts, len(whole) - 1]
