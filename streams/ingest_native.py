@@ -4,8 +4,9 @@
 rows all have one shape - what SDKs send - and answers None for anything else, which the
 Python lanes then decide (`streams.ingest_uniform`, then pydantic with its exact words). It
 reads the same values as those lanes and never vouches for a row pydantic would reject
-(``tests/test_ingest_native.py`` compares them); it is ~10x faster per row, and parses without
-the GIL, so the consumer thread keeps fetching meanwhile.
+(``tests/test_ingest_native.py`` compares them); it costs ~2.5 us per row of a 500-row
+envelope against ~6 us for the Python lanes, and parses without the GIL, so the consumer
+thread keeps fetching meanwhile.
 
 The module is an accelerator, not a dependency: without it (a checkout built without Rust) or
 with ``DRIFTLINE_NATIVE_INGEST=false`` (``Settings.native_ingest``) every message takes the
