@@ -190,3 +190,32 @@ pub fn might_hold_int_minus_zero(raw: &[u8]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_python_reads_otherwise_are_ambiguous() {
+        fn read(text: &str) -> Json<'_> {
+            serde_json::from_str(text).unwrap()
+        }
+        for text in ["-9223372036854775809", "9223372036854775808", "1e19"] {
+            assert!(matches!(read(text), Json::Ambiguous), "{text}");
+        }
+        assert!(matches!(read("-9223372036854775808"), Json::Int(i64::MIN)));
+        assert!(matches!(read("-0.0"), Json::Float(v) if v == 0.0 && v.is_sign_negative()));
+        assert!(matches!(read("-1e18"), Json::Float(_)));
+    }
+
+    #[test]
+    fn an_int_minus_zero_is_found() {
+        assert!(might_hold_int_minus_zero(b"[-0]"));
+        assert!(might_hold_int_minus_zero(b"{\"x\":-0,\"y\":1}"));
+        assert!(!might_hold_int_minus_zero(
+            b"[-0.0,-0e1,\"2024-05-01T00:00:00-05:00\"]"
+        ));
+        assert!(might_hold_int_minus_zero(br#"["a\"-0",-0]"#));
+        assert!(!might_hold_int_minus_zero(br#"["m-0","a\"-0\\",1]"#));
+    }
+}
