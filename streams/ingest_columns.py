@@ -62,7 +62,7 @@ from schemas.events import (
     LabelEvent,
     PredictionEvent,
 )
-from streams.ingest_native import NATIVE, envelope_columns
+from streams.ingest_native import envelope_columns
 from streams.ingest_uniform import UniformRows
 from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
@@ -115,9 +115,7 @@ def split_columns(
     for message in messages:
         whole = (
             envelope_columns(message.value)
-            if native and NATIVE is not None and message.source == "predictions"
-            and type(message.value) is bytes
-            else None
+            if native and message.source == "predictions" else None
         )  # fmt: skip
         if whole is not None:
             if part:  # the rows before it keep their places

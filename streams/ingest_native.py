@@ -72,11 +72,11 @@ def native_status(enabled: bool = True) -> str:
     return _STATUS if enabled else "off (DRIFTLINE_NATIVE_INGEST=false)"
 
 
-def envelope_columns(raw: bytes) -> PredictionColumns | None:
+def envelope_columns(raw: bytes | None) -> PredictionColumns | None:
     """The rows of an envelope the native lane vouches for in full, else None (also for a
-    single event, and always when the lane is off)."""
-    if NATIVE is None or b'"predictions"' not in raw:  # a single event: no parse for nothing
-        return None
+    single event, a value that is not bytes, and always when the lane is off)."""
+    if NATIVE is None or type(raw) is not bytes or b'"predictions"' not in raw:
+        return None  # a single event (or a tombstone): no parse for nothing
     parsed = NATIVE.parse_envelope(raw)
     if parsed is None:
         return None

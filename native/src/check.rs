@@ -174,17 +174,21 @@ pub(crate) fn check<'b, 'a>(data: &'b Json<'a>) -> Option<Checked<'b, 'a>> {
     }
     let fields = aligned(&rows, &names)?;
     let at = |name: &str| names.iter().position(|n| *n == name);
+    // Where the fields of every row sit, looked up once (the first row is required to have
+    // `model`, so the lookup cannot fail).
+    let (model_at, version_at, schema_at) =
+        (at("model")?, at("model_version"), at("schema_version"));
     for row in &fields {
         // Every row of the envelope's model version and of schema version 1.
-        if row[at("model")?].as_str() != Some(model) {
+        if row[model_at].as_str() != Some(model) {
             return None;
         }
-        let row_version = match at("model_version").map(|i| row[i]) {
+        let row_version = match version_at.map(|i| row[i]) {
             None | Some(Json::Null) => None,
             Some(Json::Str(s)) => Some(s.as_ref()),
             Some(_) => return None,
         };
-        if row_version != version || !at("schema_version").is_none_or(|i| is_version_one(row[i])) {
+        if row_version != version || !schema_at.is_none_or(|i| is_version_one(row[i])) {
             return None;
         }
     }
