@@ -21,7 +21,7 @@ stream's work that matters for correctness, per event:
   every 2.5 s per busy partition from its fifth minute on.
 
 A batch starts with the first event that arrives and closes ``within`` seconds later, or at
-once when it holds ``max_events``.
+once when it holds ``max_events``. The batches end when Faust stops the agent.
 """
 
 from __future__ import annotations
@@ -50,15 +50,21 @@ async def channel_batches(
     check_every = within / FILL_CHECKS
     while True:
         batch: list[Any] = []
-        admit(await queue.get(), batch, app, flow_control, track, acking_topics)
-        closes_at = loop.time() + within
-        while True:
-            while len(batch) < max_events and not queue.empty():
-                admit(queue.get_nowait(), batch, app, flow_control, track, acking_topics)
-            left = closes_at - loop.time()
-            if len(batch) >= max_events or left <= 0:
-                break
-            await asyncio.sleep(min(left, check_every))
+        try:
+            admit(await queue.get(), batch, app, flow_control, track, acking_topics)
+            closes_at = loop.time() + within
+            while True:
+                while len(batch) < max_events and not queue.empty():
+                    admit(queue.get_nowait(), batch, app, flow_control, track, acking_topics)
+                left = closes_at - loop.time()
+                if len(batch) >= max_events or left <= 0:
+                    break
+                await asyncio.sleep(min(left, check_every))
+        except StopAsyncIteration:
+            # Faust throws it into the queue when the agent stops; raised out of this async
+            # generator it became a RuntimeError, logged as a crash on every SIGTERM. The
+            # partial batch is dropped unacked: Kafka delivers it again.
+            return
         if not batch:
             continue  # every event was stale
         mark_inbound(app, batch)

@@ -127,11 +127,15 @@ class ProcessGroup:
         env: Mapping[str, str] | None = None,
         start_timeout: float = 90.0,
     ) -> ManagedProcess:
+        log_path = self.log_dir / f"{name}.log"
+        restarts = sum(1 for process in self.started if process.name == name)
+        if restarts:  # a restarted process keeps the log of the one it replaces
+            log_path = self.log_dir / f"{name}.{restarts + 1}.log"
         process = ManagedProcess(
             name,
             args,
             env={**self.env, **(env or {})},
-            log_path=self.log_dir / f"{name}.log",
+            log_path=log_path,
             banner=banner,
             cwd=self.cwd,
             start_timeout=start_timeout,

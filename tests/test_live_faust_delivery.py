@@ -291,6 +291,31 @@ def test_a_batch_whose_processing_raised_is_not_acked() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("while_filling", [False, True])
+def test_the_batches_end_when_faust_throws_stop_into_the_queue(while_filling: bool) -> None:
+    # Faust stops an agent by throwing StopAsyncIteration into its channel's queue (mode's
+    # ThrowableQueue); leaking it out of the generator made every SIGTERM a logged crash.
+    from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+    async def scenario() -> None:
+        app, queue = (
+            _App(),
+            ThrowableQueue[Any](flow_control=FlowControlEvent(initially_suspended=False)),
+        )
+        batches = channel_batches(app, queue, max_events=10, within=0.2)
+        events = _events(1)
+        if while_filling:
+            queue.put_nowait(events[0])
+        waiting = asyncio.ensure_future(_next(batches, timeout=5))
+        await asyncio.sleep(0.05)
+        await queue.throw(StopAsyncIteration())
+        with pytest.raises(StopAsyncIteration):
+            await waiting  # the iteration ends: no RuntimeError
+        assert not events[0].acks  # a batch cut short is not acked: Kafka delivers it again
+
+    asyncio.run(scenario())
+
+
 # --- raw_bytes_schema ------------------------------------------------------------------
 
 

@@ -275,18 +275,24 @@ def test_a_changelog_with_another_partition_count_stops_the_worker_with_the_fix(
     assert "Traceback" not in run.stderr
 
 
+def _progress_samples(samples: dict[str, float]) -> dict[str, float]:
+    """The samples that say how far a worker got: events in, deltas, lag, read-backs."""
+    words = ("events_total", "sketches", "delta", "lag", "read_back", "judged")
+    return {name: value for name, value in samples.items() if any(w in name for w in words)}
+
+
 def test_kill_9_and_restart_do_not_page_twice_nor_count_twice(
     settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
     from streams.replay import replay_events
 
     stream = _shifted_stream()
-    first = start_worker("w1")
+    first = start_worker("w1", "--loglevel", "info")  # info: rebalances and recovery in the log
     replay_events(settings, stream[: SHIFT_AT + 2_000], batch_size=200)
     alerts = _alerts(kafka_bootstrap, settings, want_firing=1, timeout=90, settle=0.0)
     assert any(a["status"] == "firing" for a in alerts), first.log_tail()
     first.kill()  # the worker is still folding the last events it was sent
-    second = start_worker("w1")  # same datadir: RocksDB plus changelogs
+    second = start_worker("w1", "--loglevel", "info")  # same datadir: RocksDB plus changelogs
     replay_events(settings, stream[SHIFT_AT + 2_000 :], batch_size=200)
     alerts = _alerts(kafka_bootstrap, settings, want_firing=2, timeout=25)
     _assert_one_firing_for_x(alerts, second.log_tail())
@@ -296,7 +302,9 @@ def test_kill_9_and_restart_do_not_page_twice_nor_count_twice(
     judged = 'driftline_judged_events{model="churn"}'
     assert wait_for(lambda: scrape(second).get(judged, 0.0) >= TOTAL, timeout=60), (
         scrape(second).get(judged),
-        second.log_tail(),
+        _progress_samples(scrape(second)),
+        first.log_tail(),
+        second.log_tail(8000),
     )
     time.sleep(3)  # anything still in flight would push it beyond
     assert scrape(second).get(judged) == TOTAL, second.log_tail()
