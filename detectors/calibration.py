@@ -239,7 +239,8 @@ class NullThresholds:
         """Threshold of the std-normalised 1-Wasserstein distance (bootstrap of the sample).
 
         ``key`` names the sample for the cache (e.g. profile id and feature); without it the
-        sample's bytes are hashed. Uses ``wasserstein_draws`` bootstrap pairs.
+        sample's bytes are hashed. Uses ``wasserstein_draws`` bootstrap pairs, drawn from a
+        seed of the sample's values: the same sample gives the same threshold on any machine.
         """
         raw = np.asarray(ref_sample, dtype=np.float64)
         m = raw.size
@@ -251,7 +252,9 @@ class NullThresholds:
         if cached is not None:
             return cached
         sample = np.sort(raw)
-        rng = self._rng(cache_key)
+        # Seeded by the sample's own bytes, not by ``key``: a profile id hashes computed floats
+        # whose last bits follow the machine's BLAS kernel, and a threshold must not.
+        rng = self._rng(("wasserstein", zlib.crc32(sample.tobytes()), n, m, alpha))
         scale = float(sample.std()) or 1.0
         size = max(n, m)
         grid = (np.arange(size) + 0.5) / size

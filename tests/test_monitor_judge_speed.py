@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -133,7 +134,7 @@ def _plain_wasserstein(sample_in: np.ndarray, n: int, alpha: float, draws: int) 
     thresholds = NullThresholds(wasserstein_draws=draws)
     m = sample_in.size
     sample = np.sort(sample_in)
-    rng = thresholds._rng(("wasserstein", "x", n, m, alpha))
+    rng = thresholds._rng(("wasserstein", zlib.crc32(sample.tobytes()), n, m, alpha))
     scale = float(sample.std()) or 1.0
     size = max(n, m)
     grid = (np.arange(size) + 0.5) / size
