@@ -42,7 +42,7 @@ from schemas.events import LabelEvent, PredictionEvent
 if TYPE_CHECKING:
     from detectors.columns import PredictionColumns
 
-__all__ = ["JoinStats", "LabelJoiner", "Outcome", "epoch_us", "from_epoch_us"]
+__all__ = ["JoinStats", "LabelJoiner", "Outcome", "epoch_us", "expiry_horizon_us", "from_epoch_us"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -57,6 +57,15 @@ def epoch_us(moment: datetime) -> int:
     1000005
     """
     return (moment - _EPOCH) // _MICROSECOND
+
+
+def expiry_horizon_us(now_event_time: datetime, ttl_seconds: float) -> int:
+    """The event time (epoch microseconds) before which a join entry expires at ``now``.
+
+    >>> expiry_horizon_us(datetime(1970, 1, 1, 0, 1, tzinfo=UTC), 30)
+    30000000
+    """
+    return epoch_us(now_event_time) - int(ttl_seconds * 1e6)
 
 
 def from_epoch_us(micros: int) -> datetime:
@@ -253,7 +262,7 @@ class LabelJoiner:
         Scans both mappings, so call it now and then (e.g. every few minutes of event time),
         not per batch.
         """
-        horizon = epoch_us(now_event_time) - int(self.ttl_seconds * 1e6)
+        horizon = expiry_horizon_us(now_event_time, self.ttl_seconds)
         for key in _older(self.pending, horizon):
             if len(self.pending[key]) > 1:
                 self.stats.unlabelled += 1

@@ -196,8 +196,9 @@ def install_pipeline(
 
     def expire_join(partition: int, newest: datetime) -> None:
         """Expire ``partition``'s join: scan its own store, write back what expired."""
-        pending_before = expiry_stubs(pending_table, partition)
-        early_before = expiry_stubs(early_table, partition)
+        horizon = kit.expiry_horizon_us(newest)
+        pending_before = expiry_stubs(pending_table, partition, older_than=horizon)
+        early_before = expiry_stubs(early_table, partition, older_than=horizon)
         pending_now, early_now = dict(pending_before), dict(early_before)
         kit.expire(pending_now, early_now, newest, metrics)
         pending_table.write_many(partition, deletes_of(pending_before, pending_now))

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.accumulate_deferred import DeferredDelta
-from detectors.join import JoinStats, LabelJoiner, epoch_us
+from detectors.join import JoinStats, LabelJoiner, epoch_us, expiry_horizon_us
 from detectors.window import WindowDelta
 from schemas.events import Alert, LabelEvent, PredictionEvent
 from schemas.monitor_config import ModelMonitorConfig, MonitorConfig
@@ -286,6 +286,11 @@ class MonitorKit:
             return False
         self._expired_at[partition] = now
         return True
+
+    def expiry_horizon_us(self, newest: datetime) -> int:
+        """The event time (epoch microseconds) before which `expire` at ``newest`` drops an
+        entry: a scan can skip every entry from then on."""
+        return expiry_horizon_us(newest, self.join_ttl_seconds)
 
     def expire(
         self,

@@ -41,29 +41,39 @@ def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> d
     }
 
 
-def expiry_stubs(table: BatchStore, partition: int) -> dict[str, tuple[int, ...]]:
-    """Every join entry of ``partition``, cut down to what `LabelJoiner.expire` reads: its
-    event time (the leading number) and whether it holds more than that time (``len > 1``:
-    a prediction still waiting for its label, or an early label).
+def expiry_stubs(
+    table: BatchStore, partition: int, older_than: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    """The join entries of ``partition`` whose event time (epoch microseconds) is before
+    ``older_than`` (every entry when None), cut down to what `LabelJoiner.expire` reads:
+    their event time (the leading number) and whether they hold more than that time
+    (``len > 1``: a prediction still waiting for its label, or an early label).
 
     An expiry scans the whole partition; parsing the leading number of each entry, not the
-    whole entry, makes that scan several times cheaper (``bench/join_expiry.py``). An expiry
-    only deletes, so what it writes back is `deletes_of` the stubs.
+    whole entry, makes that scan several times cheaper, and keeping only the entries that
+    expire spares the joiner a pass over the rest (``bench/join_expiry.py``). An expiry only
+    deletes, so what it writes back is `deletes_of` the stubs.
 
     >>> class Store:
     ...     def items_in(self, partition):
     ...         return [(b"e-1", b"[5]"), (b"e-2", b'[6,"m",null,1,null,null]'), (b"e-3", b"[7.0]")]
     >>> expiry_stubs(Store(), 0)
     {'e-1': (5,), 'e-2': (6, 0), 'e-3': (7,)}
+    >>> expiry_stubs(Store(), 0, older_than=6)
+    {'e-1': (5,)}
     """
+    horizon = older_than
     stubs: dict[str, tuple[int, ...]] = {}
     for key, raw in table.items_in(partition):
         end = raw.find(b",")
         try:
-            stubs[key.decode()] = (int(raw[1:end]), 0) if end > 0 else (int(raw[1:-1]),)
+            at = int(raw[1:end]) if end > 0 else int(raw[1:-1])
+            more = end > 0
         except ValueError:  # not the joiner's own integer layout: read it whole
             entry = json_read.loads(raw)
-            stubs[key.decode()] = (int(entry[0]), 0) if len(entry) > 1 else (int(entry[0]),)
+            at, more = int(entry[0]), len(entry) > 1
+        if horizon is None or at < horizon:
+            stubs[key.decode()] = (at, 0) if more else (at,)
     return stubs
 
 

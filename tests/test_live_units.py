@@ -344,6 +344,10 @@ def test_join_expiry_on_stubs_deletes_and_counts_what_it_does_on_whole_entries()
 
     by_stubs = expire(lambda store: expiry_stubs(store, 0), deletes_of)
     assert by_stubs == expire(whole, changes_of)  # what the worker did before the stubs
+    horizon = kit.expiry_horizon_us(NOW + timedelta(seconds=110))
+    only_old = expiry_stubs(Store(pending), 0, older_than=horizon)
+    assert len(only_old) == 50 < len(pending)  # the scan keeps what expires, nothing else
+    assert expire(lambda store: expiry_stubs(store, 0, older_than=horizon), deletes_of) == by_stubs
     pending_writes, early_writes, counts = by_stubs
     assert set(pending_writes.values()) == {None} and len(pending_writes) == 50  # 0..49 are old
     assert len(early_writes) == 5 and counts == {"orphan": 5.0, "expired": 33.0}
