@@ -145,8 +145,9 @@ class JournalTable(Table[bytes, bytes]):
         held = store.data  # the memory store's dict (all partitions)
         return {key: held[key] for key in keys if held.get(key) is not None}
 
-    def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
-        """Every key and value ``partition``'s store holds, whatever partitioner placed them.
+    def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value ``partition``'s store holds, whatever partitioner placed them
+        (read as the caller goes: a partition may hold millions).
 
         The join is local to a partition: a producer that keys predictions and labels by
         ``event_id`` with any one partitioner (librdkafka's default CRC32 as well as Kafka's
@@ -211,8 +212,10 @@ class JournalTable(Table[bytes, bytes]):
         self.data.apply_changelog_batch(keys, to_key=self._to_key, to_value=self._to_value)
 
 
-def partition_items(table: Table[bytes, bytes], partition: int) -> list[tuple[bytes, bytes]]:
-    """The keys and values of a raw-bytes table that ``partition``'s store holds.
+def partition_items(table: Table[bytes, bytes], partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """The keys and values of a raw-bytes table that ``partition``'s store holds, read as the
+    caller goes (a join partition may hold millions: a list of them all was a memory spike
+    at every expiry). Nothing may write to the partition until the caller is done.
 
     RocksDB keeps a database per partition; the memory store knows a key's partition from
     recovery (and, for join tables, from `JournalTable.write_many`).
@@ -221,9 +224,10 @@ def partition_items(table: Table[bytes, bytes], partition: int) -> list[tuple[by
     if hasattr(store, "_db_for_partition"):
         offset_key = cast(Any, store).offset_key  # Faust keeps its changelog offset there
         items = store._db_for_partition(partition).items()
-        return [(key, value) for key, value in items if key != offset_key]
+        return ((key, value) for key, value in items if key != offset_key)
     held, placed = store.data, _key_partitions(store)
-    return [(key, held[key]) for key, where in placed.items() if where == partition and key in held]
+    found = [key for key, where in placed.items() if where == partition and key in held]
+    return ((key, held[key]) for key in found)
 
 
 def _key_partitions(memory_store: Any) -> dict[bytes, int]:
