@@ -62,7 +62,6 @@ def expiry_stubs(
     >>> expiry_stubs(Store(), 0, older_than=6)
     {'e-1': (5,)}
     """
-    horizon = older_than
     stubs: dict[str, tuple[int, ...]] = {}
     for key, raw in table.items_in(partition):
         end = raw.find(b",")
@@ -72,7 +71,7 @@ def expiry_stubs(
         except ValueError:  # not the joiner's own integer layout: read it whole
             entry = json_read.loads(raw)
             at, more = int(entry[0]), len(entry) > 1
-        if horizon is None or at < horizon:
+        if older_than is None or at < older_than:
             stubs[key.decode()] = (at, 0) if more else (at,)
     return stubs
 

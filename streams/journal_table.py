@@ -226,8 +226,7 @@ def partition_items(table: Table[bytes, bytes], partition: int) -> Iterator[tupl
         items = store._db_for_partition(partition).items()
         return ((key, value) for key, value in items if key != offset_key)
     held, placed = store.data, _key_partitions(store)
-    found = [key for key, where in placed.items() if where == partition and key in held]
-    return ((key, held[key]) for key in found)
+    return ((key, held[key]) for key, where in placed.items() if where == partition and key in held)
 
 
 def _key_partitions(memory_store: Any) -> dict[bytes, int]:

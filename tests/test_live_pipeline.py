@@ -277,7 +277,7 @@ def test_a_changelog_with_another_partition_count_stops_the_worker_with_the_fix(
 
 def _progress_samples(samples: dict[str, float]) -> dict[str, float]:
     """The samples that say how far a worker got: events in, deltas, lag, read-backs."""
-    words = ("events_total", "sketches", "delta", "lag", "read_back", "judged")
+    words = ("events_received", "sketches", "delta", "lag", "read_back", "judged")
     return {name: value for name, value in samples.items() if any(w in name for w in words)}
 
 
