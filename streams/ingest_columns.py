@@ -3,7 +3,8 @@
 `split_columns` keeps the contract of ``streams.validation.split_messages`` (the same dead
 letters, counts and labels) but hands valid predictions out as columns, without one pydantic
 object per event. An SDK envelope the native lane vouches for (`streams.ingest_native`, Rust)
-becomes its columns at once. Any other prediction message's JSON is parsed once
+becomes its columns at once, and so do up to `SUB_BATCH_ROWS` consecutive single events it
+vouches for all together. Any other prediction message's JSON is parsed once
 (``streams.json_read.from_json``: the values of the parser pydantic's own path uses, so both
 see the same values); the rows of `SUB_BATCH_ROWS` consecutive messages are checked at once,
 column by column: by `streams.ingest_uniform.UniformRows` when they all have one shape (what
@@ -62,7 +63,7 @@ from schemas.events import (
     LabelEvent,
     PredictionEvent,
 )
-from streams.ingest_native import envelope_columns
+from streams.ingest_native import envelope_columns, event_columns
 from streams.ingest_uniform import UniformRows
 from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
@@ -101,7 +102,13 @@ def split_columns(
     messages: Sequence[RawMessage], *, now: datetime, native: bool = True
 ) -> ColumnSplit:
     """Parse each message; an invalid one becomes a dead letter (``now`` is its received_at).
-    ``native``: let the native lane take the envelopes it vouches for (where it is built).
+    ``native``: let the native lane take the envelopes and the runs of single events it
+    vouches for (where it is built).
+
+    Faust delivers the topics round-robin, message by message. Labels take pydantic's path
+    and have no place among the predictions: they are split on their own, after the
+    predictions, so runs of single events stay whole. Dead letters come in consumption order
+    per source topic (the predictions' first).
 
     Messages are parsed, checked and turned into columns `SUB_BATCH_ROWS` rows at a time, so
     the parsed dicts of one part are freed before the next is parsed: with a whole round's
@@ -112,11 +119,24 @@ def split_columns(
     part: list[RawMessage] = []
     candidates: list[Rows | None] = []
     rows = 0
-    for message in messages:
-        whole = (
-            envelope_columns(message.value)
-            if native and message.source == "predictions" else None
-        )  # fmt: skip
+    run: list[RawMessage] = []
+    """Consecutive single events for the native lane. At most one of ``run`` and ``part``
+    holds messages, so the rows and dead letters keep their order."""
+    labels = [message for message in messages if message.source != "predictions"]
+    for message in _predictions_of(messages) if labels else messages:
+        if native and _single_event(message.value):
+            if part:
+                _split_part(part, candidates, now, split)
+                part, candidates, rows = [], [], 0
+            run.append(message)
+            if len(run) >= SUB_BATCH_ROWS:
+                _split_run(run, now, split)
+                run = []
+            continue
+        if run:
+            _split_run(run, now, split)
+            run = []
+        whole = envelope_columns(message.value) if native else None
         if whole is not None:
             if part:  # the rows before it keep their places
                 _split_part(part, candidates, now, split)
@@ -126,16 +146,43 @@ def split_columns(
             split.positions.append(np.arange(start, start + len(whole), dtype=np.int64))
             split.prediction_messages += 1
             continue
-        candidate = _rows_of(message.value) if message.source == "predictions" else None
+        candidate = _rows_of(message.value)
         part.append(message)
         candidates.append(candidate)
         rows += 1 if candidate is None else len(candidate)
         if rows >= SUB_BATCH_ROWS:
             _split_part(part, candidates, now, split)
             part, candidates, rows = [], [], 0
+    if run:
+        _split_run(run, now, split)
     if part:
         _split_part(part, candidates, now, split)
+    if labels:
+        _split_part(labels, [None] * len(labels), now, split)
     return split
+
+
+def _predictions_of(messages: Sequence[RawMessage]) -> list[RawMessage]:
+    return [message for message in messages if message.source == "predictions"]
+
+
+def _single_event(value: bytes | None) -> bool:
+    """A prediction message that may be a single event (an envelope names its rows)."""
+    return type(value) is bytes and b'"predictions"' not in value
+
+
+def _split_run(run: list[RawMessage], now: datetime, split: ColumnSplit) -> None:
+    """Consecutive single-event predictions, added to ``split`` after what it holds: by the
+    native lane when it vouches for them all, else by the Python lanes."""
+    found = event_columns([message.value for message in run])
+    if found is None:
+        _split_part(run, [_rows_of(message.value) for message in run], now, split)
+        return
+    start = split.prediction_count
+    for places, columns in found:
+        split.predictions.append(columns)
+        split.positions.append(places + start)
+    split.prediction_messages += len(run)
 
 
 def _split_part(

@@ -1,8 +1,9 @@
-"""The native lane of `streams.ingest_columns`: an SDK envelope from bytes to columns in Rust.
+"""The native lane of `streams.ingest_columns`: predictions from bytes to columns in Rust.
 
 ``driftline_native`` (``native/``, built by ``make venv``) parses and checks an envelope whose
-rows all have one shape - what SDKs send - and answers None for anything else, which the
-Python lanes then decide (`streams.ingest_uniform`, then pydantic with its exact words). It
+rows all have one shape - what SDKs send - or a run of single-event messages whose rows have
+one shape per model version, and answers None for anything else, which the Python lanes then
+decide (`streams.ingest_uniform`, then pydantic with its exact words). It
 reads the same values as those lanes and never vouches for a row pydantic would reject
 (``tests/test_ingest_native.py`` compares them); it costs ~2.5 us per row of a 500-row
 envelope against ~6 us for the Python lanes, and parses without the GIL, so the consumer
@@ -30,12 +31,13 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.columns import FeatureColumn, NumericColumn, PredictionColumns
 from schemas import fields
 from schemas.events import PredictionBatch, PredictionEvent
 
-__all__ = ["NATIVE", "envelope_columns", "native_status"]
+__all__ = ["NATIVE", "envelope_columns", "event_columns", "native_status"]
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -80,6 +82,25 @@ def envelope_columns(raw: bytes | None) -> PredictionColumns | None:
     parsed = NATIVE.parse_envelope(raw)
     if parsed is None:
         return None
+    return _columns(parsed)
+
+
+def event_columns(
+    values: list[bytes | None],
+) -> list[tuple[npt.NDArray[np.int64], PredictionColumns]] | None:
+    """Single-event messages (``values``: their bytes) as columns per model version, each with
+    its rows' indices in ``values``; None unless the native lane vouches for every message
+    (a value that is not bytes included; always when the lane is off): then the Python lanes
+    decide them all."""
+    parsed = None if NATIVE is None else NATIVE.parse_events(values)
+    if parsed is None:
+        return None
+    return [
+        (np.frombuffer(places, dtype=np.int64), _columns(columns)) for places, columns in parsed
+    ]
+
+
+def _columns(parsed: tuple[Any, ...]) -> PredictionColumns:
     model, version, ids, times, features, prediction, scores, segments = parsed
     return PredictionColumns(
         model,

@@ -1,4 +1,5 @@
-"""The native lane (`streams.ingest_native`) reads envelopes exactly as the Python lanes do.
+"""The native lane (`streams.ingest_native`) reads envelopes and runs of single events exactly
+as the Python lanes do.
 
 For every envelope it vouches for, its columns equal `UniformRows`' to the type of each value
 (float arrays, lists of ints, strings, booleans, nulls), and pydantic accepts the envelope with
@@ -29,7 +30,7 @@ from schemas.events import (
     to_json_bytes,
 )
 from streams.ingest_columns import _rows_of
-from streams.ingest_native import NATIVE, envelope_columns, native_status
+from streams.ingest_native import NATIVE, envelope_columns, event_columns, native_status
 from streams.ingest_uniform import UniformRows
 from streams.readers_columns import bulk_times
 
@@ -222,8 +223,8 @@ ODD_FIELDS = ["prediction", "event_id", "segment", "schema_version", "model_vers
 
 
 @st.composite
-def _envelopes(draw: st.DrawFn) -> bytes:
-    """Mostly valid envelopes of one shape, with odd values, fields and bytes drawn in."""
+def _odd_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Mostly valid rows of one shape, with odd values and fields drawn in."""
     n = draw(st.integers(1, 6))
     names = draw(st.lists(st.sampled_from(["x", "y", "plan", "é"]), max_size=3, unique=True))
     rows = []
@@ -237,12 +238,33 @@ def _envelopes(draw: st.DrawFn) -> bytes:
             odd_field = draw(st.sampled_from(ODD_FIELDS))
             row[odd_field] = draw(_SCALARS)
         rows.append(row)
+    return rows
+
+
+def _byte_oddity(draw: st.DrawFn, raw: bytes) -> bytes:
+    """Now and then: cut, a NaN, a duplicate key."""
+    if draw(st.integers(0, 9)) != 0:
+        return raw
+    at = draw(st.integers(0, len(raw)))
+    twice = raw.replace(b'"model": "m"', b'"model": "m", "model": "m"')
+    return draw(st.sampled_from([raw[:at], raw.replace(b"0.5", b"NaN", 1), twice]))
+
+
+@st.composite
+def _envelopes(draw: st.DrawFn) -> bytes:
+    """Mostly valid envelopes of one shape, with odd values, fields and bytes drawn in."""
+    rows = draw(_odd_rows())
     raw = json.dumps({"batch_id": "b", "model": "m", "predictions": rows}).encode()
-    if draw(st.integers(0, 9)) == 0:  # a byte-level oddity: cut, NaN, a duplicate key
-        at = draw(st.integers(0, len(raw)))
-        twice = raw.replace(b'"model": "m"', b'"model": "m", "model": "m"')
-        raw = draw(st.sampled_from([raw[:at], raw.replace(b"0.5", b"NaN", 1), twice]))
-    return raw
+    return _byte_oddity(draw, raw)
+
+
+@st.composite
+def _event_runs(draw: st.DrawFn) -> list[bytes]:
+    """Runs of single events of one or two models, with odd values, fields and bytes."""
+    rows = draw(_odd_rows())
+    for row in rows:
+        row["model"] = draw(st.sampled_from(["m", "m", "n"]))
+    return [_byte_oddity(draw, json.dumps(row).encode()) for row in rows]
 
 
 @settings(max_examples=400, deadline=None)
@@ -255,3 +277,66 @@ def test_whatever_the_native_lane_vouches_for_pydantic_accepts_alike(raw: bytes)
         assert_native_reads_as_python(raw)
     except InvalidEvent as error:  # pragma: no cover - the failure this test exists for
         pytest.fail(f"native vouched for an invalid envelope: {error}")
+
+
+def assert_native_events_read_as_python(raws: list[bytes]) -> list[PredictionColumns] | None:
+    found = event_columns(list(raws))
+    if found is None:
+        return None
+    events = [event for raw in raws for event in parse_prediction_payload(raw)]  # pydantic
+    placed: list[int] = []
+    for places, native in found:
+        rows = [row for i in places.tolist() for row in (_rows_of(raws[i]) or [])]
+        assert len(rows) == len(places), "native vouched for what the Python lanes refuse"
+        uniform = UniformRows.check(rows)
+        assert uniform is not None, "native vouched for rows the Python lanes would not columnise"
+        python = uniform.columns(native.model, native.model_version,
+                                 np.arange(len(rows), dtype=np.int64))  # fmt: skip
+        assert _canonical(native) == _canonical(python)
+        assert native.event_ids == [events[i].event_id for i in places.tolist()]
+        assert {(e.model, e.model_version) for e in map(events.__getitem__, places.tolist())} == {
+            (native.model, native.model_version)
+        }
+        placed += places.tolist()
+    assert sorted(placed) == list(range(len(raws)))
+    return [native for _, native in found]
+
+
+def test_single_events_of_two_models_read_as_the_python_lane_reads_them() -> None:
+    raws = [json.dumps(_row(i, model=["m", "n"][i % 2], model_version=["1", None][i % 2],
+                            features={"x": i / 3, "plan": ["a", "b"][i % 3 % 2], "k": i},
+                            scores={"a": 0.25, "b": 0.75},
+                            segment={"r": "eu"} if i % 4 else None)).encode()
+            for i in range(40)]  # fmt: skip
+    found = assert_native_events_read_as_python(raws)
+    assert found is not None
+    assert [(c.model, c.model_version, len(c)) for c in found] == [("m", "1", 20), ("n", None, 20)]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b'{"event_id": "e-9"}',  # invalid
+        json.dumps(_row(9, features={"y": 1.0})).encode(),  # another shape for model m
+        _envelope([_row(9)]),  # an envelope among single events
+        json.dumps(_row(9, model="x" * 257)).encode(),  # a model name beyond its limit
+        json.dumps(_row(9, model_version="")).encode(),
+        json.dumps(_row(9)).encode() + b" " * (fields.MAX_EVENT_BYTES + 1),  # oversize
+        b"[" + json.dumps(_row(9)).encode() + b"]",
+    ],
+)
+def test_one_unusual_single_event_leaves_the_whole_run_to_python(odd: bytes) -> None:
+    raws = [json.dumps(_row(i)).encode() for i in range(5)]
+    assert event_columns(raws) is not None
+    assert event_columns([*raws[:2], odd, *raws[2:]]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(_event_runs())
+def test_whatever_the_native_lane_vouches_for_in_a_run_pydantic_accepts_alike(
+    raws: list[bytes],
+) -> None:
+    try:
+        assert_native_events_read_as_python(raws)
+    except InvalidEvent as error:  # pragma: no cover - the failure this test exists for
+        pytest.fail(f"native vouched for an invalid single event: {error}")

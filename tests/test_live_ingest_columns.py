@@ -23,6 +23,7 @@ from schemas.events import (
     MAX_BATCH_BYTES,
     MAX_BATCH_PREDICTIONS,
     MAX_EVENT_BYTES,
+    DeadLetter,
     PredictionEvent,
 )
 from schemas.monitor_config import MonitorConfig, parse_monitor_config
@@ -101,10 +102,15 @@ def _rows_of_columns(split: ColumnSplit) -> list[Any]:
     return [row for _, row in rows]
 
 
+def _source_rank(letter: DeadLetter) -> int:
+    return 0 if letter.source_topic == "p" else 1
+
+
 def assert_same_split(messages: list[RawMessage]) -> tuple[SplitMessages, ColumnSplit]:
     expected = split_messages(messages, now=NOW)
     got = split_columns(messages, now=NOW)
-    assert got.dead_letters == expected.dead_letters
+    # Consumption order per source topic (Kafka orders nothing across topics either).
+    assert got.dead_letters == sorted(expected.dead_letters, key=_source_rank)
     assert got.labels == expected.labels
     assert (got.prediction_messages, got.label_messages) == (
         expected.prediction_messages,
@@ -294,13 +300,29 @@ def test_one_columns_per_model_version_rows_in_order_with_their_positions() -> N
         return RawMessage("predictions", _dumps(_event_json(i, model=model)), "p", 0, i)
 
     messages = [message(0, "a"), message(1, "a"), message(2, "b"), message(3, "a")]
-    messages.insert(2, RawMessage("labels", b"{", "l", 0, 10))
+    messages.insert(2, RawMessage("labels", b"{", "l", 0, 10))  # Faust interleaves the topics
+    messages.insert(1, RawMessage("predictions", b"[", "p", 0, 11))
     split = split_columns(messages, now=NOW)
     assert [(c.model, c.event_ids) for c in split.predictions] == [
         ("a", ["e-0", "e-1", "e-3"]), ("b", ["e-2"]),
     ]  # fmt: skip
     assert [p.tolist() for p in split.positions] == [[0, 1, 3], [2]]
-    assert [d.offset for d in split.dead_letters] == [10]
+    assert [d.offset for d in split.dead_letters] == [11, 10]  # the predictions' first
+
+
+def test_a_run_of_single_events_takes_the_native_lane_whole_or_not_at_all(lane: str) -> None:
+    rng = np.random.default_rng(3)
+    valid = [RawMessage("predictions", _dumps(_valid_row(rng, i, model=f"m{i % 3}")), "p", 0, i)
+             for i in range(SUB_BATCH_ROWS + 10)]  # fmt: skip
+    split = split_columns(valid, now=NOW)
+    if lane == "native":  # per model version, in each run of SUB_BATCH_ROWS messages
+        assert [c.model for c in split.predictions] == ["m0", "m1", "m2", "m1", "m2", "m0"]
+    assert split.prediction_count == len(valid) and split.dead_letters == []
+    odd = [*valid[:5], RawMessage("predictions", b'{"event_id": 1}', "p", 0, 99), *valid[5:9]]
+    split = split_columns(odd, now=NOW)  # one invalid message: Python decides the run
+    assert [d.offset for d in split.dead_letters] == [99]
+    assert split.prediction_count == 9 and split.prediction_messages == 10
+    assert_same_split(odd)
 
 
 def test_scores_come_back_in_each_rows_class_order() -> None:

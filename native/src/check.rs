@@ -15,6 +15,7 @@ pub(crate) const MAX_FEATURES: usize = 1_000;
 pub(crate) const MAX_SCORES: usize = 1_000;
 pub(crate) const MAX_BATCH_PREDICTIONS: usize = 10_000;
 pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
+pub(crate) const MAX_EVENT_BYTES: usize = 1 << 20;
 
 pub(crate) const ENVELOPE_FIELDS: [&str; 5] = [
     "schema_version",
@@ -165,6 +166,50 @@ pub(crate) fn check<'b, 'a>(data: &'b Json<'a>) -> Option<Checked<'b, 'a>> {
         Some(value) => Some(text(value, 1, MAX_ID_LENGTH)?),
     };
     let rows: Vec<&Object<'a>> = rows.iter().map(Json::as_object).collect::<Option<_>>()?;
+    check_rows(&rows, model, version)
+}
+
+/// Single events (one JSON document each) grouped by model version, each group as columns
+/// with each row's place among ``events``; None unless every event is certainly valid.
+#[allow(clippy::type_complexity)]
+pub(crate) fn check_events<'b, 'a>(
+    events: &'b [Json<'a>],
+) -> Option<Vec<(Vec<i64>, Checked<'b, 'a>)>> {
+    let mut groups: Vec<((&'b str, Option<&'b str>), Vec<i64>, Vec<&'b Object<'a>>)> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let row = event.as_object()?;
+        let model = text(get(row, "model")?, 1, MAX_NAME_LENGTH)?;
+        let version = match get(row, "model_version") {
+            None | Some(Json::Null) => None,
+            Some(value) => Some(text(value, 1, MAX_ID_LENGTH)?),
+        };
+        // A few models per topic: a linear search beats hashing their names.
+        let at = match groups
+            .iter()
+            .position(|(key, _, _)| *key == (model, version))
+        {
+            Some(at) => at,
+            None => {
+                groups.push(((model, version), Vec::new(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[at].1.push(index as i64);
+        groups[at].2.push(row);
+    }
+    groups
+        .into_iter()
+        .map(|((model, version), places, rows)| Some((places, check_rows(&rows, model, version)?)))
+        .collect()
+}
+
+/// Rows of one model version as columns, when every row is certainly valid (and of that
+/// model version: an envelope's rows must carry its own).
+fn check_rows<'b, 'a>(
+    rows: &[&'b Object<'a>],
+    model: &'b str,
+    version: Option<&'b str>,
+) -> Option<Checked<'b, 'a>> {
     let names: Vec<&str> = rows[0].iter().map(|(key, _)| key.as_ref()).collect();
     if !keys_unique(rows[0])
         || !names.iter().all(|name| ROW_FIELDS.contains(name))
@@ -172,7 +217,7 @@ pub(crate) fn check<'b, 'a>(data: &'b Json<'a>) -> Option<Checked<'b, 'a>> {
     {
         return None;
     }
-    let fields = aligned(&rows, &names)?;
+    let fields = aligned(rows, &names)?;
     let at = |name: &str| names.iter().position(|n| *n == name);
     // Where the fields of every row sit, looked up once (the first row is required to have
     // `model`, so the lookup cannot fail).

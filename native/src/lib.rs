@@ -1,12 +1,13 @@
-//! driftline's native ingest: an SDK envelope of predictions, from JSON bytes to checked columns.
+//! driftline's native ingest: predictions, from JSON bytes to checked columns.
 //!
-//! `parse_envelope` is the native twin of the Python fast lane (`streams.ingest_columns`'
-//! `_rows_of` and `streams.ingest_uniform.UniformRows.check`): it answers columns only for an
-//! envelope it can vouch for in full (every row of one shape, every value valid under the v1
-//! contract) and `None` for anything else, which the Python path then decides with its exact
-//! words. It may say no to a valid envelope; it must never say yes to one pydantic rejects, nor
-//! read a value differently (`tests/test_ingest_native.py` compares both on valid and
-//! malformed envelopes).
+//! `parse_envelope` (an SDK envelope) and `parse_events` (a run of single-event messages) are
+//! the native twin of the Python fast lane (`streams.ingest_columns`' `_rows_of` and
+//! `streams.ingest_uniform.UniformRows.check`): they answer columns only for rows they can
+//! vouch for in full (every row of a model version of one shape, every value valid under the
+//! v1 contract) and `None` for anything else, which the Python path then decides with its
+//! exact words. They may say no to valid messages; they must never say yes to one pydantic
+//! rejects, nor read a value differently (`tests/test_ingest_native.py` compares both on valid
+//! and malformed messages).
 //!
 //! The JSON is parsed and checked without the GIL (the consumer thread fetches meanwhile);
 //! only the output's Python objects are built with it.
@@ -14,16 +15,16 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 mod check;
 mod json;
 mod time;
 
 use check::{
-    check, Column, ENVELOPE_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_PREDICTIONS, MAX_FEATURES,
-    MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_SCORES, MAX_SEGMENT_KEYS, MAX_SEGMENT_VALUE_LENGTH,
-    MAX_STRING_VALUE_LENGTH, REQUIRED_ROW_FIELDS, ROW_FIELDS,
+    check, check_events, Checked, Column, ENVELOPE_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_PREDICTIONS,
+    MAX_EVENT_BYTES, MAX_FEATURES, MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_SCORES, MAX_SEGMENT_KEYS,
+    MAX_SEGMENT_VALUE_LENGTH, MAX_STRING_VALUE_LENGTH, REQUIRED_ROW_FIELDS, ROW_FIELDS,
 };
 use json::{might_hold_int_minus_zero, Json};
 
@@ -101,6 +102,11 @@ fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py
     let Some(checked) = py.detach(|| check(&data)) else {
         return Ok(None);
     };
+    columns_tuple(py, &checked).map(Some)
+}
+
+/// The columns of checked rows as Python objects (see `parse_envelope`).
+fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bound<'py, PyTuple>> {
     let ids = PyList::new(py, checked.ids.iter().map(|id| PyString::new(py, id)))?;
     let times: Vec<u8> = checked.times.iter().flat_map(|t| t.to_ne_bytes()).collect();
     let features = checked
@@ -158,7 +164,7 @@ fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py
         Some(v) => PyString::new(py, v).into_any(),
         None => py.None().into_bound(py),
     };
-    let out = PyTuple::new(
+    PyTuple::new(
         py,
         [
             PyString::new(py, checked.model).into_any(),
@@ -170,8 +176,56 @@ fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py
             scores,
             segments,
         ],
-    )?;
-    Ok(Some(out))
+    )
+}
+
+/// ``parse_events(raws) -> list | None``: single events (one JSON document per message) as
+/// columns, one ``(places, columns)`` per model version, where ``places`` is a bytearray of
+/// native int64: each row's index in ``raws``, and ``columns`` is `parse_envelope`'s tuple.
+/// None unless every message is certainly a valid single event: the Python lanes then decide
+/// them all, so a refusal never splits the messages between the lanes.
+#[pyfunction]
+fn parse_events<'py>(
+    py: Python<'py>,
+    raws: &Bound<'py, PyList>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let mut messages = Vec::with_capacity(raws.len());
+    for raw in raws.iter() {
+        match raw.cast_into::<PyBytes>() {
+            Ok(bytes) => messages.push(bytes),
+            Err(_) => return Ok(None),
+        }
+    }
+    let slices: Vec<&[u8]> = messages.iter().map(|bytes| bytes.as_bytes()).collect();
+    let parsed: Option<Vec<Json<'_>>> = py.detach(|| {
+        slices
+            .iter()
+            .map(|raw| {
+                let fits = !raw.is_empty() && raw.len() <= MAX_EVENT_BYTES;
+                (fits && !might_hold_int_minus_zero(raw))
+                    .then(|| serde_json::from_slice(raw).ok())
+                    .flatten()
+            })
+            .collect()
+    });
+    let Some(events) = parsed else {
+        return Ok(None);
+    };
+    let Some(groups) = py.detach(|| check_events(&events)) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    for (places, checked) in &groups {
+        let places: Vec<u8> = places.iter().flat_map(|i| i.to_ne_bytes()).collect();
+        out.push(PyTuple::new(
+            py,
+            [
+                PyByteArray::new(py, &places).into_any(),
+                columns_tuple(py, checked)?.into_any(),
+            ],
+        )?);
+    }
+    Ok(Some(PyList::new(py, out)?))
 }
 
 /// The v1 limits this build checks, for Python to compare with `schemas.fields`.
@@ -188,6 +242,7 @@ fn limits(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         ("MAX_SCORES", MAX_SCORES),
         ("MAX_BATCH_PREDICTIONS", MAX_BATCH_PREDICTIONS),
         ("MAX_BATCH_BYTES", MAX_BATCH_BYTES),
+        ("MAX_EVENT_BYTES", MAX_EVENT_BYTES),
     ] {
         out.set_item(name, value)?;
     }
@@ -208,6 +263,7 @@ fn fields(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelope, module)?)?;
+    module.add_function(wrap_pyfunction!(parse_events, module)?)?;
     module.add_function(wrap_pyfunction!(limits, module)?)?;
     module.add_function(wrap_pyfunction!(fields, module)?)?;
     Ok(())
