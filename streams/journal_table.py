@@ -12,24 +12,29 @@ instead (``retention`` seconds, twice the join TTL by default). Kafka deletes th
 segments first, and a journal that old only holds entries the TTL expired long ago; the later
 journals that overwrote or deleted them are still there, so nothing comes back to life.
 
->>> journal = {b"e-1": b'[1,"m"]', b"e-2": None}
+>>> journal = {b"e-1": b'[1,"m"]', b"e-2": None, b"e-3": b""}
 >>> decode_journal(encode_journal(journal)) == journal
 True
 """
 
 from __future__ import annotations
 
+import operator
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final, cast
 
+import numpy as np
 from faust import Table
 from faust.types import TP, EventT
 
-from streams import json_read, json_write
+from streams import json_read
 
 __all__ = [
     "JOURNAL_FORMAT",
+    "JOURNAL_MAGIC",
     "JournalTable",
     "decode_journal",
     "encode_journal",
@@ -37,33 +42,69 @@ __all__ = [
     "put_in_partition",
 ]
 
-JOURNAL_FORMAT: Final = 1
+JOURNAL_FORMAT: Final = 2
+JOURNAL_MAGIC: Final = b"DLJ\x02"
+"""A format 2 journal starts so; format 1 journals (JSON objects, before the 22nd session)
+still decode."""
 JOURNAL_KEY: Final = b"\x00journal"
 """Changelog key of every journal (the topic is not compacted: any constant does)."""
 MAX_JOURNAL_BYTES: Final = 4 << 20
 """A partition's journal is sent once it holds about this much, even within a batch."""
+_COUNT = struct.Struct("<I")
 
 
 def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
-    """Keys and values as text (``surrogateescape`` keeps any bytes), None for a delete."""
-    pairs = [
-        [_text(key), None if value is None else _text(value)] for key, value in changes.items()
-    ]
-    return json_write.dumps({"format": JOURNAL_FORMAT, "changes": pairs})
+    """Keys and values as they are, framed by their lengths (-1: a delete).
 
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
+    Layout: `JOURNAL_MAGIC`, the count (uint32), the keys' lengths (uint32 each), the values'
+    lengths (int64 each, -1 for a delete), the keys, the values; little-endian. Format 1
+    wrote JSON with every value re-escaped as a string: ~9 % of the ingest of SDK envelopes.
+    """
+    keys = list(changes)
+    values = list(changes.values())
+    count = len(keys)
+    key_lengths = np.fromiter(map(len, keys), dtype="<u4", count=count)
+    value_lengths = np.fromiter(map(len, [value or b"" for value in values]), "<i8", count)
+    value_lengths[np.fromiter(map(operator.is_, values, repeat(None)), bool, count)] = -1
+    parts = (key_lengths.tobytes(), value_lengths.tobytes(), *keys, *filter(None, values))
+    return b"".join((JOURNAL_MAGIC, _COUNT.pack(count), *parts))
 
 
 def decode_journal(raw: bytes) -> dict[bytes, bytes | None]:
     """The changes of one journal message, in the order they were made."""
+    if raw[:1] == b"{":
+        return _decode_json_journal(raw)
+    if not raw.startswith(JOURNAL_MAGIC) or len(raw) < 8:
+        raise ValueError(_NOT_A_JOURNAL)
+    (count,) = _COUNT.unpack_from(raw, 4)
+    body = 8 + 12 * count
+    if len(raw) < body:
+        raise ValueError(f"a driftline join journal cut short: {_NOT_A_JOURNAL}")
+    key_lengths = np.frombuffer(raw, "<u4", count, 8).astype(np.int64)
+    value_lengths = np.frombuffer(raw, "<i8", count, 8 + 4 * count)
+    lengths = np.concatenate([key_lengths, np.maximum(value_lengths, 0)])
+    ends = (body + np.cumsum(lengths)).tolist()
+    if (ends[-1] if ends else body) != len(raw) or bool((value_lengths < -1).any()):
+        raise ValueError(f"a driftline join journal of the wrong length: {_NOT_A_JOURNAL}")
+    starts = [body, *ends[:-1]] if ends else []
+    pieces = [raw[start:end] for start, end in zip(starts, ends, strict=True)]
+    deleted = (value_lengths == -1).tolist()
+    values = [None if gone else piece for piece, gone in zip(pieces[count:], deleted, strict=True)]
+    return dict(zip(pieces[:count], values, strict=True))
+
+
+_NOT_A_JOURNAL = (
+    f"not a driftline join journal (format {JOURNAL_FORMAT}): the changelog holds other data; "
+    f"delete the changelog topic or use a new topic prefix"
+)
+
+
+def _decode_json_journal(raw: bytes) -> dict[bytes, bytes | None]:
+    """A format 1 journal: ``{"format": 1, "changes": [[key, value or null], ...]}``, keys
+    and values as text (``surrogateescape`` kept any bytes)."""
     data = json_read.loads_own(raw)
-    if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
-        raise ValueError(
-            f"not a driftline join journal (format {JOURNAL_FORMAT}): the changelog holds "
-            f"other data; delete the changelog topic or use a new topic prefix"
-        )
+    if not isinstance(data, dict) or data.get("format") != 1:
+        raise ValueError(_NOT_A_JOURNAL)
     return {
         key.encode("utf-8", "surrogateescape"): (
             None if value is None else value.encode("utf-8", "surrogateescape")
@@ -183,15 +224,28 @@ class JournalTable(Table[bytes, bytes]):
                 else:
                     held[key] = value
                     placed[key] = partition
-        for key, value in changes.items():
-            self._note(partition, key, value)
+        self._note_many(partition, changes)
 
     def _note(self, partition: int, key: bytes, value: bytes | None) -> None:
-        self._journals.setdefault(partition, {})[key] = value
-        size = self._journal_bytes.get(partition, 0) + len(key) + len(value or b"")
-        self._journal_bytes[partition] = size
-        if size >= MAX_JOURNAL_BYTES:
-            self.flush_journal(partition)
+        self._note_many(partition, {key: value})
+
+    def _note_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
+        """Add ``changes`` to ``partition``'s journal, sent whenever it reaches
+        `MAX_JOURNAL_BYTES` (a batch's changes are cut where needed)."""
+        journal = self._journals.setdefault(partition, {})
+        size = self._journal_bytes.get(partition, 0)
+        more = sum(map(len, changes)) + sum(map(len, filter(None, changes.values())))
+        if size + more < MAX_JOURNAL_BYTES:
+            journal.update(changes)
+            self._journal_bytes[partition] = size + more
+            return
+        for key, value in changes.items():  # rare: one change at a time up to the limit
+            journal = self._journals.setdefault(partition, {})
+            journal[key] = value
+            size = self._journal_bytes.get(partition, 0) + len(key) + len(value or b"")
+            self._journal_bytes[partition] = size
+            if size >= MAX_JOURNAL_BYTES:
+                self.flush_journal(partition)
 
     def flush_journal(self, partition: int) -> bool:
         """Send ``partition``'s journal to the changelog (False: nothing was written)."""

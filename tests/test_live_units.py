@@ -355,19 +355,25 @@ def test_join_expiry_on_stubs_deletes_and_counts_what_it_does_on_whole_entries()
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
-    store: str, tmp_path: Path
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A producer with librdkafka's default partitioner (CRC32) puts ``e-1`` elsewhere than
     murmur2 would: the expiry of the partition it landed on must still see it."""
     import faust
 
-    from streams.journal_table import JournalTable
+    from streams.journal_table import JournalTable, decode_journal
     from streams.partitioning import partition_for
 
     app = faust.App("journal-scan", store=store, datadir=str(tmp_path), autodiscover=False)
     table = JournalTable(
         app, name="join", key_type=bytes, value_type=bytes, partitions=2, retention_seconds=60.0
     )
+    sent: list[tuple[int, bytes]] = []
+
+    def send_changelog(partition: int, key: Any, value: bytes, **_: Any) -> None:
+        sent.append((partition, value))  # no broker here: the journals are read back
+
+    monkeypatch.setattr(table, "send_changelog", send_changelog)
     keys = [f"e-{i}".encode() for i in range(12)]
     on_0 = {key: b"[1]" for key in keys[:6]}
     on_1 = {key: b"[2]" for key in keys[6:]}
@@ -379,6 +385,8 @@ def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
     table.write_many(0, {keys[0]: None})
     assert dict(table.items_in(0)) == {key: b"[1]" for key in keys[1:6]}
     assert table.flush_journals() == 2  # both partitions' writes reach their own changelog
+    journals = {partition: decode_journal(raw) for partition, raw in sent}
+    assert journals == {0: {**on_0, keys[0]: None}, 1: on_1}
 
 
 def test_producer_flush_drains_the_whole_send_soon_buffer() -> None:
