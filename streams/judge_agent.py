@@ -27,7 +27,7 @@ from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
 from streams.channel_batches import channel_batches
 from streams.ingest_rounds import offset_gaps, with_read_back
 from streams.input_refetch import GapWatch, RefetchedEvent
-from streams.judge_book import Envelopes, JudgeBook, sketch_problem
+from streams.judge_book import Envelopes, JudgeBook, saved_gauges, sketch_problem
 from streams.publish_check import confirm_published
 
 if TYPE_CHECKING:
@@ -96,13 +96,17 @@ def install_judge(
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # handlers take (sender)
     async def export_alerts_moved_in(sender: Any, **_: Any) -> None:
-        """Show the firing alerts of the models whose judge moved here (tables recovered):
-        their judges load at the model's next delta, which an idle model may not send."""
+        """Show the firing alerts and saved gauges of the models whose judge moved here
+        (tables recovered): their judges load at the model's next delta, which an idle model
+        may not send."""
         from streams.journal_table import partition_items
 
         for partition in sorted(assigned_sketches):
             raws = [raw for _, raw in partition_items(ledger_table, partition)]
-            book.show_moved_in(partition, AlertLedger.firing_by_model(decoded_entries(raws)))
+            firing = AlertLedger.firing_by_model(decoded_entries(raws))
+            book.show_moved_in(
+                partition, firing, saved_gauges(partition_items(judge_table, partition))
+            )
 
     async def judge_partition(events: list[Event]) -> None:
         as_current(events[0])

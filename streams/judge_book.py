@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Alert
+from streams.agents_state import decoded_entries
 from streams.judge_record import JudgeRecord, origins_of
 from streams.warmup_order import release_parked, route_delta
 
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from streams.agents_monitor import MonitorKit
     from streams.metrics import AlertIdentity, WorkerMetrics
 
-__all__ = ["Envelopes", "JudgeBook", "reference_key", "sketch_problem", "unsaved_key"]
+__all__ = [
+    "Envelopes",
+    "JudgeBook",
+    "gauges_key",
+    "reference_key",
+    "saved_gauges",
+    "sketch_problem",
+    "unsaved_key",
+]
 
 Envelopes = list[tuple[int, dict[str, Any]]]
 """A model's sketches messages of one batch: (offset, decoded envelope), in offset order."""
@@ -54,6 +63,33 @@ def sketch_problem(envelope: object) -> str | None:
 def reference_key(model: str) -> str:
     """The judge table key of a model's reference (beside the model's own key)."""
     return f"{model}\x00reference"
+
+
+def gauges_key(model: str) -> str:
+    """The judge table key of what a model's judge last exported (events judged, the
+    statistics and thresholds), saved with the judge for its next owner to show at once."""
+    return f"{model}\x00gauges"
+
+
+_GAUGES_SUFFIX = gauges_key("").encode()
+
+
+def saved_gauges(items: Iterable[tuple[bytes, bytes | None]]) -> dict[str, dict[str, Any]]:
+    """Model -> its saved gauges, from the raw items of a judge table partition (values that
+    do not decode are skipped: a rebalance handler reads them).
+
+    >>> saved_gauges([(b"m\\x00gauges", b'{"events":5,"statistics":[]}'), (b"m", b"{}"),
+    ...               (b"n\\x00gauges", b"oops")])
+    {'m': {'events': 5, 'statistics': []}}
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for key, raw in items:
+        if not key.endswith(_GAUGES_SUFFIX):
+            continue
+        for value in decoded_entries([raw]):
+            if isinstance(value, dict):
+                found[key[: -len(_GAUGES_SUFFIX)].decode("utf-8", "replace")] = value
+    return found
 
 
 def unsaved_key(model: str) -> str:
@@ -198,6 +234,8 @@ class JudgeBook:
             record.reference_id = reference.get("profile_id")
         record.judge = state
         write(model, record.dump())
+        statistics = self.metrics.statistics_of(model)
+        write(gauges_key(model), {"events": record.events, "statistics": statistics})
         if self.unsaved.pop(model, None) is not None:
             write(unsaved_key(model), None)
         self.metrics.judge_saves.inc()
@@ -226,8 +264,34 @@ class JudgeBook:
                 del self.judged_at[model]
                 self.metrics.forget_model(model)
 
-    def show_moved_in(self, partition: int, firing: dict[str, set[AlertIdentity]]) -> None:
-        """Export the firing alerts (from the alert ledger) of models of ``partition`` whose
-        judges are not loaded here yet: an idle model may send no delta for hours."""
-        for model, identities in firing.items():
-            self._adopt(model, partition, identities)
+    def show_moved_in(
+        self,
+        partition: int,
+        firing: dict[str, set[AlertIdentity]],
+        gauges: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Export the firing alerts (from the alert ledger) and the saved gauges (`gauges_key`:
+        events judged, statistics, thresholds) of the models of ``partition`` whose judges are
+        not loaded here yet: an idle model may send no delta for hours. The saved gauges are
+        the judge's at its last save; its next delta brings them up to date."""
+        gauges = gauges or {}
+        for model in sorted(firing.keys() | gauges.keys()):
+            if model not in self.judged_at:
+                self._show_saved(model, gauges.get(model))
+            self._adopt(model, partition, firing.get(model, set()))
+
+    def _show_saved(self, model: str, saved: dict[str, Any] | None) -> None:
+        if saved is None:
+            return
+        try:
+            events = int(saved["events"])
+            statistics = [
+                (str(kind), None if feature is None else str(feature), str(detector),
+                 float(value), float(threshold))
+                for kind, feature, detector, value, threshold in saved["statistics"]
+            ]  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return  # not what `save` writes: the judge's next delta exports them
+        self.metrics.judged_events.labels(model=model).set(events)
+        for kind, feature, detector, value, threshold in statistics:
+            self.metrics.set_statistic(model, kind, feature, detector, value, threshold)

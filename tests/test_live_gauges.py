@@ -2,8 +2,8 @@
 
 Three models, one per sketches partition, drift on ``x`` while w1 runs alone. When w2 joins,
 the models whose sketches partition it took leave w1's ``/metrics`` and show up on w2 (their
-firing alert included, although no alert is published again, and before their next event);
-w1 keeps the others. When w1
+firing alert, events judged and statistics included, although no alert is published again,
+and before their next event); w1 keeps the others. When w1
 stops, w2 exports every firing alert.
 """
 
@@ -139,6 +139,15 @@ def test_gauges_follow_the_judge_when_models_move(
     # models' firing alerts from the alert ledger it recovered.
     assert wait_for(lambda: all(_x_drift_firing(w2, m) for m in moved), 30), w2.log_tail()
     assert not any(_series(w2, m) for m in kept), w2.log_tail()
+    # ... and the events judged and statistics saved with the judges.
+    shown = scrape(w2)
+    for model in moved:
+        assert shown.get(f'driftline_judged_events{{model="{model}"}}', 0) >= SHIFT_AT, shown
+        statistics = [
+            key for key in shown
+            if key.startswith("driftline_statistic_value") and f'model="{model}"' in key
+        ]  # fmt: skip
+        assert any('feature="x"' in key for key in statistics), (statistics, w2.log_tail())
 
     # More drifting traffic: w2 loads the moved judges; their alerts stay firing.
     replay(PHASES[1])

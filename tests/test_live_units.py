@@ -127,6 +127,47 @@ def test_forget_model_drops_its_series_and_frees_the_cap() -> None:
     )
 
 
+def test_a_judges_next_owner_shows_its_saved_gauges_before_its_next_delta() -> None:
+    """A worker that takes a model's judge over exports the events judged and the statistics
+    saved with the judge at once (an idle model may send no delta for hours); a saved value
+    that does not read back is skipped."""
+    from streams.judge_book import JudgeBook, gauges_key, saved_gauges
+    from streams.judge_record import JudgeRecord
+
+    class _StateKit:
+        def judge_state(self, judge: Any) -> dict[str, Any]:
+            return {"windows": 3}
+
+    raw: dict[bytes, bytes] = {}
+    first = WorkerMetrics()
+    first.set_statistic("m", "feature_drift", "x", "cusum", 7.5, 5.0)
+    first.set_statistic("m", "performance", None, "error_rate", 0.3, 0.2)
+    first.set_statistic("other", "feature_drift", "x", "psi", 0.1, 0.25)
+    JudgeBook(_StateKit(), first, JsonTableView(raw), save_seconds=60.0).save(  # type: ignore[arg-type]
+        "m", object(), JudgeRecord(events=1_234), JsonTableView(raw).__setitem__
+    )
+    raw[gauges_key("broken").encode()] = b'{"events": "many"}'
+
+    second = WorkerMetrics(max_statistic_series=2)
+    book = JudgeBook(_StateKit(), second, JsonTableView({}), save_seconds=60.0)  # type: ignore[arg-type]
+    book.show_moved_in(0, {}, saved_gauges(raw.items()))
+    text = second.exposition().decode()
+    assert 'driftline_judged_events{model="m"} 1234.0' in text
+    assert (
+        'driftline_statistic_value{detector="cusum",feature="x",kind="feature_drift",model="m"} 7.5'
+        in text
+    )
+    error_rate = 'detector="error_rate",feature="",kind="performance",model="m"'
+    assert f"driftline_statistic_threshold{{{error_rate}}} 0.2" in text
+    assert 'model="other"' not in text and 'model="broken"' not in text
+    assert book.judged_at == {"m": 0, "broken": 0}
+    # Its live judge's own exports replace them; a move away drops them again.
+    second.set_statistic("m", "feature_drift", "x", "cusum", 1.0, 5.0)
+    assert second.statistics_of("m")[0] == ("feature_drift", "x", "cusum", 1.0, 5.0)
+    book.forget_partitions({0})
+    assert 'model="m"' not in second.exposition().decode()
+
+
 class _NoMonitor(MonitorKit):
     def __init__(self) -> None:
         from schemas.monitor_config import MonitorConfig
