@@ -38,7 +38,7 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
-from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs
+from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs, join_keys
 from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
 from streams.publish_check import confirm_published
@@ -169,8 +169,9 @@ def install_pipeline(
         # back at once, then the partition is expired now and then (that scans the table).
         ids = [*(key for part in split.predictions for key in part.event_ids),
                *(label.event_id for label in split.labels)]  # fmt: skip
-        pending_before = entries_of(pending_table, partition, ids)
-        early_before = entries_of(early_table, partition, ids)
+        keys = join_keys(ids)
+        pending_before = entries_of(pending_table, partition, keys)
+        early_before = entries_of(early_table, partition, keys)
         pending_now, early_now = dict(pending_before), dict(early_before)
         newest: list[datetime] = []
         deltas = fold_columns(

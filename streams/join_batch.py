@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from streams import json_read, json_write
 
-__all__ = ["BatchStore", "changes_of", "deletes_of", "entries_of", "expiry_stubs"]
+__all__ = ["BatchStore", "changes_of", "deletes_of", "entries_of", "expiry_stubs", "join_keys"]
 
 
 class BatchStore(Protocol):
@@ -30,15 +30,26 @@ class BatchStore(Protocol):
 
     def items_in(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
 
+    def holds_any(self, partition: int) -> bool: ...
 
-def entries_of(table: BatchStore, partition: int, event_ids: Iterable[str]) -> dict[str, Any]:
-    """The join entries ``table`` holds for ``event_ids`` in ``partition`` (decoded)."""
-    keys = list(dict.fromkeys(key.encode() for key in event_ids))
-    if not keys:
+
+def entries_of(table: BatchStore, partition: int, keys: list[bytes]) -> dict[str, Any]:
+    """The join entries ``table`` holds for ``keys`` (`join_keys`) in ``partition`` (decoded);
+    no lookup at all when the partition is empty."""
+    if not keys or not table.holds_any(partition):
         return {}
     return {
         key.decode(): json_read.loads(raw) for key, raw in table.read_many(partition, keys).items()
     }
+
+
+def join_keys(event_ids: Iterable[str]) -> list[bytes]:
+    """The table keys of ``event_ids``, each once.
+
+    >>> join_keys(["e-1", "e-2", "e-1"])
+    [b'e-1', b'e-2']
+    """
+    return list(dict.fromkeys(key.encode() for key in event_ids))
 
 
 def expiry_stubs(

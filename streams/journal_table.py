@@ -23,7 +23,7 @@ import operator
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any, Final, cast
 
 import numpy as np
@@ -185,6 +185,21 @@ class JournalTable(Table[bytes, bytes]):
             return {key: value for key, value in found if value is not None}
         held = store.data  # the memory store's dict (all partitions)
         return {key: held[key] for key in keys if held.get(key) is not None}
+
+    def holds_any(self, partition: int) -> bool:
+        """Whether ``partition``'s store may hold a key (False: certainly none).
+
+        One iterator step in RocksDB (~1 us, more over many fresh deletes), against ~0.4 us
+        per key of a lookup: the table of early labels is empty while labels come after
+        their predictions, and the ingest then skips looking every prediction up in it.
+        The memory store answers True (it would have to scan every partition's keys).
+        """
+        store = self.data
+        if not hasattr(store, "_db_for_partition"):
+            return True
+        offset_key = cast(Any, store).offset_key  # Faust keeps its changelog offset there
+        first = islice(store._db_for_partition(partition).keys(), 2)
+        return any(key != offset_key for key in first)
 
     def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value ``partition``'s store holds, whatever partitioner placed them

@@ -10,7 +10,7 @@ import pydantic_core
 import pytest
 
 from streams import json_write
-from streams.join_batch import changes_of, entries_of
+from streams.join_batch import changes_of, entries_of, join_keys
 from streams.json_read import from_json, loads, loads_own
 from streams.json_write import dumps, dumps_each
 
@@ -104,7 +104,7 @@ def test_join_entries_keep_huge_integer_predictions() -> None:
     after = {"e-1": [5, "m", None, 2**70, None, None]}
     written = changes_of(before, after)
     store = _Store(written)
-    assert entries_of(store, 0, ["e-1"]) == after
+    assert entries_of(store, 0, join_keys(["e-1"])) == after
 
 
 class _Store:
@@ -113,6 +113,9 @@ class _Store:
 
     def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
         return {key: self.data[key] for key in keys if key in self.data}
+
+    def holds_any(self, partition: int) -> bool:
+        return bool(self.data)
 
 
 _EVENT_TEXTS = [

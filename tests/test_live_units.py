@@ -416,6 +416,7 @@ def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
 
     monkeypatch.setattr(table, "send_changelog", send_changelog)
     keys = [f"e-{i}".encode() for i in range(12)]
+    assert table.holds_any(0) is (store == "memory://")  # RocksDB knows it holds nothing
     on_0 = {key: b"[1]" for key in keys[:6]}
     on_1 = {key: b"[2]" for key in keys[6:]}
     assert {partition_for(key, 2) for key in on_0} == {0, 1}  # some "belong" to the other one
@@ -425,9 +426,12 @@ def test_journal_table_scans_one_partition_whatever_partitioner_placed_its_keys(
     assert dict(table.items_in(1)) == on_1
     table.write_many(0, {keys[0]: None})
     assert dict(table.items_in(0)) == {key: b"[1]" for key in keys[1:6]}
+    assert table.holds_any(0) and table.holds_any(1)
+    table.write_many(1, dict.fromkeys(on_1))  # every key deleted: empty again
+    assert table.holds_any(1) is (store == "memory://")
     assert table.flush_journals() == 2  # both partitions' writes reach their own changelog
     journals = {partition: decode_journal(raw) for partition, raw in sent}
-    assert journals == {0: {**on_0, keys[0]: None}, 1: on_1}
+    assert journals == {0: {**on_0, keys[0]: None}, 1: {**on_1, **dict.fromkeys(on_1)}}
 
 
 def test_producer_flush_drains_the_whole_send_soon_buffer() -> None:
