@@ -63,7 +63,7 @@ from schemas.events import (
     LabelEvent,
     PredictionEvent,
 )
-from streams.ingest_native import envelope_columns, event_columns
+from streams.ingest_native import envelopes_columns, event_columns
 from streams.ingest_uniform import UniformRows
 from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
@@ -77,6 +77,9 @@ _ENVELOPE: Final = frozenset(
 Rows = list[dict[str, Any]]
 SUB_BATCH_ROWS: Final = 1_000
 """Rows parsed and checked together: an SDK envelope or two, or a thousand single events."""
+ENVELOPES_PER_CALL: Final = 8
+"""Envelopes the native lane parses at once, on the machine's cores (a few MB of parse
+trees at a time)."""
 
 
 @dataclass
@@ -123,7 +126,9 @@ def split_columns(
     """Consecutive single events for the native lane. At most one of ``run`` and ``part``
     holds messages, so the rows and dead letters keep their order."""
     labels = [message for message in messages if message.source != "predictions"]
-    for message in _predictions_of(messages) if labels else messages:
+    predictions = _predictions_of(messages) if labels else messages
+    envelopes = _NativeEnvelopes(predictions if native else [])
+    for index, message in enumerate(predictions):
         if native and _single_event(message.value):
             if part:
                 _split_part(part, candidates, now, split)
@@ -136,7 +141,7 @@ def split_columns(
         if run:
             _split_run(run, now, split)
             run = []
-        whole = envelope_columns(message.value) if native else None
+        whole = envelopes.columns(index)
         if whole is not None:
             if part:  # the rows before it keep their places
                 _split_part(part, candidates, now, split)
@@ -164,6 +169,31 @@ def split_columns(
 
 def _predictions_of(messages: Sequence[RawMessage]) -> list[RawMessage]:
     return [message for message in messages if message.source == "predictions"]
+
+
+class _NativeEnvelopes:
+    """The native lane's columns of the envelopes among ``messages``, parsed
+    `ENVELOPES_PER_CALL` at a time, in order, as the split reaches them."""
+
+    def __init__(self, messages: Sequence[RawMessage]) -> None:
+        self.messages = messages
+        self.waiting = [
+            index for index, message in enumerate(messages)
+            if type(message.value) is bytes and b'"predictions"' in message.value
+        ]  # fmt: skip
+        self.next = 0
+        self.ready: dict[int, PredictionColumns | None] = {}
+
+    def columns(self, index: int) -> PredictionColumns | None:
+        """Message ``index``'s columns when the native lane vouches for it (an envelope)."""
+        if index not in self.ready:
+            upcoming = self.waiting[self.next : self.next + ENVELOPES_PER_CALL]
+            if index not in upcoming:
+                return None  # not an envelope (or asked out of order: the Python lanes')
+            self.next += len(upcoming)
+            values = [self.messages[at].value for at in upcoming]
+            self.ready = dict(zip(upcoming, envelopes_columns(values), strict=True))
+        return self.ready.pop(index)
 
 
 def _single_event(value: bytes | None) -> bool:

@@ -37,7 +37,7 @@ from detectors.columns import FeatureColumn, NumericColumn, PredictionColumns
 from schemas import fields
 from schemas.events import PredictionBatch, PredictionEvent
 
-__all__ = ["NATIVE", "envelope_columns", "event_columns", "native_status"]
+__all__ = ["NATIVE", "envelope_columns", "envelopes_columns", "event_columns", "native_status"]
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -83,6 +83,14 @@ def envelope_columns(raw: bytes | None) -> PredictionColumns | None:
     if parsed is None:
         return None
     return _columns(parsed)
+
+
+def envelopes_columns(values: list[bytes | None]) -> list[PredictionColumns | None]:
+    """`envelope_columns` of each of ``values``, parsed and checked on the machine's cores
+    (up to 4 threads, without the GIL)."""
+    if NATIVE is None:
+        return [None] * len(values)
+    return [None if one is None else _columns(one) for one in NATIVE.parse_envelopes(values)]
 
 
 def event_columns(

@@ -30,7 +30,13 @@ from schemas.events import (
     to_json_bytes,
 )
 from streams.ingest_columns import _rows_of
-from streams.ingest_native import NATIVE, envelope_columns, event_columns, native_status
+from streams.ingest_native import (
+    NATIVE,
+    envelope_columns,
+    envelopes_columns,
+    event_columns,
+    native_status,
+)
 from streams.ingest_uniform import UniformRows
 from streams.readers_columns import bulk_times
 
@@ -340,3 +346,20 @@ def test_whatever_the_native_lane_vouches_for_in_a_run_pydantic_accepts_alike(
         assert_native_events_read_as_python(raws)
     except InvalidEvent as error:  # pragma: no cover - the failure this test exists for
         pytest.fail(f"native vouched for an invalid single event: {error}")
+
+
+def test_envelopes_parsed_on_several_threads_read_as_one_by_one() -> None:
+    values: list[bytes | None] = [
+        _envelope([_row(i, features={"x": i / 7, "plan": ["a", "b"][i % 2]}) for i in range(k)])
+        for k in range(1, 40)
+    ]  # fmt: skip
+    values[5] = _envelope([_row(1)])[:-2]  # cut
+    values[9] = None  # a tombstone
+    values[11] = json.dumps(_row(1)).encode()  # a single event
+    values[17] = _envelope([_row(1, features={"x": 1.0}), _row(2, features={"y": 1.0})])
+    together = envelopes_columns(values)
+    alone = [None if v is None else envelope_columns(v) for v in values]
+    assert [None if c is None else _canonical(c) for c in together] == [
+        None if c is None else _canonical(c) for c in alone
+    ]
+    assert sum(c is None for c in together) == 4
