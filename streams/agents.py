@@ -38,7 +38,8 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
-from streams.join_batch import changes_of, deletes_of, entries_of, expiry_stubs, join_keys
+from streams.join_batch import changes_of, deletes_of, entries_of, join_keys, stubs_of
+from streams.join_sweep import Sweeps
 from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
 from streams.publish_check import confirm_published
@@ -127,6 +128,8 @@ def install_pipeline(
     judge_table = table("judge-state", "Per-model judge state (windows, detectors, reference).")
     ledger_table = table("alert-ledger", "Last published alert status per fingerprint.")
     progress = JsonTableView(progress_table)
+    sweeps = Sweeps([pending_table, early_table])
+    """The join expiries in progress, a slice per ingest batch of their partition."""
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
     def fold_partition(
@@ -187,8 +190,11 @@ def install_pipeline(
         )
         pending_table.write_many(partition, changes_of(pending_before, pending_now))
         early_table.write_many(partition, changes_of(early_before, early_now))
-        if newest and kit.expiry_due(partition, newest[0]):
-            expire_join(partition, newest[0])
+        if newest:
+            if not sweeps.in_progress(partition) and kit.expiry_due(partition, newest[0]):
+                sweeps.start(partition)
+            if sweeps.in_progress(partition):
+                expire_join(partition, newest[0])
         # One changelog message per join table for the whole partition batch.
         pending_table.flush_journal(partition)
         early_table.flush_journal(partition)
@@ -196,10 +202,12 @@ def install_pipeline(
         return Folded(partition, anchor, deltas, last_offsets, batch_of(span), topics.partitions)
 
     def expire_join(partition: int, newest: datetime) -> None:
-        """Expire ``partition``'s join: scan its own store, write back what expired."""
+        """Expire the next slice of ``partition``'s join (`streams.join_sweep`): read it from
+        its own store, write back what expired."""
         horizon = kit.expiry_horizon_us(newest)
-        pending_before = expiry_stubs(pending_table, partition, older_than=horizon)
-        early_before = expiry_stubs(early_table, partition, older_than=horizon)
+        pending_items, early_items = sweeps.next_slices(partition)
+        pending_before = stubs_of(pending_items, older_than=horizon)
+        early_before = stubs_of(early_items, older_than=horizon)
         pending_now, early_now = dict(pending_before), dict(early_before)
         kit.expire(pending_now, early_now, newest, metrics)
         pending_table.write_many(partition, deletes_of(pending_before, pending_now))

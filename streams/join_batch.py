@@ -20,7 +20,15 @@ from typing import Any, Protocol
 
 from streams import json_read, json_write
 
-__all__ = ["BatchStore", "changes_of", "deletes_of", "entries_of", "expiry_stubs", "join_keys"]
+__all__ = [
+    "BatchStore",
+    "changes_of",
+    "deletes_of",
+    "entries_of",
+    "expiry_stubs",
+    "join_keys",
+    "stubs_of",
+]
 
 
 class BatchStore(Protocol):
@@ -73,8 +81,19 @@ def expiry_stubs(
     >>> expiry_stubs(Store(), 0, older_than=6)
     {'e-1': (5,)}
     """
+    return stubs_of(table.items_in(partition), older_than)
+
+
+def stubs_of(
+    items: Iterable[tuple[bytes, bytes]], older_than: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    """`expiry_stubs` of raw ``items`` (a partition, or a slice of it: `streams.join_sweep`).
+
+    >>> stubs_of([(b"e-1", b"[5]"), (b"e-2", b'[6,"m"]')], older_than=7)
+    {'e-1': (5,), 'e-2': (6, 0)}
+    """
     stubs: dict[str, tuple[int, ...]] = {}
-    for key, raw in table.items_in(partition):
+    for key, raw in items:
         end = raw.find(b",")
         try:
             at = int(raw[1:end]) if end > 0 else int(raw[1:-1])

@@ -201,6 +201,30 @@ class JournalTable(Table[bytes, bytes]):
         first = islice(store._db_for_partition(partition).keys(), 2)
         return any(key != offset_key for key in first)
 
+    def items_after(
+        self, partition: int, after: bytes | None, limit: int
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` keys and values of ``partition``'s store, in key order, from the
+        first key after ``after`` (from the start when None): a slice of `streams.join_sweep`.
+
+        The memory store keeps no order: it answers the whole partition at once (and nothing
+        after that).
+        """
+        store = self.data
+        if not hasattr(store, "_db_for_partition"):
+            return [] if after is not None else list(partition_items(self, partition))
+        offset_key = cast(Any, store).offset_key
+        db = store._db_for_partition(partition)
+        items = db.items() if after is None else db.items(from_key=after)
+        found: list[tuple[bytes, bytes]] = []
+        for key, value in items:
+            if key in (after, offset_key):
+                continue
+            found.append((key, value))
+            if len(found) >= limit:
+                break
+        return found
+
     def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value ``partition``'s store holds, whatever partitioner placed them
         (read as the caller goes: a partition may hold millions).
