@@ -27,7 +27,15 @@ from schemas.profile import ReferenceProfile
 if TYPE_CHECKING:
     from detectors.judge import ModelJudge
 
-__all__ = ["DETECTOR", "FeatureCusum", "MeanShiftMonitor", "on_delta", "on_window", "suppresses"]
+__all__ = [
+    "DETECTOR",
+    "FeatureCusum",
+    "MeanShiftMonitor",
+    "on_delta",
+    "on_window",
+    "statistics",
+    "suppresses",
+]
 
 DETECTOR = "cusum"
 
@@ -132,6 +140,14 @@ def _window_test_firing(judge: ModelJudge, feature: str) -> bool:
         ) and last.get("detector") != DETECTOR:  # fmt: skip
             return True
     return False
+
+
+def statistics(monitor: MeanShiftMonitor) -> list[tuple[str, float, float]]:
+    """``(feature, statistic, h)`` of every feature's CUSUM now, for gauges: the CUSUMs page
+    between windows, so the window readings (``ModelJudge.on_point``) do not carry them."""
+    return [
+        (name, entry.cusum.statistic, entry.cusum.h) for name, entry in monitor.features.items()
+    ]
 
 
 def on_delta(judge: ModelJudge, monitor: MeanShiftMonitor, delta: WindowDelta) -> list[Alert]:

@@ -381,6 +381,17 @@ class MonitorKit:
         alerts: list[Alert] = judge.apply(WindowDelta.from_state(delta_state))
         return alerts
 
+    @staticmethod
+    def sequential_statistics(judge: Any) -> list[tuple[str, str, float, float]]:
+        """``(feature, detector, statistic, threshold)`` of the judge's per-feature CUSUMs
+        (none before it has a reference)."""
+        from detectors.judge_cusum import DETECTOR, statistics
+
+        monitor = judge.mean_shift
+        if monitor is None:
+            return []
+        return [(name, DETECTOR, value, h) for name, value, h in statistics(monitor)]
+
     def judge_state(self, judge: Any) -> dict[str, Any]:
         state: dict[str, Any] = judge.to_state()
         return state

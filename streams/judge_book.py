@@ -119,6 +119,8 @@ class JudgeBook:
         self.judged_at: dict[str, int] = {}
         """Model -> sketches partition it came from, for the models whose gauges this worker
         exports (judged here since it started or took them over)."""
+        self.exported_windows: dict[str, int] = {}
+        """Model -> the judge's window count when its CUSUM gauges were last set."""
         self.unsaved: dict[str, float] = {}
         """Model -> monotonic time of its first batch not in the stored state."""
 
@@ -192,6 +194,12 @@ class JudgeBook:
                 record.events += int(state.get("count", 0))
         self.live[model] = (judge, record)
         metrics.judged_events.labels(model=model).set(record.events)
+        if judge.windows != self.exported_windows.get(model):
+            # The CUSUMs page between windows, outside the window readings: their gauges
+            # follow once per judged window.
+            self.exported_windows[model] = judge.windows
+            for feature, detector, value, threshold in kit.sequential_statistics(judge):
+                metrics.set_statistic(model, "feature_drift", feature, detector, value, threshold)
         if first_applied is None:
             return emitted  # nothing new
         now = time.monotonic()
@@ -262,6 +270,7 @@ class JudgeBook:
         for model, partition in list(self.judged_at.items()):
             if partition in lost:
                 del self.judged_at[model]
+                self.exported_windows.pop(model, None)
                 self.metrics.forget_model(model)
 
     def show_moved_in(

@@ -344,3 +344,24 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(MonitorConfigError, match=r"mean_shift\.shift_sd"):
         parse_monitor_config({"defaults": {"detectors": {"mean_shift": {"shift_sd": -1}}}})
     assert MonitorConfig().for_model("m").detectors.mean_shift.step == 50
+
+
+def test_the_cusums_statistics_read_out_for_gauges_match_the_page() -> None:
+    from detectors.judge_cusum import statistics
+    from streams.agents_monitor import MonitorKit
+
+    monitor = FleetMonitor(MonitorConfig(), clock=lambda: CLOCK)
+    alerts = monitor.process(stream(6_000, 0, shift_sd=1.5, at=5_230))
+    page = next(a for a in alerts if a.detector == "cusum")
+    judge = monitor.judges["m"]
+    assert judge.mean_shift is not None
+    read = {name: (value, h) for name, value, h in statistics(judge.mean_shift)}
+    assert set(read) == {"x", "spend", "wait"}  # the numeric features
+    assert read["x"][1] == page.threshold < page.statistic  # h, and the alarm passed it
+    assert read["x"][0] >= 0  # the CUSUM starts again after an alarm
+    assert read["spend"][0] < read["spend"][1]  # untouched
+    kit_read = MonitorKit.sequential_statistics(judge)
+    assert [(f, d) for f, d, _, _ in kit_read] == [(f, "cusum") for f in read]
+    fresh = FleetMonitor(MonitorConfig(), clock=lambda: CLOCK)
+    fresh.process(stream(100, 0))  # still warming up: no reference, no CUSUM
+    assert MonitorKit.sequential_statistics(fresh.judges["m"]) == []
