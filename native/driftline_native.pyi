@@ -2,11 +2,9 @@
 
 from typing import Any
 
-def parse_envelope(raw: bytes) -> tuple[Any, ...] | None:
-    """An SDK envelope's rows as columns, or None when it is not certainly valid."""
-
 def parse_envelopes(raws: list[bytes | None]) -> list[tuple[Any, ...] | None]:
-    """`parse_envelope` of each, parsed and checked on the machine's cores."""
+    """Each SDK envelope's rows as columns, or None where it is not certainly valid; parsed
+    and checked on the machine's cores."""
 
 def parse_events(raws: list[bytes | None]) -> list[tuple[bytearray, tuple[Any, ...]]] | None:
     """Single events as columns per model version, with each row's index in ``raws``; None

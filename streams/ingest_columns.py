@@ -127,7 +127,7 @@ def split_columns(
     holds messages, so the rows and dead letters keep their order."""
     labels = [message for message in messages if message.source != "predictions"]
     predictions = _predictions_of(messages) if labels else messages
-    envelopes = _NativeEnvelopes(predictions if native else [])
+    envelopes = _native_envelopes(predictions) if native else {}
     for index, message in enumerate(predictions):
         if native and _single_event(message.value):
             if part:
@@ -141,7 +141,7 @@ def split_columns(
         if run:
             _split_run(run, now, split)
             run = []
-        whole = envelopes.columns(index)
+        whole = envelopes.get(index)
         if whole is not None:
             if part:  # the rows before it keep their places
                 _split_part(part, candidates, now, split)
@@ -171,29 +171,21 @@ def _predictions_of(messages: Sequence[RawMessage]) -> list[RawMessage]:
     return [message for message in messages if message.source == "predictions"]
 
 
-class _NativeEnvelopes:
-    """The native lane's columns of the envelopes among ``messages``, parsed
-    `ENVELOPES_PER_CALL` at a time, in order, as the split reaches them."""
-
-    def __init__(self, messages: Sequence[RawMessage]) -> None:
-        self.messages = messages
-        self.waiting = [
-            index for index, message in enumerate(messages)
-            if type(message.value) is bytes and b'"predictions"' in message.value
-        ]  # fmt: skip
-        self.next = 0
-        self.ready: dict[int, PredictionColumns | None] = {}
-
-    def columns(self, index: int) -> PredictionColumns | None:
-        """Message ``index``'s columns when the native lane vouches for it (an envelope)."""
-        if index not in self.ready:
-            upcoming = self.waiting[self.next : self.next + ENVELOPES_PER_CALL]
-            if index not in upcoming:
-                return None  # not an envelope (or asked out of order: the Python lanes')
-            self.next += len(upcoming)
-            values = [self.messages[at].value for at in upcoming]
-            self.ready = dict(zip(upcoming, envelopes_columns(values), strict=True))
-        return self.ready.pop(index)
+def _native_envelopes(messages: Sequence[RawMessage]) -> dict[int, PredictionColumns]:
+    """Index -> columns of the envelopes among ``messages`` the native lane vouches for,
+    parsed `ENVELOPES_PER_CALL` at a time (a few MB of parse trees alive at once)."""
+    waiting = [
+        index for index, message in enumerate(messages)
+        if type(message.value) is bytes and b'"predictions"' in message.value
+    ]  # fmt: skip
+    found: dict[int, PredictionColumns] = {}
+    for start in range(0, len(waiting), ENVELOPES_PER_CALL):
+        chunk = waiting[start : start + ENVELOPES_PER_CALL]
+        values = [messages[index].value for index in chunk]
+        for index, columns in zip(chunk, envelopes_columns(values), strict=True):
+            if columns is not None:
+                found[index] = columns
+    return found
 
 
 def _single_event(value: bytes | None) -> bool:

@@ -79,10 +79,7 @@ def envelope_columns(raw: bytes | None) -> PredictionColumns | None:
     single event, a value that is not bytes, and always when the lane is off)."""
     if NATIVE is None or type(raw) is not bytes or b'"predictions"' not in raw:
         return None  # a single event (or a tombstone): no parse for nothing
-    parsed = NATIVE.parse_envelope(raw)
-    if parsed is None:
-        return None
-    return _columns(parsed)
+    return envelopes_columns([raw])[0]
 
 
 def envelopes_columns(values: list[bytes | None]) -> list[PredictionColumns | None]:

@@ -19,11 +19,10 @@ True
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import islice
 from typing import Any, Final, cast
 
 import numpy as np
@@ -64,8 +63,7 @@ def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
     values = list(changes.values())
     count = len(keys)
     key_lengths = np.fromiter(map(len, keys), dtype="<u4", count=count)
-    value_lengths = np.fromiter(map(len, [value or b"" for value in values]), "<i8", count)
-    value_lengths[np.fromiter(map(operator.is_, values, repeat(None)), bool, count)] = -1
+    value_lengths = np.fromiter((-1 if v is None else len(v) for v in values), "<i8", count)
     parts = (key_lengths.tobytes(), value_lengths.tobytes(), *keys, *filter(None, values))
     return b"".join((JOURNAL_MAGIC, _COUNT.pack(count), *parts))
 

@@ -277,13 +277,12 @@ class JudgeBook:
         self,
         partition: int,
         firing: dict[str, set[AlertIdentity]],
-        gauges: dict[str, dict[str, Any]] | None = None,
+        gauges: dict[str, dict[str, Any]],
     ) -> None:
         """Export the firing alerts (from the alert ledger) and the saved gauges (`gauges_key`:
         events judged, statistics, thresholds) of the models of ``partition`` whose judges are
         not loaded here yet: an idle model may send no delta for hours. The saved gauges are
         the judge's at its last save; its next delta brings them up to date."""
-        gauges = gauges or {}
         for model in sorted(firing.keys() | gauges.keys()):
             if model not in self.judged_at:
                 self._show_saved(model, gauges.get(model))

@@ -1,6 +1,6 @@
 //! driftline's native ingest: predictions, from JSON bytes to checked columns.
 //!
-//! `parse_envelope` (an SDK envelope) and `parse_events` (a run of single-event messages) are
+//! `parse_envelopes` (SDK envelopes) and `parse_events` (a run of single-event messages) are
 //! the native twin of the Python fast lane (`streams.ingest_columns`' `_rows_of` and
 //! `streams.ingest_uniform.UniformRows.check`): they answer columns only for rows they can
 //! vouch for in full (every row of a model version of one shape, every value valid under the
@@ -79,26 +79,6 @@ fn column_object<'py>(py: Python<'py>, column: &Column<'_, '_>) -> PyResult<Boun
     }
 }
 
-/// ``parse_envelope(raw) -> tuple | None``: an SDK envelope's rows as columns.
-///
-/// The tuple: ``(model, model_version, event_ids, times, features, prediction, scores,
-/// segments)``. ``times`` is a bytearray of native int64 epoch microseconds; ``features`` a
-/// list of ``(name, (values, nulls))`` and ``prediction`` one ``(values, nulls)``, where
-/// ``values`` is a bytearray of native float64 (``nulls``: a bytearray of 0/1, or None) or a
-/// list of the values as sent (``nulls`` None); ``scores`` a list of ``(class, bytearray of
-/// float64)`` or None; ``segments`` a list of dicts and Nones, or None.
-/// None when the envelope is not certainly valid, or is a single event.
-#[pyfunction]
-fn parse_envelope<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let Some(data) = py.detach(|| parse_one(raw)) else {
-        return Ok(None);
-    };
-    let Some(checked) = py.detach(|| check(&data)) else {
-        return Ok(None);
-    };
-    columns_tuple(py, &checked).map(Some)
-}
-
 /// Threads that parse a list of envelopes at most (`parse_envelopes`).
 const MAX_PARSE_THREADS: usize = 4;
 
@@ -123,16 +103,26 @@ fn parallel_map<'a, T: Sync, R: Send>(items: &'a [T], f: impl Fn(&'a T) -> R + S
     })
 }
 
-fn parse_one(raw: &[u8]) -> Option<Json<'_>> {
-    if raw.is_empty() || raw.len() > MAX_BATCH_BYTES || might_hold_int_minus_zero(raw) {
+/// The JSON document of one message of at most ``limit`` bytes; None for anything the
+/// Python lanes must read (not JSON, too large, a ``-0`` that may be Python's int).
+fn parse_within(raw: &[u8], limit: usize) -> Option<Json<'_>> {
+    if raw.is_empty() || raw.len() > limit || might_hold_int_minus_zero(raw) {
         return None;
     }
     serde_json::from_slice(raw).ok()
 }
 
-/// ``parse_envelopes(raws) -> list``: `parse_envelope` of each of ``raws`` (None where it
-/// says None, also for a value that is not bytes), parsed and checked on the machine's
-/// cores without the GIL; only the columns' Python objects are built on the caller's thread.
+/// ``parse_envelopes(raws) -> list``: each SDK envelope's rows as columns, or None where it
+/// is not certainly valid (also for a single event and a value that is not bytes). Parsed and
+/// checked on the machine's cores without the GIL; only the columns' Python objects are built
+/// on the caller's thread.
+///
+/// The tuple: ``(model, model_version, event_ids, times, features, prediction, scores,
+/// segments)``. ``times`` is a bytearray of native int64 epoch microseconds; ``features`` a
+/// list of ``(name, (values, nulls))`` and ``prediction`` one ``(values, nulls)``, where
+/// ``values`` is a bytearray of native float64 (``nulls``: a bytearray of 0/1, or None) or a
+/// list of the values as sent (``nulls`` None); ``scores`` a list of ``(class, bytearray of
+/// float64)`` or None; ``segments`` a list of dicts and Nones, or None.
 #[pyfunction]
 fn parse_envelopes<'py>(
     py: Python<'py>,
@@ -146,7 +136,8 @@ fn parse_envelopes<'py>(
         .iter()
         .map(|bytes| bytes.as_ref().map_or(&b""[..], |b| b.as_bytes()))
         .collect();
-    let parsed: Vec<Option<Json<'_>>> = py.detach(|| parallel_map(&slices, |raw| parse_one(raw)));
+    let parsed: Vec<Option<Json<'_>>> =
+        py.detach(|| parallel_map(&slices, |raw| parse_within(raw, MAX_BATCH_BYTES)));
     let checked: Vec<Option<Checked<'_, '_>>> =
         py.detach(|| parallel_map(&parsed, |data| data.as_ref().and_then(check)));
     let mut out = Vec::with_capacity(checked.len());
@@ -159,7 +150,7 @@ fn parse_envelopes<'py>(
     PyList::new(py, out)
 }
 
-/// The columns of checked rows as Python objects (see `parse_envelope`).
+/// The columns of checked rows as Python objects (see `parse_envelopes`).
 fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bound<'py, PyTuple>> {
     let ids = PyList::new(py, checked.ids.iter().map(|id| PyString::new(py, id)))?;
     let times: Vec<u8> = checked.times.iter().flat_map(|t| t.to_ne_bytes()).collect();
@@ -235,7 +226,7 @@ fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bo
 
 /// ``parse_events(raws) -> list | None``: single events (one JSON document per message) as
 /// columns, one ``(places, columns)`` per model version, where ``places`` is a bytearray of
-/// native int64: each row's index in ``raws``, and ``columns`` is `parse_envelope`'s tuple.
+/// native int64: each row's index in ``raws``, and ``columns`` is `parse_envelopes`' tuple.
 /// None unless every message is certainly a valid single event: the Python lanes then decide
 /// them all, so a refusal never splits the messages between the lanes.
 #[pyfunction]
@@ -254,12 +245,7 @@ fn parse_events<'py>(
     let parsed: Option<Vec<Json<'_>>> = py.detach(|| {
         slices
             .iter()
-            .map(|raw| {
-                let fits = !raw.is_empty() && raw.len() <= MAX_EVENT_BYTES;
-                (fits && !might_hold_int_minus_zero(raw))
-                    .then(|| serde_json::from_slice(raw).ok())
-                    .flatten()
-            })
+            .map(|raw| parse_within(raw, MAX_EVENT_BYTES))
             .collect()
     });
     let Some(events) = parsed else {
@@ -316,7 +302,6 @@ fn fields(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(parse_envelope, module)?)?;
     module.add_function(wrap_pyfunction!(parse_envelopes, module)?)?;
     module.add_function(wrap_pyfunction!(parse_events, module)?)?;
     module.add_function(wrap_pyfunction!(limits, module)?)?;
