@@ -8,7 +8,11 @@ wrote (most of the join's lookups miss). It prints its resident memory (VmRSS) a
 and at the end. Rows:
 
 a. baseline: Faust's options, a block cache and memtables per database;
-b. ``streams.rocksdb_memory.share_rocksdb_memory()``: one cache and write buffer budget.
+b. one cache and write buffer budget, with the table files' index and filter blocks held
+   beside the cache (as before the 23rd session);
+c. ``streams.rocksdb_memory.share_rocksdb_memory()``: the same budget, index and filter blocks
+   in the cache. Column "outside": RocksDB's estimate of the table readers' memory (index and
+   filter blocks) outside any cache, which grows with the data written.
 
     .venv/bin/python bench/rocksdb_memory.py  # --partitions 3,12 --megabytes 24
 """
@@ -40,16 +44,16 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def child(partitions: int, megabytes: int, shared: bool) -> dict[str, float]:
+def child(partitions: int, megabytes: int, row: str) -> dict[str, float]:
     """Open, fill and read the databases of ``partitions``; memory and time as a dict."""
     import faust.stores.rocksdb as faust_rocksdb
 
     from streams.app import ROCKSDB_OPTIONS
 
-    if shared:
+    if row in ("b", "c"):
         from streams.rocksdb_memory import share_rocksdb_memory
 
-        share_rocksdb_memory()
+        share_rocksdb_memory(index_and_filters_in_cache=row == "c")
     before = rss_mib()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
@@ -67,12 +71,14 @@ def child(partitions: int, megabytes: int, shared: bool) -> dict[str, float]:
             for k in range(2_000):
                 db.get(f"evt-3-{k}-x".encode())
         end = rss_mib()
+        outside = sum(db.property_int_value("rocksdb.estimate-table-readers-mem") for db in dbs)
         for db in dbs:
             db.close()
     return {
         "before": before,
         "opened": opened,
         "end": end,
+        "outside_mib": outside / (1 << 20),
         "seconds": time.perf_counter() - started,
         "written_mib": per_db * len(dbs) * len(value) / (1 << 20),
     }
@@ -85,22 +91,22 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        partitions, shared = args.child.split(":")
-        print(json.dumps(child(int(partitions), args.megabytes * int(partitions),
-                               shared == "1")))  # fmt: skip
+        partitions, row = args.child.split(":")
+        print(json.dumps(child(int(partitions), args.megabytes * int(partitions), row)))
         return
     table = Table(title="RocksDB memory of one worker's stores (5 tables x partitions)")
     for column in ("partitions", "row", "databases", "written", "RSS opened -> end", "growth",
-                   "time"):  # fmt: skip
+                   "outside", "time"):  # fmt: skip
         table.add_column(column)
-    console = Console()
+    console = Console(width=160)
     for partitions in (int(p) for p in args.partitions.split(",")):
-        for shared, row in ((False, "a. Faust: cache + memtables per database"),
-                            (True, "b. one shared budget (128 MiB, memtables 64)")):  # fmt: skip
+        for key, row in (("a", "a. Faust: cache + memtables per database"),
+                         ("b", "b. one shared budget (128 MiB, memtables 64)"),
+                         ("c", "c. b + index and filter blocks in the cache")):  # fmt: skip
             console.log(f"{partitions} partitions, {row}")
             out = subprocess.run(
                 [sys.executable, __file__, "--megabytes", str(args.megabytes),
-                 "--child", f"{partitions}:{int(shared)}"],
+                 "--child", f"{partitions}:{key}"],
                 check=True, capture_output=True, text=True, env={**os.environ},
             )  # fmt: skip
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -108,7 +114,8 @@ def main() -> None:
                 str(partitions), row, str(partitions * TABLES),
                 f"{result['written_mib']:.0f} MiB",
                 f"{result['opened']:.0f} -> {result['end']:.0f} MiB",
-                f"+{result['end'] - result['opened']:.0f} MiB", f"{result['seconds']:.1f} s",
+                f"+{result['end'] - result['opened']:.0f} MiB",
+                f"{result['outside_mib']:.1f} MiB", f"{result['seconds']:.1f} s",
             )  # fmt: skip
     console.print(table)
 

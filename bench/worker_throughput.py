@@ -195,6 +195,19 @@ def render(
             f"{len(mib)} samples every {s.rss[1][0] - s.rss[0][0]:.0f} s; warm-up of all "
             f"models over at {s.warmup_seconds:.0f} s (first sample: idle worker)",
         )  # fmt: skip
+        outside = [m for _, m in s.outside_cache()]
+        if len(outside) >= 3:
+            cache = [m for _, m in s.rocksdb_cache]
+            late_outside = s.slope(after=s.warmup_seconds, outside_cache=True)
+            half_outside = s.slope(after=s.seconds / 2, outside_cache=True)
+            table.add_row(
+                "3c", "same, RSS minus the RocksDB cache (bounded by its capacity)",
+                f"start {outside[0]:.0f} / max {max(outside):.0f} / end {outside[-1]:.0f} MiB",
+                "", f"{late_outside:+.1f} MiB/min after warm-up, {half_outside:+.1f} in the "
+                "second half",
+                f"cache {cache[0]:.0f} -> max {max(cache):.0f} -> end {cache[-1]:.0f} MiB "
+                "(driftline_rocksdb_cache_bytes: memtables, index and filter blocks included)",
+            )  # fmt: skip
     console = Console(width=200)
     console.print(header)
     console.print(table)

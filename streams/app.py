@@ -181,11 +181,15 @@ def create_app(
     app._on_agent_error = exit_on_agent_crash()  # type: ignore[method-assign,assignment]  # before agents
     hold_input_while_seeking(app)
     shorten_fetch_wait(app, fetch_wait_seconds)
+    live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
     if app.conf.store.scheme == "rocksdb":
         from streams.rocksdb_memory import share_rocksdb_memory
 
-        share_rocksdb_memory()  # one memory budget, however many partitions the worker holds
-    live = LiveApp(app=app, settings=settings, metrics=metrics or WorkerMetrics())
+        # One memory budget, however many partitions the worker holds.
+        shared = share_rocksdb_memory()
+        live.metrics.watch_rocksdb_cache(
+            shared.cache.get_usage, shared.cache.get_pinned_usage, shared.cache_bytes
+        )
     if install_agents:
         from streams.agents import install_pipeline
 

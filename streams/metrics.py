@@ -17,7 +17,7 @@ True
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -221,6 +221,21 @@ class WorkerMetrics:
             ["model"],
             registry=r,
         )
+        self.rocksdb_cache = Gauge(
+            "driftline_rocksdb_cache_bytes",
+            "The worker's one RocksDB cache, memtables and index and filter blocks included: "
+            "usage, pinned (in use, not evictable) and capacity (rocksdb stores only).",
+            ["kind"],
+            registry=r,
+        )
+
+    def watch_rocksdb_cache(
+        self, usage: Callable[[], float], pinned: Callable[[], float], capacity: int
+    ) -> None:
+        """Read the RocksDB cache at each scrape (the cache is shared by every store)."""
+        self.rocksdb_cache.labels("usage").set_function(usage)
+        self.rocksdb_cache.labels("pinned").set_function(pinned)
+        self.rocksdb_cache.labels("capacity").set(capacity)
 
     def set_statistic(
         self,

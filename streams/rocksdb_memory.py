@@ -6,8 +6,11 @@ then grows with the partitions assigned to it: exactly when other workers die an
 theirs over. :func:`share_rocksdb_memory` makes every database this process opens use one
 block cache of ``cache_bytes``, with the memtables charged to it through one write buffer
 manager (once the memtables together reach ~90 % of ``memtable_bytes``, RocksDB flushes the
-one of the database being written), so RocksDB's memory stays within ``cache_bytes`` plus
-what it pins.
+one of the database being written). The index and bloom filter blocks of the table files are
+kept in that cache too: RocksDB otherwise holds them beside it for every open file, and they
+grow with the data (~1.2 MiB per 150 MiB of join entries, bench/rocksdb_memory.py), which the
+join tables gain by the gigabyte over a TTL of days. So RocksDB's memory stays within
+``cache_bytes`` plus what is pinned while in use.
 
 Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
 replaces that class in Faust's module with a subclass (rocksdict driver only; a
@@ -18,7 +21,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["CACHE_BYTES", "MEMTABLE_BYTES", "SharedRocksDBMemory", "share_rocksdb_memory"]
+__all__ = [
+    "CACHE_BYTES",
+    "MEMTABLE_BYTES",
+    "SharedRocksDBMemory",
+    "share_rocksdb_memory",
+    "shared_rocksdb_memory",
+]
 
 CACHE_BYTES: Final = 128 << 20
 """Block cache shared by all stores of a worker, memtables included."""
@@ -29,7 +38,9 @@ MEMTABLE_BYTES: Final = 64 << 20
 class SharedRocksDBMemory:
     """The cache and write buffer manager every database of the process is opened with."""
 
-    def __init__(self, cache_bytes: int, memtable_bytes: int) -> None:
+    def __init__(
+        self, cache_bytes: int, memtable_bytes: int, *, index_and_filters_in_cache: bool = True
+    ) -> None:
         import rocksdict
 
         if not 0 < memtable_bytes <= cache_bytes:
@@ -38,9 +49,12 @@ class SharedRocksDBMemory:
                 f"({cache_bytes}): the memtables are charged to the cache"
             )
         self.cache = rocksdict.Cache(cache_bytes)
+        self.cache_bytes = cache_bytes
         self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
             memtable_bytes, False, self.cache
         )
+        self.index_and_filters_in_cache = index_and_filters_in_cache
+        """False only to measure what it saves (bench/rocksdb_memory.py)."""
 
     def apply(self, options: Any, *, bloom_bits: int) -> Any:
         """``options`` (rocksdict ``Options``) with the shared cache and write buffers."""
@@ -50,6 +64,11 @@ class SharedRocksDBMemory:
         table.set_bloom_filter(bloom_bits, block_based=True)
         table.set_block_cache(self.cache)
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        if self.index_and_filters_in_cache:
+            table.set_cache_index_and_filter_blocks(True)
+            # Level 0 files are the newest and read by every lookup: their index and filter
+            # stay in the cache (still counted in its usage) instead of being evicted by data.
+            table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         options.set_write_buffer_manager(self.write_buffers)
         return options
@@ -58,8 +77,16 @@ class SharedRocksDBMemory:
 _shared: SharedRocksDBMemory | None = None
 
 
+def shared_rocksdb_memory() -> SharedRocksDBMemory | None:
+    """The budget :func:`share_rocksdb_memory` installed in this process, if any."""
+    return _shared
+
+
 def share_rocksdb_memory(
-    cache_bytes: int = CACHE_BYTES, memtable_bytes: int = MEMTABLE_BYTES
+    cache_bytes: int = CACHE_BYTES,
+    memtable_bytes: int = MEMTABLE_BYTES,
+    *,
+    index_and_filters_in_cache: bool = True,
 ) -> SharedRocksDBMemory:
     """Make the RocksDB stores Faust opens from now on share one memory budget (idempotent:
     the first call's budget stays)."""
@@ -68,7 +95,9 @@ def share_rocksdb_memory(
         return _shared
     import faust.stores.rocksdb as faust_rocksdb
 
-    shared = SharedRocksDBMemory(cache_bytes, memtable_bytes)
+    shared = SharedRocksDBMemory(
+        cache_bytes, memtable_bytes, index_and_filters_in_cache=index_and_filters_in_cache
+    )
     base: Any = faust_rocksdb.RocksDBOptions
 
     class SharedMemoryOptions(base):  # type: ignore[misc,valid-type]  # Faust's class, untyped

@@ -609,19 +609,53 @@ def test_all_rocksdb_stores_share_one_memory_budget(tmp_path: Path) -> None:
         SharedRocksDBMemory(cache_bytes=1 << 20, memtable_bytes=2 << 20)
 
 
+@pytest.mark.parametrize("in_cache", [True, False])
+def test_index_and_filter_blocks_are_held_in_the_shared_cache(
+    tmp_path: Path, in_cache: bool
+) -> None:
+    import os
+
+    import rocksdict
+
+    from streams.rocksdb_memory import SharedRocksDBMemory
+
+    budget = SharedRocksDBMemory(
+        cache_bytes=64 << 20, memtable_bytes=8 << 20, index_and_filters_in_cache=in_cache
+    )
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    store = rocksdict.Rdict(str(tmp_path / "db"), options=budget.apply(options, bloom_bits=10))
+    for k in range(50_000):
+        store[f"key-{k}".encode()] = os.urandom(100)
+    store.flush()  # one table file, whose index and filter every lookup needs
+    assert store[b"key-7"] is not None and store.get(b"absent") is None
+    outside = store.property_int_value("rocksdb.estimate-table-readers-mem")
+    store.close()
+    # 50k keys: a ~60 KiB bloom filter plus the index, beside the cache unless held in it.
+    assert (outside < 16 << 10) if in_cache else (outside > 60 << 10)
+
+
 def test_a_rocksdb_worker_app_opens_its_stores_with_the_shared_budget(tmp_path: Path) -> None:
     import faust.stores.rocksdb as faust_rocksdb
 
     from streams.app import create_app
     from streams.rocksdb_memory import share_rocksdb_memory
 
-    create_app(Settings(), store="rocksdb://", datadir=tmp_path, monitor_kit=_NoMonitor())
+    live = create_app(Settings(), store="rocksdb://", datadir=tmp_path, monitor_kit=_NoMonitor())
     options = faust_rocksdb.RocksDBOptions(use_rocksdict=True)
     assert type(options).__name__ == "SharedMemoryOptions"
     db = options.open(tmp_path / "probe")
     db[b"k"] = b"v" * 1000
     assert share_rocksdb_memory().write_buffers.get_usage() > 0  # its memtable is counted
+    registry = live.metrics.registry
+    cache = {
+        kind: registry.get_sample_value("driftline_rocksdb_cache_bytes", {"kind": kind})
+        for kind in ("usage", "pinned", "capacity")
+    }
     db.close()
+    # Read at the scrape: the memtable just written is charged to the cache.
+    assert cache["capacity"] == share_rocksdb_memory().cache_bytes
+    assert 0 < (cache["usage"] or 0) <= cache["capacity"]
 
 
 _FIRST_JUDGING = """

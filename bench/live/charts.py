@@ -35,8 +35,19 @@ def sustained_page(result: SustainedResult, title: str) -> str:
     span = (started, started + (result.rss[-1][0] if result.rss else result.seconds))
     rss = _series(result.rss, started, "MiB")
     cores = _series(_cores(result.cpu), started, "cores")
-    charts = [
-        line_chart("worker RSS, MiB", rss, warm, x_range=span),
+    charts = [line_chart("worker RSS, MiB", rss, warm, x_range=span)]
+    if result.rocksdb_cache:
+        charts += [
+            line_chart(
+                "RocksDB cache usage, MiB (bounded by its capacity)",
+                _series(result.rocksdb_cache, started, "MiB"), warm, x_range=span,
+            ),
+            line_chart(
+                "worker RSS minus the RocksDB cache, MiB",
+                _series(result.outside_cache(), started, "MiB"), warm, x_range=span,
+            ),
+        ]  # fmt: skip
+    charts += [
         line_chart("worker CPU, cores", cores, warm, x_range=span),
     ]
     body = "\n".join(f"<section>{chart}</section>" for chart in charts)

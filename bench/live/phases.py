@@ -36,6 +36,7 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 _EVENTS = 'driftline_events_received_total{source="predictions"}'
+_CACHE_USAGE = 'driftline_rocksdb_cache_bytes{kind="usage"}'
 _SKETCHES = "driftline_sketches_published_total"
 _STAGE = 'driftline_batch_duration_seconds_{}{{stage="{}"}}'
 WARMUP_EVENTS = 2_000
@@ -218,6 +219,9 @@ class SustainedResult:
     models_alerted: int
     models: int
     rss: list[tuple[float, float]]
+    rocksdb_cache: list[tuple[float, float]]
+    """(elapsed seconds, MiB in the worker's RocksDB cache), scraped with the RSS: memory the
+    cache's capacity bounds, so RSS minus it is what no budget bounds."""
     cpu: list[tuple[float, float]]
     """(elapsed seconds, the worker's CPU seconds so far), sampled with the RSS."""
     warmup_seconds: float
@@ -241,9 +245,16 @@ class SustainedResult:
             return None
         return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
-    def slope(self, after: float = 0.0) -> float:
-        """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s."""
-        points = [(t, m) for t, m in self.rss if t >= after]
+    def outside_cache(self) -> list[tuple[float, float]]:
+        """RSS minus the RocksDB cache's usage at the same tick, MiB."""
+        cache = dict(self.rocksdb_cache)
+        return [(t, m - cache[t]) for t, m in self.rss if t in cache]
+
+    def slope(self, after: float = 0.0, *, outside_cache: bool = False) -> float:
+        """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s
+        (``outside_cache``: of RSS minus the RocksDB cache)."""
+        series = self.outside_cache() if outside_cache else self.rss
+        points = [(t, m) for t, m in series if t >= after]
         if len(points) < 3:
             return float("nan")
         minutes = np.array([t for t, _ in points]) / 60.0
@@ -296,6 +307,7 @@ def sustained_run(
     warmup_seconds = models * WARMUP_EVENTS / rate
     pid = probe.proc.pid
     rss: list[tuple[float, float]] = []
+    cache: list[tuple[float, float]] = []
     cpu: list[tuple[float, float]] = []
 
     def on_tick(elapsed: float, sent: int) -> None:
@@ -303,6 +315,9 @@ def sustained_run(
             value, used = rss_mib(pid), cpu_seconds(pid)
             if value is not None:
                 rss.append((elapsed, value))
+                in_cache = scrape_metrics(probe.url).get(_CACHE_USAGE)
+                if in_cache is not None:
+                    cache.append((elapsed, in_cache / (1 << 20)))
             if used is not None:
                 cpu.append((elapsed, used))
 
@@ -338,7 +353,7 @@ def sustained_run(
     return SustainedResult(
         rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
-        models_alerted=len(alerted), models=models, rss=rss, cpu=cpu,
+        models_alerted=len(alerted), models=models, rss=rss, rocksdb_cache=cache, cpu=cpu,
         warmup_seconds=warmup_seconds,
         decisions=decisions, started_epoch=started_epoch,
     )  # fmt: skip
