@@ -7,10 +7,10 @@ theirs over. :func:`share_rocksdb_memory` makes every database this process open
 block cache of ``cache_bytes``, with the memtables charged to it through one write buffer
 manager (once the memtables together reach ~90 % of ``memtable_bytes``, RocksDB flushes the
 one of the database being written). The index and bloom filter blocks of the table files are
-kept in that cache too: RocksDB otherwise holds them beside it for every open file, and they
-grow with the data (~1.2 MiB per 150 MiB of join entries, bench/rocksdb_memory.py), which the
-join tables gain by the gigabyte over a TTL of days. So RocksDB's memory stays within
-``cache_bytes`` plus what is pinned while in use.
+kept in that cache too, in partitions: RocksDB otherwise holds them beside it for every open
+file, and they grow with the data (~1.2 MiB per 150 MiB of join entries,
+bench/rocksdb_memory.py), which the join tables gain by the gigabyte over a TTL of days. So
+RocksDB's memory stays within ``cache_bytes`` plus what is pinned while in use.
 
 Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
 replaces that class in Faust's module with a subclass (rocksdict driver only; a
@@ -19,11 +19,12 @@ python-rocksdb store keeps Faust's options).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 __all__ = [
     "CACHE_BYTES",
     "MEMTABLE_BYTES",
+    "IndexPlacement",
     "SharedRocksDBMemory",
     "share_rocksdb_memory",
     "shared_rocksdb_memory",
@@ -35,11 +36,22 @@ MEMTABLE_BYTES: Final = 64 << 20
 """All memtables together (each table's own limit, ``write_buffer_size``, still applies)."""
 
 
+IndexPlacement = Literal["partitioned", "whole", "beside"]
+"""Where the table files' index and filter blocks live: ``partitioned`` (the worker's): in the
+cache, cut in 4 KiB partitions under a small top-level index pinned there; ``whole``: in the
+cache as one block per file; ``beside``: outside the cache, RocksDB's default. The last two
+are kept to measure the first against (bench/rocksdb_memory.py)."""
+
+
 class SharedRocksDBMemory:
     """The cache and write buffer manager every database of the process is opened with."""
 
     def __init__(
-        self, cache_bytes: int, memtable_bytes: int, *, index_and_filters_in_cache: bool = True
+        self,
+        cache_bytes: int,
+        memtable_bytes: int,
+        *,
+        index_placement: IndexPlacement = "partitioned",
     ) -> None:
         import rocksdict
 
@@ -53,18 +65,27 @@ class SharedRocksDBMemory:
         self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
             memtable_bytes, False, self.cache
         )
-        self.index_and_filters_in_cache = index_and_filters_in_cache
-        """False only to measure what it saves (bench/rocksdb_memory.py)."""
+        self.index_placement = index_placement
 
     def apply(self, options: Any, *, bloom_bits: int) -> Any:
         """``options`` (rocksdict ``Options``) with the shared cache and write buffers."""
         import rocksdict
 
         table = rocksdict.BlockBasedOptions()
-        table.set_bloom_filter(bloom_bits, block_based=True)
         table.set_block_cache(self.cache)
-        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
-        if self.index_and_filters_in_cache:
+        if self.index_placement == "partitioned":
+            # Whole blocks in a cache smaller than all of them thrash: a lookup then reads a
+            # file's whole index back (hits ~50x slower, bench/rocksdb_memory.py). Partitions
+            # are read one 4 KiB piece at a time.
+            table.set_bloom_filter(bloom_bits, block_based=False)
+            table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+            table.set_partition_filters(True)
+            table.set_metadata_block_size(4096)
+            table.set_pin_top_level_index_and_filter(True)
+        else:
+            table.set_bloom_filter(bloom_bits, block_based=True)
+            table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        if self.index_placement != "beside":
             table.set_cache_index_and_filter_blocks(True)
             # Level 0 files are the newest and read by every lookup: their index and filter
             # stay in the cache (still counted in its usage) instead of being evicted by data.
@@ -86,7 +107,7 @@ def share_rocksdb_memory(
     cache_bytes: int = CACHE_BYTES,
     memtable_bytes: int = MEMTABLE_BYTES,
     *,
-    index_and_filters_in_cache: bool = True,
+    index_placement: IndexPlacement = "partitioned",
 ) -> SharedRocksDBMemory:
     """Make the RocksDB stores Faust opens from now on share one memory budget (idempotent:
     the first call's budget stays)."""
@@ -95,9 +116,7 @@ def share_rocksdb_memory(
         return _shared
     import faust.stores.rocksdb as faust_rocksdb
 
-    shared = SharedRocksDBMemory(
-        cache_bytes, memtable_bytes, index_and_filters_in_cache=index_and_filters_in_cache
-    )
+    shared = SharedRocksDBMemory(cache_bytes, memtable_bytes, index_placement=index_placement)
     base: Any = faust_rocksdb.RocksDBOptions
 
     class SharedMemoryOptions(base):  # type: ignore[misc,valid-type]  # Faust's class, untyped
