@@ -27,7 +27,6 @@ __all__ = [
     "IndexPlacement",
     "SharedRocksDBMemory",
     "share_rocksdb_memory",
-    "shared_rocksdb_memory",
 ]
 
 CACHE_BYTES: Final = 128 << 20
@@ -75,7 +74,7 @@ class SharedRocksDBMemory:
         table.set_block_cache(self.cache)
         if self.index_placement == "partitioned":
             # Whole blocks in a cache smaller than all of them thrash: a lookup then reads a
-            # file's whole index back (hits ~50x slower, bench/rocksdb_memory.py). Partitions
+            # file's whole index back (hits 10-40x slower, bench/rocksdb_memory.py). Partitions
             # are read one 4 KiB piece at a time.
             table.set_bloom_filter(bloom_bits, block_based=False)
             table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
@@ -96,11 +95,6 @@ class SharedRocksDBMemory:
 
 
 _shared: SharedRocksDBMemory | None = None
-
-
-def shared_rocksdb_memory() -> SharedRocksDBMemory | None:
-    """The budget :func:`share_rocksdb_memory` installed in this process, if any."""
-    return _shared
 
 
 def share_rocksdb_memory(
