@@ -38,7 +38,7 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
-from streams.join_batch import changes_of, deletes_of, entries_of, join_keys, stubs_of
+from streams.join_batch import BatchJoin, deletes_of, stubs_of
 from streams.join_sweep import Sweeps
 from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
@@ -170,26 +170,27 @@ def install_pipeline(
             metrics.sample_key_placement("labels", sample, partition, topics.partitions)
         # The join works on the batch's entries as plain dicts; what it changed is written
         # back at once, then the partition is expired now and then (that scans the table).
-        ids = [*(key for part in split.predictions for key in part.event_ids),
-               *(label.event_id for label in split.labels)]  # fmt: skip
-        keys = join_keys(ids)
-        pending_before = entries_of(pending_table, partition, keys)
-        early_before = entries_of(early_table, partition, keys)
-        pending_now, early_now = dict(pending_before), dict(early_before)
+        # Predictions that meet nothing in the join (the common case) skip the joiner: their
+        # entries, encoded by the native parse, are written as they are.
+        join = BatchJoin.read(
+            pending_table, early_table, partition,
+            [key for part in split.predictions for key in part.event_ids],
+            [label.event_id for label in split.labels], split.all_join_entries(),
+        )  # fmt: skip
         newest: list[datetime] = []
         deltas = fold_columns(
             kit,
-            pending_now,
-            early_now,
+            join.pending_now,
+            join.early_now,
             split.predictions,
             split.labels,
             metrics,
             labels_behind=labels_lag(partition, last_offsets) > kit.labels_lag_tolerance,
             positions=split.positions,
             on_joined=lambda _joiner, at: newest.append(at),
+            join_predictions=join.pended is None,
         )
-        pending_table.write_many(partition, changes_of(pending_before, pending_now))
-        early_table.write_many(partition, changes_of(early_before, early_now))
+        join.write(pending_table, early_table, partition)
         if newest:
             if not sweeps.in_progress(partition) and kit.expiry_due(partition, newest[0]):
                 sweeps.start(partition)

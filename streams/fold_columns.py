@@ -67,6 +67,7 @@ def fold_columns(
     positions: Sequence[IntArray] | None = None,
     on_joined: Callable[[LabelJoiner, datetime], None] | None = None,
     defer: bool = True,
+    join_predictions: bool = True,
 ) -> list[DeltaOut]:
     """Join and fold one partition's batch into deltas of at most `MonitorKit.delta_events_for`
     its models each.
@@ -78,6 +79,8 @@ def fold_columns(
     ``MonitorKit.expire_partition`` takes it (the later of the last prediction's and the last
     label's), so expiry on that joiner is counted in the same join metrics. ``defer=False``
     folds each chunk at once, as the ingest did before (`bench/ingest_fold.py`'s baseline).
+    ``join_predictions=False``: the caller pended the predictions itself, because none meets
+    a label or an entry of the join (`streams.join_batch.fresh_entries`); they are only folded.
     """
     joiner = LabelJoiner(pending, early, ttl_seconds=kit.join_ttl_seconds)
     accumulator = DeferredAccumulator(kit.config) if defer else PartitionAccumulator(kit.config)
@@ -88,7 +91,7 @@ def fold_columns(
     for pieces in _chunks(parts, kit.chunk_starts(rows, step, _timed_runs(kit, parts))):
         for group in _by_version(pieces):
             accumulator.add_columns(group)
-        outcomes = _join(joiner, pieces)
+        outcomes = _join(joiner, pieces) if join_predictions else []
         out.extend(kit.fold_joined(accumulator, outcomes, metrics, labels_behind))
     out.extend(kit.fold_labels(joiner, accumulator, labels, metrics, labels_behind))
     newest = _newest(parts, labels)

@@ -63,7 +63,7 @@ from schemas.events import (
     LabelEvent,
     PredictionEvent,
 )
-from streams.ingest_native import envelopes_columns, event_columns
+from streams.ingest_native import NativeRows, envelopes_columns, event_columns
 from streams.ingest_uniform import UniformRows
 from streams.json_read import from_json
 from streams.readers_columns import bulk_ok, bulk_times
@@ -94,6 +94,15 @@ class ColumnSplit:
     label_messages: int = 0
     positions: list[npt.NDArray[np.int64]] = field(default_factory=list)
     """Per element of ``predictions``: each row's place in consumption order (0, 1, ...)."""
+    join_entries: dict[int, list[bytes]] = field(default_factory=dict)
+    """Index in ``predictions`` -> each row's join entry, for the elements the native lane
+    read (`NativeRows.join_entries`)."""
+
+    def all_join_entries(self) -> list[list[bytes]] | None:
+        """Every element's join entries, in order; None unless the native lane read them all."""
+        if len(self.join_entries) != len(self.predictions):
+            return None
+        return [self.join_entries[index] for index in range(len(self.predictions))]
 
     @property
     def prediction_count(self) -> int:
@@ -147,8 +156,9 @@ def split_columns(
                 _split_part(part, candidates, now, split)
                 part, candidates, rows = [], [], 0
             start = split.prediction_count
-            split.predictions.append(whole)
-            split.positions.append(np.arange(start, start + len(whole), dtype=np.int64))
+            split.join_entries[len(split.predictions)] = whole.join_entries
+            split.predictions.append(whole.columns)
+            split.positions.append(np.arange(start, start + len(whole.columns), dtype=np.int64))
             split.prediction_messages += 1
             continue
         candidate = _rows_of(message.value)
@@ -171,20 +181,20 @@ def _predictions_of(messages: Sequence[RawMessage]) -> list[RawMessage]:
     return [message for message in messages if message.source == "predictions"]
 
 
-def _native_envelopes(messages: Sequence[RawMessage]) -> dict[int, PredictionColumns]:
+def _native_envelopes(messages: Sequence[RawMessage]) -> dict[int, NativeRows]:
     """Index -> columns of the envelopes among ``messages`` the native lane vouches for,
     parsed `ENVELOPES_PER_CALL` at a time (a few MB of parse trees alive at once)."""
     waiting = [
         index for index, message in enumerate(messages)
         if type(message.value) is bytes and b'"predictions"' in message.value
     ]  # fmt: skip
-    found: dict[int, PredictionColumns] = {}
+    found: dict[int, NativeRows] = {}
     for start in range(0, len(waiting), ENVELOPES_PER_CALL):
         chunk = waiting[start : start + ENVELOPES_PER_CALL]
         values = [messages[index].value for index in chunk]
-        for index, columns in zip(chunk, envelopes_columns(values), strict=True):
-            if columns is not None:
-                found[index] = columns
+        for index, rows in zip(chunk, envelopes_columns(values), strict=True):
+            if rows is not None:
+                found[index] = rows
     return found
 
 
@@ -201,8 +211,9 @@ def _split_run(run: list[RawMessage], now: datetime, split: ColumnSplit) -> None
         _split_part(run, [_rows_of(message.value) for message in run], now, split)
         return
     start = split.prediction_count
-    for places, columns in found:
-        split.predictions.append(columns)
+    for places, rows in found:
+        split.join_entries[len(split.predictions)] = rows.join_entries
+        split.predictions.append(rows.columns)
         split.positions.append(places + start)
     split.prediction_messages += len(run)
 

@@ -28,7 +28,7 @@ True
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +37,19 @@ from detectors.columns import FeatureColumn, NumericColumn, PredictionColumns
 from schemas import fields
 from schemas.events import PredictionBatch, PredictionEvent
 
-__all__ = ["NATIVE", "envelope_columns", "envelopes_columns", "event_columns", "native_status"]
+__all__ = [
+    "NATIVE", "NativeRows", "envelope_columns", "envelopes_columns", "event_columns",
+    "native_status",
+]  # fmt: skip
+
+
+class NativeRows(NamedTuple):
+    """Rows the native lane vouched for: their columns, and each row's join entry as the join
+    table stores a prediction waiting for its label (`detectors.join`; JSON, encoded by the
+    parse on its threads, so the ingest need not build and encode them)."""
+
+    columns: PredictionColumns
+    join_entries: list[bytes]
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -79,20 +91,22 @@ def envelope_columns(raw: bytes | None) -> PredictionColumns | None:
     single event, a value that is not bytes, and always when the lane is off)."""
     if NATIVE is None or type(raw) is not bytes or b'"predictions"' not in raw:
         return None  # a single event (or a tombstone): no parse for nothing
-    return envelopes_columns([raw])[0]
+    found = envelopes_columns([raw])[0]
+    return None if found is None else found.columns
 
 
-def envelopes_columns(values: list[bytes | None]) -> list[PredictionColumns | None]:
-    """`envelope_columns` of each of ``values``, parsed and checked on the machine's cores
-    (up to 4 threads, without the GIL)."""
+def envelopes_columns(values: list[bytes | None]) -> list[NativeRows | None]:
+    """The rows of each of ``values`` the native lane vouches for in full (else None, as
+    `envelope_columns`), parsed and checked on the machine's cores (up to 4 threads, without
+    the GIL)."""
     if NATIVE is None:
         return [None] * len(values)
-    return [None if one is None else _columns(one) for one in NATIVE.parse_envelopes(values)]
+    return [None if one is None else _rows(one) for one in NATIVE.parse_envelopes(values)]
 
 
 def event_columns(
     values: list[bytes | None],
-) -> list[tuple[npt.NDArray[np.int64], PredictionColumns]] | None:
+) -> list[tuple[npt.NDArray[np.int64], NativeRows]] | None:
     """Single-event messages (``values``: their bytes) as columns per model version, each with
     its rows' indices in ``values``; None unless the native lane vouches for every message
     (a value that is not bytes included; always when the lane is off): then the Python lanes
@@ -100,14 +114,12 @@ def event_columns(
     parsed = None if NATIVE is None else NATIVE.parse_events(values)
     if parsed is None:
         return None
-    return [
-        (np.frombuffer(places, dtype=np.int64), _columns(columns)) for places, columns in parsed
-    ]
+    return [(np.frombuffer(places, dtype=np.int64), _rows(rows)) for places, rows in parsed]
 
 
-def _columns(parsed: tuple[Any, ...]) -> PredictionColumns:
-    model, version, ids, times, features, prediction, scores, segments = parsed
-    return PredictionColumns(
+def _rows(parsed: tuple[Any, ...]) -> NativeRows:
+    model, version, ids, times, features, prediction, scores, segments, entries = parsed
+    columns = PredictionColumns(
         model,
         version,
         ids,
@@ -117,6 +129,7 @@ def _columns(parsed: tuple[Any, ...]) -> PredictionColumns:
         None if scores is None else {c: np.frombuffer(v, dtype=np.float64) for c, v in scores},
         segments,
     )
+    return NativeRows(columns, entries)
 
 
 def _values(column: tuple[Any, Any]) -> Any:

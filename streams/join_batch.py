@@ -15,17 +15,21 @@ one write and one changelog journal per table (`streams.journal_table`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams import json_read, json_write
 
 __all__ = [
+    "BatchJoin",
     "BatchStore",
     "changes_of",
     "deletes_of",
     "entries_of",
     "expiry_stubs",
+    "fresh_entries",
     "join_keys",
     "stubs_of",
 ]
@@ -36,9 +40,58 @@ class BatchStore(Protocol):
 
     def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]: ...
 
+    def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None: ...
+
     def items_in(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
 
     def holds_any(self, partition: int) -> bool: ...
+
+
+@dataclass
+class BatchJoin:
+    """One partition batch's share of the join tables (``pending``, ``early``): read before
+    the batch is joined, written back after.
+
+    The joiner works on ``pending_now`` and ``early_now`` (plain dicts, its fast path).
+    ``pended``: when set, the batch's predictions meet nothing in the join
+    (`fresh_entries`): the joiner is not to see them (``fold_columns(...,
+    join_predictions=False)``) and their entries, as parsed, are written with its changes.
+    """
+
+    pending_before: dict[str, Any]
+    early_before: dict[str, Any]
+    pended: dict[bytes, bytes] | None
+    pending_now: dict[str, Any] = field(init=False)
+    early_now: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pending_now = dict(self.pending_before)
+        self.early_now = dict(self.early_before)
+
+    @classmethod
+    def read(
+        cls,
+        pending: BatchStore,
+        early: BatchStore,
+        partition: int,
+        prediction_ids: list[str],
+        label_ids: list[str],
+        entries: list[list[bytes]] | None = None,
+    ) -> BatchJoin:
+        """The entries of the batch's event_ids (``entries``: each prediction's, encoded by
+        the parse; None: the joiner builds them)."""
+        early_before = entries_of(early, partition, join_keys(prediction_ids + label_ids))
+        pended = fresh_entries(pending, partition, prediction_ids, label_ids, entries, early_before)
+        looked_up = label_ids if pended is not None else prediction_ids + label_ids
+        return cls(entries_of(pending, partition, join_keys(looked_up)), early_before, pended)
+
+    def write(self, pending: BatchStore, early: BatchStore, partition: int) -> None:
+        """Write back what the batch changed, one write per table."""
+        changes = changes_of(self.pending_before, self.pending_now)
+        if self.pended is not None:  # disjoint from what the labels changed
+            changes.update(self.pended)
+        pending.write_many(partition, changes)
+        early.write_many(partition, changes_of(self.early_before, self.early_now))
 
 
 def entries_of(table: BatchStore, partition: int, keys: list[bytes]) -> dict[str, Any]:
@@ -49,6 +102,48 @@ def entries_of(table: BatchStore, partition: int, keys: list[bytes]) -> dict[str
     return {
         key.decode(): json_read.loads(raw) for key, raw in table.read_many(partition, keys).items()
     }
+
+
+def fresh_entries(
+    table: BatchStore,
+    partition: int,
+    prediction_ids: list[str],
+    label_ids: list[str],
+    entries: list[list[bytes]] | None,
+    early: Mapping[str, Any],
+) -> dict[bytes, bytes] | None:
+    """The writes that pend a batch's predictions (``entries``: each row's entry, encoded by
+    the parse, in the order of ``prediction_ids``) when no prediction meets anything in the
+    join: no event_id twice, none labelled in the batch (``label_ids``) or before it
+    (``early``: the batch's entries of the early labels), none already in ``table`` (a
+    duplicate). Then the joiner has nothing to do for them and each entry is written as
+    parsed. None when any meets something (or ``entries`` is None): the joiner must see them.
+
+    >>> class Store:
+    ...     held = {b"e-9": b"[1]"}
+    ...     def holds_any(self, partition): return True
+    ...     def read_many(self, partition, keys):
+    ...         return {key: self.held[key] for key in keys if key in self.held}
+    >>> fresh_entries(Store(), 0, ["e-1", "e-2"], [], [[b"[5]"], [b"[6]"]], {})
+    {b'e-1': b'[5]', b'e-2': b'[6]'}
+    >>> fresh_entries(Store(), 0, ["e-1", "e-9"], [], [[b"[5]", b"[6]"]], {}) is None
+    True
+    >>> fresh_entries(Store(), 0, ["e-1"], ["e-1"], [[b"[5]"]], {}) is None
+    True
+    """
+    if entries is None or not prediction_ids:
+        return None
+    keys = [event_id.encode() for event_id in prediction_ids]
+    writes = dict(zip(keys, itertools.chain.from_iterable(entries), strict=True))
+    if len(writes) != len(keys):  # an event_id twice: which pends depends on the order
+        return None
+    if early and not early.keys().isdisjoint(prediction_ids):
+        return None
+    if label_ids and not set(label_ids).isdisjoint(prediction_ids):
+        return None
+    if table.holds_any(partition) and table.read_many(partition, keys):
+        return None  # a duplicate of a prediction waiting or joined
+    return writes
 
 
 def join_keys(event_ids: Iterable[str]) -> list[bytes]:

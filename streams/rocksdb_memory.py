@@ -33,6 +33,8 @@ CACHE_BYTES: Final = 128 << 20
 """Block cache shared by all stores of a worker, memtables included."""
 MEMTABLE_BYTES: Final = 64 << 20
 """All memtables together (each table's own limit, ``write_buffer_size``, still applies)."""
+MEMTABLE_BLOOM_RATIO: Final = 0.1
+"""Share of each memtable given to its bloom filter of whole keys."""
 
 
 IndexPlacement = Literal["partitioned", "whole", "beside"]
@@ -91,6 +93,11 @@ class SharedRocksDBMemory:
             table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         options.set_write_buffer_manager(self.write_buffers)
+        # Most join lookups miss (every prediction's event_id is looked up to spot a
+        # duplicate): a whole-key bloom filter on the memtable answers a miss without walking
+        # its skiplist, 0.56 -> 0.25 us per key. It takes a tenth of the memtable's budget.
+        options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO)
+        options.set_memtable_whole_key_filtering(True)
         return options
 
 

@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.columns import NumericColumn, PredictionColumns
+from detectors.join import LabelJoiner
 from schemas import fields
 from schemas.events import (
     InvalidEvent,
@@ -32,6 +34,7 @@ from schemas.events import (
 from streams.ingest_columns import _rows_of
 from streams.ingest_native import (
     NATIVE,
+    NativeRows,
     envelope_columns,
     envelopes_columns,
     event_columns,
@@ -88,13 +91,39 @@ def _canonical(columns: PredictionColumns) -> Any:
     )  # fmt: skip
 
 
+def _typed_entry(entry: Any) -> Any:
+    """A join entry with the type of every value (1, 1.0 and True differ here) and the order
+    of every dict's keys."""
+    if isinstance(entry, dict):
+        return [("dict", key, _typed_entry(value)) for key, value in entry.items()]
+    if isinstance(entry, list):
+        return [_typed_entry(value) for value in entry]
+    return (type(entry).__name__, entry)
+
+
+def assert_entries_as_the_joiner_stores(native: NativeRows, python: PredictionColumns) -> None:
+    """Each row's join entry encoded by the parse decodes to what the joiner stores for the
+    Python lane's columns (`streams.join_batch.fresh_entries` writes them in its place)."""
+    stored: dict[str, Any] = {}
+    LabelJoiner(stored, {}, ttl_seconds=60).add_prediction_columns(python)
+    assert len(native.join_entries) == len(python)
+    decoded = [orjson.loads(entry) for entry in native.join_entries]
+    assert [_typed_entry(entry) for entry in decoded] == [
+        _typed_entry(stored[event_id]) for event_id in python.event_ids
+    ]
+
+
 def assert_native_reads_as_python(raw: bytes) -> PredictionColumns | None:
-    native = envelope_columns(raw)
-    if native is None:
+    found = envelopes_columns([raw])[0]
+    if found is None:
+        assert envelope_columns(raw) is None
         return None
+    native = found.columns
     python = _python_lane(raw)
     assert python is not None, f"native vouched for what the Python lanes refuse: {raw[:300]!r}"
     assert _canonical(native) == _canonical(python)
+    if len(set(python.event_ids)) == len(python):  # else the joiner keeps only the first
+        assert_entries_as_the_joiner_stores(found, python)
     events = parse_prediction_payload(raw)  # raises if pydantic refuses it
     assert [e.event_id for e in events] == native.event_ids
     return native
@@ -291,7 +320,8 @@ def assert_native_events_read_as_python(raws: list[bytes]) -> list[PredictionCol
         return None
     events = [event for raw in raws for event in parse_prediction_payload(raw)]  # pydantic
     placed: list[int] = []
-    for places, native in found:
+    for places, rows_read in found:
+        native = rows_read.columns
         rows = [row for i in places.tolist() for row in (_rows_of(raws[i]) or [])]
         assert len(rows) == len(places), "native vouched for what the Python lanes refuse"
         uniform = UniformRows.check(rows)
@@ -299,13 +329,15 @@ def assert_native_events_read_as_python(raws: list[bytes]) -> list[PredictionCol
         python = uniform.columns(native.model, native.model_version,
                                  np.arange(len(rows), dtype=np.int64))  # fmt: skip
         assert _canonical(native) == _canonical(python)
+        if len(set(python.event_ids)) == len(python):
+            assert_entries_as_the_joiner_stores(rows_read, python)
         assert native.event_ids == [events[i].event_id for i in places.tolist()]
         assert {(e.model, e.model_version) for e in map(events.__getitem__, places.tolist())} == {
             (native.model, native.model_version)
         }
         placed += places.tolist()
     assert sorted(placed) == list(range(len(raws)))
-    return [native for _, native in found]
+    return [rows_read.columns for _, rows_read in found]
 
 
 def test_single_events_of_two_models_read_as_the_python_lane_reads_them() -> None:
@@ -359,7 +391,10 @@ def test_envelopes_parsed_on_several_threads_read_as_one_by_one() -> None:
     values[17] = _envelope([_row(1, features={"x": 1.0}), _row(2, features={"y": 1.0})])
     together = envelopes_columns(values)
     alone = [None if v is None else envelope_columns(v) for v in values]
-    assert [None if c is None else _canonical(c) for c in together] == [
+    assert [None if c is None else _canonical(c.columns) for c in together] == [
         None if c is None else _canonical(c) for c in alone
+    ]
+    assert [None if c is None else len(c.join_entries) for c in together] == [
+        None if c is None else len(c) for c in alone
     ]
     assert sum(c is None for c in together) == 4

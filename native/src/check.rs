@@ -1,6 +1,7 @@
 //! The checks of an envelope against the v1 contract, as `streams.ingest_uniform` makes them:
 //! columns for an envelope every row of which is certainly valid, None for anything else.
 
+use crate::entry::{pending_entries, Entries};
 use crate::json::{get, keys_unique, Json, Object};
 use crate::time::epoch_us;
 
@@ -114,6 +115,8 @@ pub(crate) struct Checked<'b, 'a> {
     pub(crate) prediction: Column<'b, 'a>,
     pub(crate) scores: Option<Vec<(&'b str, Vec<f64>)>>,
     pub(crate) segments: Option<Vec<Option<&'b Object<'a>>>>,
+    /// Each row's join entry (`crate::entry`).
+    pub(crate) entries: Entries,
 }
 
 /// Each object's values in the order of ``names`` (the first object's keys, unique), when it
@@ -255,7 +258,7 @@ fn check_rows<'b, 'a>(
         None => None,
         Some(i) => check_segments(pick(&fields, i))?,
     };
-    Some(Checked {
+    let mut checked = Checked {
         model,
         version,
         ids,
@@ -264,7 +267,10 @@ fn check_rows<'b, 'a>(
         prediction,
         scores,
         segments,
-    })
+        entries: Entries::default(),
+    };
+    checked.entries = pending_entries(&checked);
+    Some(checked)
 }
 
 #[allow(clippy::type_complexity)]

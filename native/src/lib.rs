@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 mod check;
+mod entry;
 mod json;
 mod time;
 
@@ -122,7 +123,8 @@ fn parse_within(raw: &[u8], limit: usize) -> Option<Json<'_>> {
 /// list of ``(name, (values, nulls))`` and ``prediction`` one ``(values, nulls)``, where
 /// ``values`` is a bytearray of native float64 (``nulls``: a bytearray of 0/1, or None) or a
 /// list of the values as sent (``nulls`` None); ``scores`` a list of ``(class, bytearray of
-/// float64)`` or None; ``segments`` a list of dicts and Nones, or None.
+/// float64)`` or None; ``segments`` a list of dicts and Nones, or None; ``entries`` each
+/// row's join entry as the join table stores a waiting prediction (JSON bytes, `entry`).
 #[pyfunction]
 fn parse_envelopes<'py>(
     py: Python<'py>,
@@ -209,6 +211,12 @@ fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bo
         Some(v) => PyString::new(py, v).into_any(),
         None => py.None().into_bound(py),
     };
+    let mut entries = Vec::with_capacity(checked.entries.ends.len());
+    let mut start = 0;
+    for &end in &checked.entries.ends {
+        entries.push(PyBytes::new(py, &checked.entries.bytes[start..end]));
+        start = end;
+    }
     PyTuple::new(
         py,
         [
@@ -220,6 +228,7 @@ fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bo
             column_object(py, &checked.prediction)?.into_any(),
             scores,
             segments,
+            PyList::new(py, entries)?.into_any(),
         ],
     )
 }
