@@ -60,6 +60,10 @@ Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert 
 # budget (streams.rocksdb_memory).
 ROCKSDB_OPTIONS: Final = {
     "write_buffer_size": 8 << 20,
+    # Bits per key of the table files' bloom filters (Faust's default is 3: ~15 % false
+    # positives, each a data block read). Most join lookups miss (a prediction is looked up
+    # to spot a duplicate): with random event ids 10 bits halve a miss, 1.7 -> 0.9 us.
+    "bloom_filter_size": 10,
     "max_write_buffer_number": 2,
     "block_cache_size": 32 << 20,
     "block_cache_compressed_size": 8 << 20,
