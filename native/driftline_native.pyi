@@ -3,8 +3,8 @@
 from typing import Any
 
 def parse_envelopes(raws: list[bytes | None]) -> list[tuple[Any, ...] | None]:
-    """Each SDK envelope's rows as columns, or None where it is not certainly valid; parsed
-    and checked on the machine's cores."""
+    """Each SDK envelope's rows as columns (and each row's join entry, encoded), or None where
+    it is not certainly valid; parsed and checked on the machine's cores."""
 
 def parse_events(raws: list[bytes | None]) -> list[tuple[bytearray, tuple[Any, ...]]] | None:
     """Single events as columns per model version, with each row's index in ``raws``; None

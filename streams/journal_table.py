@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -244,11 +245,14 @@ class JournalTable(Table[bytes, bytes]):
             from rocksdict import WriteBatch
 
             batch = WriteBatch(raw_mode=True)
-            for key, value in changes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
+            if None in changes.values():
+                for key, value in changes.items():
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+            else:  # only puts (new predictions): the loop runs in C
+                deque(map(batch.put, changes.keys(), changes.values()), maxlen=0)
             store._db_for_partition(partition).write(batch)
         else:
             # The memory store keeps every partition in one dict and knows each key's
