@@ -208,6 +208,18 @@ def render(
                 f"cache {cache[0]:.0f} -> max {max(cache):.0f} -> end {cache[-1]:.0f} MiB "
                 "(driftline_rocksdb_cache_bytes: memtables, index and filter blocks included)",
             )  # fmt: skip
+        heap = [m for _, m in s.heap_outside_cache()]
+        if len(heap) >= 3:
+            files = [m for _, m in s.file_backed]
+            table.add_row(
+                "3h", "same, minus the pages of mapped files too (the heap no budget bounds)",
+                f"start {heap[0]:.0f} / max {max(heap):.0f} / end {heap[-1]:.0f} MiB", "",
+                f"{s.slope(after=s.warmup_seconds, heap_only=True):+.1f} MiB/min after "
+                f"warm-up, {s.slope(after=s.seconds / 2, heap_only=True):+.1f} in the second "
+                "half",
+                f"mapped files (RssFile: libraries' code as first run) {files[0]:.0f} -> "
+                f"{files[-1]:.0f} MiB",
+            )  # fmt: skip
     console = Console(width=200)
     console.print(header)
     console.print(table)

@@ -224,6 +224,9 @@ class SustainedResult:
     cache's capacity bounds, so RSS minus it is what no budget bounds."""
     cpu: list[tuple[float, float]]
     """(elapsed seconds, the worker's CPU seconds so far), sampled with the RSS."""
+    file_backed: list[tuple[float, float]]
+    """(elapsed seconds, MiB of the RSS in pages of mapped files: ``RssFile``), sampled with
+    the RSS: code of libraries grows it as it is first run, not the heap."""
     warmup_seconds: float
     """When every model's reference warm-up is over (models x 2,000 events / rate)."""
     decisions: list[tuple[float, float]]
@@ -250,10 +253,22 @@ class SustainedResult:
         cache = dict(self.rocksdb_cache)
         return [(t, m - cache[t]) for t, m in self.rss if t in cache]
 
-    def slope(self, after: float = 0.0, *, outside_cache: bool = False) -> float:
+    def heap_outside_cache(self) -> list[tuple[float, float]]:
+        """RSS minus the RocksDB cache and minus the pages of mapped files, MiB: the
+        anonymous memory no budget bounds."""
+        files = dict(self.file_backed)
+        return [(t, m - files[t]) for t, m in self.outside_cache() if t in files]
+
+    def slope(
+        self, after: float = 0.0, *, outside_cache: bool = False, heap_only: bool = False
+    ) -> float:
         """Least-squares RSS slope in MiB per minute over the samples taken after ``after`` s
-        (``outside_cache``: of RSS minus the RocksDB cache)."""
-        series = self.outside_cache() if outside_cache else self.rss
+        (``outside_cache``: of RSS minus the RocksDB cache; ``heap_only``: minus the pages of
+        mapped files too)."""
+        series = (
+            self.heap_outside_cache() if heap_only
+            else self.outside_cache() if outside_cache else self.rss
+        )  # fmt: skip
         points = [(t, m) for t, m in series if t >= after]
         if len(points) < 3:
             return float("nan")
@@ -309,12 +324,16 @@ def sustained_run(
     rss: list[tuple[float, float]] = []
     cache: list[tuple[float, float]] = []
     cpu: list[tuple[float, float]] = []
+    file_backed: list[tuple[float, float]] = []
 
     def on_tick(elapsed: float, sent: int) -> None:
         if not rss or elapsed - rss[-1][0] >= rss_interval:
             value, used = rss_mib(pid), cpu_seconds(pid)
+            in_files = rss_mib(pid, "RssFile")
             if value is not None:
                 rss.append((elapsed, value))
+                if in_files is not None:
+                    file_backed.append((elapsed, in_files))
                 in_cache = scrape_metrics(probe.url).get(_CACHE_USAGE)
                 if in_cache is not None:
                     cache.append((elapsed, in_cache / (1 << 20)))
@@ -354,6 +373,7 @@ def sustained_run(
         rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, rocksdb_cache=cache, cpu=cpu,
+        file_backed=file_backed,
         warmup_seconds=warmup_seconds,
         decisions=decisions, started_epoch=started_epoch,
     )  # fmt: skip

@@ -150,11 +150,13 @@ class ProcessGroup:
         self.stop_all()
 
 
-def rss_mib(pid: int) -> float | None:
-    """Resident set size (VmRSS) of ``pid`` in MiB, None once it is gone."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float | None:
+    """Resident set size (VmRSS) of ``pid`` in MiB, None once it is gone; ``field``: another
+    line of ``/proc/<pid>/status`` in kB, e.g. ``RssFile`` (pages of mapped files: the
+    libraries' code as it is first run, not the heap)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         return None
