@@ -10,11 +10,11 @@ offline); entries are short JSON lists holding only what quality statistics need
 - ``early[event_id]``: ``[t, model, label]``, a label that arrived before its prediction, kept
   until the TTL; if the prediction never comes it is an orphan.
 
+The live worker's native parse encodes the waiting prediction's list too
+(``native/src/entry.rs``); ``tests/test_ingest_native.py`` holds both to the same values.
+
 >>> from datetime import UTC, datetime
 >>> from schemas.events import LabelEvent, PredictionEvent
-
-if TYPE_CHECKING:
-    from detectors.columns import PredictionColumns
 >>> t = datetime(2024, 5, 1, tzinfo=UTC)
 >>> joiner = LabelJoiner({}, {}, ttl_seconds=3600)
 >>> joiner.add_labels([LabelEvent(event_id="e1", model="m", timestamp=t, label=1)])

@@ -182,8 +182,9 @@ def _predictions_of(messages: Sequence[RawMessage]) -> list[RawMessage]:
 
 
 def _native_envelopes(messages: Sequence[RawMessage]) -> dict[int, NativeRows]:
-    """Index -> columns of the envelopes among ``messages`` the native lane vouches for,
-    parsed `ENVELOPES_PER_CALL` at a time (a few MB of parse trees alive at once)."""
+    """Index -> rows (columns, join entries) of the envelopes among ``messages`` the native
+    lane vouches for, parsed `ENVELOPES_PER_CALL` at a time (a few MB of parse trees alive at
+    once)."""
     waiting = [
         index for index, message in enumerate(messages)
         if type(message.value) is bytes and b'"predictions"' in message.value
