@@ -65,7 +65,19 @@ def _load() -> tuple[ModuleType | None, str]:
     names = {key: sorted(value) for key, value in driftline_native.fields().items()}
     if names != _field_names():
         return None, f"refused: its field names {names} differ from schemas.events'"
+    # A build older than its Python side answers another tuple (e.g. without join entries).
+    (probe,) = driftline_native.parse_envelopes([_PROBE])
+    if probe is None or len(probe) != _TUPLE_LENGTH:
+        return None, "refused: a stale build (its columns differ): rebuild it with make venv"
     return driftline_native, "on"
+
+
+_PROBE: bytes = (
+    b'{"batch_id": "b", "model": "m", "predictions": [{"event_id": "e", "model": "m", '
+    b'"timestamp": "2024-05-01T00:00:00Z", "features": {}, "prediction": 1.0}]}'
+)
+_TUPLE_LENGTH = 9
+"""model, version, ids, times, features, prediction, scores, segments, join entries."""
 
 
 def _field_names() -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from schemas.events import (
     parse_prediction_payload,
     to_json_bytes,
 )
+from streams import ingest_native
 from streams.ingest_columns import _rows_of
 from streams.ingest_native import (
     NATIVE,
@@ -55,6 +57,23 @@ def test_the_native_lane_is_built_and_checks_the_contracts_limits() -> None:
     assert NATIVE.limits() == {name: getattr(fields, name) for name in NATIVE.limits()}
     envelope = sorted(PredictionBatch.model_fields)
     assert sorted(NATIVE.fields()["envelope"]) == envelope
+
+
+def test_a_stale_build_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = NATIVE
+    assert built is not None
+
+    class Stale:  # a build from before the join entries: 8 columns per envelope
+        limits = staticmethod(built.limits)
+        fields = staticmethod(built.fields)
+
+        @staticmethod
+        def parse_envelopes(raws: list[bytes | None]) -> list[Any]:
+            return [None if one is None else one[:8] for one in built.parse_envelopes(raws)]
+
+    monkeypatch.setitem(sys.modules, "driftline_native", Stale)
+    module, status = ingest_native._load()
+    assert module is None and "stale build" in status and "make venv" in status
 
 
 def _python_lane(raw: bytes) -> PredictionColumns | None:
