@@ -30,7 +30,6 @@ __all__ = [
     "entries_of",
     "expiry_stubs",
     "fresh_entries",
-    "join_keys",
     "stubs_of",
 ]
 
@@ -80,10 +79,16 @@ class BatchJoin:
     ) -> BatchJoin:
         """The entries of the batch's event_ids (``entries``: each prediction's, encoded by
         the parse; None: the joiner builds them)."""
-        early_before = entries_of(early, partition, join_keys(prediction_ids + label_ids))
-        pended = fresh_entries(pending, partition, prediction_ids, label_ids, entries, early_before)
-        looked_up = label_ids if pended is not None else prediction_ids + label_ids
-        return cls(entries_of(pending, partition, join_keys(looked_up)), early_before, pended)
+        # Each id is encoded once: the table keys serve every lookup (a key twice in one
+        # lookup is harmless) and the entries' writes.
+        prediction_keys = [event_id.encode() for event_id in prediction_ids]
+        label_keys = [event_id.encode() for event_id in label_ids]
+        early_before = entries_of(early, partition, prediction_keys + label_keys)
+        pended = fresh_entries(
+            pending, partition, prediction_keys, prediction_ids, label_ids, entries, early_before
+        )
+        looked_up = label_keys if pended is not None else prediction_keys + label_keys
+        return cls(entries_of(pending, partition, looked_up), early_before, pended)
 
     def write(self, pending: BatchStore, early: BatchStore, partition: int) -> None:
         """Write back what the batch changed, one write per table."""
@@ -95,8 +100,8 @@ class BatchJoin:
 
 
 def entries_of(table: BatchStore, partition: int, keys: list[bytes]) -> dict[str, Any]:
-    """The join entries ``table`` holds for ``keys`` (`join_keys`) in ``partition`` (decoded);
-    no lookup at all when the partition is empty."""
+    """The join entries ``table`` holds for ``keys`` in ``partition`` (decoded; a key given
+    twice is harmless); no lookup at all when the partition is empty."""
     if not keys or not table.holds_any(partition):
         return {}
     return {
@@ -107,13 +112,15 @@ def entries_of(table: BatchStore, partition: int, keys: list[bytes]) -> dict[str
 def fresh_entries(
     table: BatchStore,
     partition: int,
+    keys: list[bytes],
     prediction_ids: list[str],
     label_ids: list[str],
     entries: list[list[bytes]] | None,
     early: Mapping[str, Any],
 ) -> dict[bytes, bytes] | None:
-    """The writes that pend a batch's predictions (``entries``: each row's entry, encoded by
-    the parse, in the order of ``prediction_ids``) when no prediction meets anything in the
+    """The writes that pend a batch's predictions (``keys``: their ``prediction_ids``
+    encoded; ``entries``: each row's entry, encoded by the parse, in the same order) when no
+    prediction meets anything in the
     join: no event_id twice, none labelled in the batch (``label_ids``) or before it
     (``early``: the batch's entries of the early labels), none already in ``table`` (a
     duplicate). Then the joiner has nothing to do for them and each entry is written as
@@ -124,16 +131,18 @@ def fresh_entries(
     ...     def holds_any(self, partition): return True
     ...     def read_many(self, partition, keys):
     ...         return {key: self.held[key] for key in keys if key in self.held}
-    >>> fresh_entries(Store(), 0, ["e-1", "e-2"], [], [[b"[5]"], [b"[6]"]], {})
+    >>> def fresh(ids, label_ids, entries):
+    ...     keys = [i.encode() for i in ids]
+    ...     return fresh_entries(Store(), 0, keys, ids, label_ids, entries, {})
+    >>> fresh(["e-1", "e-2"], [], [[b"[5]"], [b"[6]"]])
     {b'e-1': b'[5]', b'e-2': b'[6]'}
-    >>> fresh_entries(Store(), 0, ["e-1", "e-9"], [], [[b"[5]", b"[6]"]], {}) is None
+    >>> fresh(["e-1", "e-9"], [], [[b"[5]", b"[6]"]]) is None
     True
-    >>> fresh_entries(Store(), 0, ["e-1"], ["e-1"], [[b"[5]"]], {}) is None
+    >>> fresh(["e-1"], ["e-1"], [[b"[5]"]]) is None
     True
     """
     if entries is None or not prediction_ids:
         return None
-    keys = [event_id.encode() for event_id in prediction_ids]
     writes = dict(zip(keys, itertools.chain.from_iterable(entries), strict=True))
     if len(writes) != len(keys):  # an event_id twice: which pends depends on the order
         return None
@@ -144,15 +153,6 @@ def fresh_entries(
     if table.holds_any(partition) and table.read_many(partition, keys):
         return None  # a duplicate of a prediction waiting or joined
     return writes
-
-
-def join_keys(event_ids: Iterable[str]) -> list[bytes]:
-    """The table keys of ``event_ids``, each once.
-
-    >>> join_keys(["e-1", "e-2", "e-1"])
-    [b'e-1', b'e-2']
-    """
-    return list(dict.fromkeys(key.encode() for key in event_ids))
 
 
 def expiry_stubs(

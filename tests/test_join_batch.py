@@ -10,8 +10,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
+from join_store import DictJoinStore
 from prometheus_client import CollectorRegistry
 
 from schemas.events import LabelEvent
@@ -31,32 +31,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-class Store:
-    """A join table of one partition in a dict (raw keys and values), as `JournalTable`."""
-
-    def __init__(self) -> None:
-        self.held: dict[bytes, bytes] = {}
-
-    def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
-        return {key: self.held[key] for key in keys if key in self.held}
-
-    def holds_any(self, partition: int) -> bool:
-        return bool(self.held)
-
-    def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
-        return list(self.held.items())
-
-    def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.held.pop(key, None)
-            else:
-                self.held[key] = value
-
-    def decoded(self) -> dict[bytes, Any]:
-        return {key: orjson.loads(value) for key, value in self.held.items()}
 
 
 def _row(i: int, rng: random.Random) -> dict[str, Any]:
@@ -108,7 +82,7 @@ def _batches(seed: int) -> list[list[RawMessage]]:
 def _run(seed: int, *, parsed_entries: bool) -> tuple[Any, ...]:
     kit = MonitorKit(MonitorConfig(), delta_events=50)
     metrics = WorkerMetrics(CollectorRegistry())
-    pending, early = Store(), Store()
+    pending, early = DictJoinStore(), DictJoinStore()
     deltas: list[str] = []
     skipped = 0
     for batch in _batches(seed):
@@ -153,7 +127,7 @@ def test_predictions_written_as_parsed_leave_the_join_as_the_joiner_does(seed: i
 
 
 def test_a_prediction_already_waiting_goes_to_the_joiner() -> None:
-    pending, early = Store(), Store()
+    pending, early = DictJoinStore(), DictJoinStore()
     pending.held[b"e-1"] = b'[1,"m",null,0.5,null,null]'
     join = BatchJoin.read(pending, early, 0, ["e-1", "e-2"], [], [[b"[2]", b"[3]"]])
     assert join.pended is None

@@ -8,9 +8,10 @@ import random
 
 import pydantic_core
 import pytest
+from join_store import DictJoinStore
 
 from streams import json_write
-from streams.join_batch import changes_of, entries_of, join_keys
+from streams.join_batch import changes_of, entries_of
 from streams.json_read import from_json, loads, loads_own
 from streams.json_write import dumps, dumps_each
 
@@ -103,19 +104,8 @@ def test_join_entries_keep_huge_integer_predictions() -> None:
     before: dict[str, object] = {}
     after = {"e-1": [5, "m", None, 2**70, None, None]}
     written = changes_of(before, after)
-    store = _Store(written)
-    assert entries_of(store, 0, join_keys(["e-1"])) == after
-
-
-class _Store:
-    def __init__(self, data: dict[bytes, bytes | None]) -> None:
-        self.data = {key: value for key, value in data.items() if value is not None}
-
-    def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]:
-        return {key: self.data[key] for key in keys if key in self.data}
-
-    def holds_any(self, partition: int) -> bool:
-        return bool(self.data)
+    store = DictJoinStore(written)
+    assert entries_of(store, 0, [b"e-1"]) == after
 
 
 _EVENT_TEXTS = [
