@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from schemas.events import PredictionEvent
+    from schemas.settings import Settings
     from streams.processes import ManagedProcess
 
-__all__ = ["read_topic", "scrape", "shifted_x_stream", "wait_for"]
+__all__ = ["describe_group", "read_topic", "scrape", "shifted_x_stream", "wait_for"]
 
 
 def read_topic(
@@ -65,6 +66,26 @@ def read_topic(
         return found
     finally:
         consumer.close()
+
+
+def describe_group(settings: Settings) -> str:
+    """The worker group's state, members and assignments as the broker sees them: for a
+    failure message when a worker never gets past its startup."""
+    from confluent_kafka.admin import AdminClient
+
+    from streams.app import app_id_for
+
+    group = app_id_for(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    try:
+        found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except Exception as exc:  # a diagnostic: say why there is none
+        return f"group {group}: not described ({exc})"
+    lines = [f"group {group}: {found.state}, coordinator {found.coordinator}"]
+    for member in found.members:
+        parts = sorted(f"{tp.topic}[{tp.partition}]" for tp in member.assignment.topic_partitions)
+        lines.append(f"  {member.client_id} {member.host}: {', '.join(parts) or 'nothing'}")
+    return "\n".join(lines)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka_helpers import scrape, wait_for, wait_until_steady
+from kafka_helpers import describe_group, scrape, wait_for, wait_until_steady
 
 from schemas.events import LabelEvent, PredictionEvent, to_json_bytes
 from schemas.settings import Settings
@@ -69,7 +69,8 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
     # Its batches are folded and published (one value for 2 s: a loaded box is slow).
     assert wait_until_steady(published, steady=2.0, timeout=30), published()
     first.kill()
-    second = start_worker("w2")  # another datadir: only the changelogs hold the join
+    # Info logging: when it never joins, its log says how far its startup got.
+    second = start_worker("w2", "--loglevel", "info")  # another datadir: only changelogs
     replay_events(settings, _labels(), batch_size=100)
 
     def joined() -> float:
@@ -78,7 +79,11 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
     # A string message: pytest shortens other objects to a line, and this one says which
     # outcome the missing labels got.
     assert wait_for(lambda: joined() >= LABELLED, timeout=90), "\n".join(
-        [*_samples_about(scrape(second), "join", "read_back", "events_received"), second.log_tail()]
+        [
+            *_samples_about(scrape(second), "join", "read_back", "events_received"),
+            describe_group(settings),
+            second.log_tail(8000),
+        ]
     )
     samples = scrape(second)
     assert joined() == LABELLED, samples
