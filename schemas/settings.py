@@ -229,6 +229,15 @@ class MetricsSettings(_Section):
     """0 picks a free port."""
 
 
+class RocksDBSettings(_Section):
+    """The memory budget of a worker's RocksDB stores (``rocksdb://``), shared by all of them."""
+
+    cache_mib: Annotated[int, Field(ge=16, le=1 << 20)] = 128
+    """Block cache for all tables and partitions the worker holds: data blocks, the table
+    files' index and bloom filter blocks, and the memtables (half of it at most). A join of N
+    entries needs ~1.25 N bytes of filters to stay warm."""
+
+
 class Settings(BaseSettings):
     """All runtime settings; ``Settings()`` reads ``DRIFTLINE_*`` variables when constructed."""
 
@@ -243,11 +252,16 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    rocksdb: RocksDBSettings = Field(default_factory=RocksDBSettings)
     monitor_config: Path | None = None
     """YAML file with the monitor configuration (detectors, windows, thresholds)."""
     native_ingest: bool = True
     """Read SDK envelopes with the native (Rust) lane where it is built; false: Python only
     (same results, slower; to rule the lane out or to measure without it)."""
+    fixed_malloc_thresholds: bool = False
+    """Fix glibc's mmap and trim thresholds in workers so freed buffers go back to the
+    kernel (``streams.malloc_thresholds``): slower growth of memory, ~20 % less top
+    throughput; false: glibc's adaptive defaults."""
 
     def __init__(self, *args: Any, **values: Any) -> None:
         # pydantic-settings ignores a misspelt top-level variable: a silent default is worse.

@@ -190,7 +190,7 @@ def create_app(
         from streams.rocksdb_memory import share_rocksdb_memory
 
         # One memory budget, however many partitions the worker holds.
-        shared = share_rocksdb_memory()
+        shared = share_rocksdb_memory(settings.rocksdb.cache_mib << 20)
         live.metrics.watch_rocksdb_cache(
             shared.cache.get_usage, shared.cache.get_pinned_usage, shared.cache_bytes
         )

@@ -23,16 +23,14 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "CACHE_BYTES",
-    "MEMTABLE_BYTES",
     "IndexPlacement",
     "SharedRocksDBMemory",
     "share_rocksdb_memory",
 ]
 
 CACHE_BYTES: Final = 128 << 20
-"""Block cache shared by all stores of a worker, memtables included."""
-MEMTABLE_BYTES: Final = 64 << 20
-"""All memtables together (each table's own limit, ``write_buffer_size``, still applies)."""
+"""Block cache shared by all stores of a worker, memtables included (the default of
+``DRIFTLINE_ROCKSDB__CACHE_MIB``)."""
 MEMTABLE_BLOOM_RATIO: Final = 0.1
 """Share of each memtable given to its bloom filter of whole keys."""
 
@@ -106,18 +104,20 @@ _shared: SharedRocksDBMemory | None = None
 
 def share_rocksdb_memory(
     cache_bytes: int = CACHE_BYTES,
-    memtable_bytes: int = MEMTABLE_BYTES,
+    memtable_bytes: int | None = None,
     *,
     index_placement: IndexPlacement = "partitioned",
 ) -> SharedRocksDBMemory:
     """Make the RocksDB stores Faust opens from now on share one memory budget (idempotent:
-    the first call's budget stays)."""
+    the first call's budget stays). ``memtable_bytes``: all memtables together, half the cache
+    unless given (each table's own limit, ``write_buffer_size``, still applies)."""
     global _shared
     if _shared is not None:
         return _shared
     import faust.stores.rocksdb as faust_rocksdb
 
-    shared = SharedRocksDBMemory(cache_bytes, memtable_bytes, index_placement=index_placement)
+    memtables = cache_bytes // 2 if memtable_bytes is None else memtable_bytes
+    shared = SharedRocksDBMemory(cache_bytes, memtables, index_placement=index_placement)
     base: Any = faust_rocksdb.RocksDBOptions
 
     class SharedMemoryOptions(base):  # type: ignore[misc,valid-type]  # Faust's class, untyped

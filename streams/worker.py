@@ -86,6 +86,7 @@ def run_worker(
     from streams.changelog_topics import ensure_changelog_topics
     from streams.gc_freeze import ModuleFreezer
     from streams.ingest_native import native_status
+    from streams.malloc_thresholds import fix_malloc_thresholds
     from streams.metrics import serve_metrics
     from streams.topics import TopicsError, ensure_topics
 
@@ -93,6 +94,9 @@ def run_worker(
         loglevel, event_loop, batch_seconds, fetch_wait_seconds, judge_save_seconds,
         judge_batch_seconds,
     )  # fmt: skip
+    malloc_thresholds = (
+        fix_malloc_thresholds() if settings.fixed_malloc_thresholds else "left as is (setting)"
+    )
     if event_loop == "uvloop":
         mode.loop.use("uvloop")  # sets the policy; Faust creates its loop afterwards
     live = create_app(
@@ -122,6 +126,10 @@ def run_worker(
     class Worker(faust.Worker):  # the name is in its log lines ("[^Worker]: Ready")
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
+            # Here, not before: Faust sets up logging when the worker starts, and dropped
+            # info lines sent earlier.
+            (log.info if lane == "on" else log.warning)("native ingest lane: %s", lane)
+            log.info("malloc thresholds: %s", malloc_thresholds)
             freezer.maybe_freeze(force=True)  # Faust's services, clients and tables too
 
     @live.app.timer(FREEZE_CHECK_SECONDS)  # type: ignore[untyped-decorator]
@@ -134,7 +142,6 @@ def run_worker(
     worker.spinner = None
     import_monitor_modules()  # before "Ready": the first delta must not wait for them
     lane = native_status(settings.native_ingest)
-    (log.info if lane == "on" else log.warning)("native ingest lane: %s", lane)
     freezer.maybe_freeze()
     try:
         worker.execute_from_commandline()

@@ -664,6 +664,31 @@ def test_a_rocksdb_worker_app_opens_its_stores_with_the_shared_budget(tmp_path: 
     assert 0 < (cache["usage"] or 0) <= cache["capacity"]
 
 
+def test_the_cache_setting_sizes_a_worker_apps_rocksdb_budget(tmp_path: Path) -> None:
+    """``DRIFTLINE_ROCKSDB__CACHE_MIB`` reaches the shared budget, memtables half of it (a
+    fresh process: the budget is set once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from schemas.settings import Settings\n"
+        "from streams.app import create_app\n"
+        "from streams.rocksdb_memory import share_rocksdb_memory\n"
+        "create_app(Settings(), store='rocksdb://', datadir=Path(sys.argv[1]))\n"
+        "shared = share_rocksdb_memory()\n"
+        "print(shared.cache_bytes, shared.write_buffers.get_buffer_size())\n"
+    )
+    env = {**os.environ, "DRIFTLINE_ROCKSDB__CACHE_MIB": "48"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+        check=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    cache_bytes, memtable_bytes = (int(word) for word in done.stdout.split())
+    assert (cache_bytes, memtable_bytes) == (48 << 20, 24 << 20)
+
+
 _FIRST_JUDGING = """
 import json, sys
 from datetime import timedelta

@@ -65,6 +65,7 @@ def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("DRIFTLINE_TOPICS__PREFIX", "staging.")
     monkeypatch.setenv("DRIFTLINE_TOPICS__PARTITIONS", "12")
     monkeypatch.setenv("DRIFTLINE_METRICS__PORT", "9200")
+    monkeypatch.setenv("DRIFTLINE_ROCKSDB__CACHE_MIB", "512")
     monkeypatch.setenv("DRIFTLINE_MLFLOW__TRACKING_URI", "http://mlflow:5000")
     monkeypatch.setenv("DRIFTLINE_MONITOR_CONFIG", str(config))
     settings = Settings()
@@ -72,6 +73,7 @@ def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.topics.predictions == "staging.predictions"
     assert settings.topics.partitions == 12
     assert settings.metrics.port == 9200
+    assert settings.rocksdb.cache_mib == 512
     assert settings.mlflow.tracking_uri == "http://mlflow:5000"
     assert settings.monitor_config == config
 
@@ -131,6 +133,14 @@ def test_bad_value_names_field_variable_and_input(monkeypatch: pytest.MonkeyPatc
     assert "kafka.security_protocol (DRIFTLINE_KAFKA__SECURITY_PROTOCOL): " in message
     assert "SASL_SSL" in message  # the allowed values are listed
     assert isinstance(caught.value, ValueError)
+
+
+def test_a_rocksdb_cache_too_small_for_its_memtables_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_ROCKSDB__CACHE_MIB", "8")
+    with pytest.raises(SettingsError, match=r"rocksdb.cache_mib \(DRIFTLINE_ROCKSDB__CACHE_MIB\)"):
+        Settings()
 
 
 def test_misspelled_nested_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

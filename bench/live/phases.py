@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -51,13 +52,23 @@ def settings_for(bootstrap: str, prefix: str) -> Settings:
     )
 
 
+PASSED_SETTINGS: Final = (
+    "DRIFTLINE_NATIVE_INGEST",
+    "DRIFTLINE_FIXED_MALLOC_THRESHOLDS",
+    "DRIFTLINE_ROCKSDB__CACHE_MIB",
+)
+"""Settings of the caller's environment the bench's workers get: to measure with and without."""
+
+
 def worker_env(bootstrap: str, prefix: str, monitor_config: Path | None = None) -> dict[str, str]:
-    """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours; but
-    DRIFTLINE_NATIVE_INGEST passes (``=false`` measures the worker without its native lane)."""
+    """The caller's environment without DRIFTLINE_* (so defaults apply), plus ours; but the
+    worker-tuning variables in `PASSED_SETTINGS` pass (e.g. ``DRIFTLINE_NATIVE_INGEST=false``
+    measures the worker without its native lane)."""
     env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith("DRIFTLINE_") or k == "DRIFTLINE_NATIVE_INGEST"
-    }  # fmt: skip
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("DRIFTLINE_") or name in PASSED_SETTINGS
+    }
     if monitor_config is not None:
         env["DRIFTLINE_MONITOR_CONFIG"] = str(monitor_config.resolve())
     return {
