@@ -8,6 +8,8 @@ fixture (``streams.processes.ProcessGroup``).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from schemas.settings import Settings
     from streams.processes import ManagedProcess
 
-__all__ = ["describe_group", "read_topic", "scrape", "shifted_x_stream", "wait_for"]
+__all__ = ["describe_group", "read_topic", "scrape", "shifted_x_stream", "stack_dump", "wait_for"]
 
 
 def read_topic(
@@ -86,6 +88,17 @@ def describe_group(settings: Settings) -> str:
         parts = sorted(f"{tp.topic}[{tp.partition}]" for tp in member.assignment.topic_partitions)
         lines.append(f"  {member.client_id} {member.host}: {', '.join(parts) or 'nothing'}")
     return "\n".join(lines)
+
+
+def stack_dump(worker: ManagedProcess, wait: float = 3.0, characters: int = 100_000) -> str:
+    """Every thread and asyncio task of a running worker with its stack: where a stuck worker
+    waits. mode's worker writes them to its log on SIGUSR1 (``mode.utils.logging.cry``)."""
+    if not worker.alive():
+        return f"{worker.name} is not running: no stacks"
+    before = len(worker.log())
+    os.kill(worker.pid, signal.SIGUSR1)
+    time.sleep(wait)
+    return worker.log()[before:][:characters]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka_helpers import describe_group, scrape, wait_for, wait_until_steady
+from kafka_helpers import describe_group, scrape, stack_dump, wait_for, wait_until_steady
 
 from schemas.events import LabelEvent, PredictionEvent, to_json_bytes
 from schemas.settings import Settings
@@ -77,12 +77,16 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
         return scrape(second).get('driftline_label_join_total{outcome="hit"}', 0.0)
 
     # A string message: pytest shortens other objects to a line, and this one says which
-    # outcome the missing labels got.
+    # outcome the missing labels got. A flake (1 full run in ~3) ended here with the worker
+    # Ready, its group stable with every partition, and no label read in 90 s: the stacks
+    # show where it waits.
     assert wait_for(lambda: joined() >= LABELLED, timeout=90), "\n".join(
         [
             *_samples_about(scrape(second), "join", "read_back", "events_received"),
             describe_group(settings),
             second.log_tail(8000),
+            "stacks:",
+            stack_dump(second),
         ]
     )
     samples = scrape(second)
