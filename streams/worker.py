@@ -122,6 +122,7 @@ def run_worker(
         flush=True,
     )
     freezer = ModuleFreezer()
+    lane = native_status(settings.native_ingest)  # logged with the thresholds once Ready
 
     class Worker(faust.Worker):  # the name is in its log lines ("[^Worker]: Ready")
         async def on_startup_finished(self) -> None:
@@ -141,7 +142,6 @@ def run_worker(
     # debug call in aiokafka's fetch loop built a log record: ~5 % of a busy worker's CPU.
     worker.spinner = None
     import_monitor_modules()  # before "Ready": the first delta must not wait for them
-    lane = native_status(settings.native_ingest)
     freezer.maybe_freeze()
     try:
         worker.execute_from_commandline()
