@@ -18,17 +18,19 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
-from streams.channel_batches import channel_batches
+from streams.channel_batches import ack_batch, channel_batches
 from streams.delta_merge import merge_round
 from streams.faust_delivery import quicken_faust_delivery, raw_bytes_schema
 from streams.fold_columns import fold_columns
 from streams.ingest_columns import split_columns
+from streams.ingest_prepare import Parsed, PrepareAhead, Prepared, helper_thread, parsed_ahead
 from streams.ingest_rounds import (
     Folded,
     offset_gaps,
@@ -43,7 +45,7 @@ from streams.join_sweep import Sweeps
 from streams.judge_agent import install_judge
 from streams.judge_record import batch_of
 from streams.publish_check import confirm_published
-from streams.validation import RawMessage, Source
+from streams.validation import RawMessage
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -130,33 +132,76 @@ def install_pipeline(
     progress = JsonTableView(progress_table)
     sweeps = Sweeps([pending_table, early_table])
     """The join expiries in progress, a slice per ingest batch of their partition."""
+    prepare_ahead = PrepareAhead()
+    parse_helper = helper_thread("driftline-parse")
     source_of = {topics.predictions: "predictions", topics.labels: "labels"}
 
-    def fold_partition(
+    def fresh_of(
         partition: int, events: list[Event | RefetchedEvent], anchor: Event
-    ) -> Folded | None:
-        """Validate, join and fold one partition's events (None: all of them folded before);
-        ``anchor``: a Faust event of the partition (messages read back are not)."""
+    ) -> tuple[list[RawMessage], dict[str, int]]:
+        """``events`` not folded into a published delta before (a crash replays them), and
+        the last offset per source among them; ``anchor``: a Faust event of the partition
+        (messages read back are not)."""
         as_current(anchor)
         fresh: list[RawMessage] = []
         last_offsets: dict[str, int] = {}
-        for event in events:
-            message = event.message
-            source: Source = (
-                "predictions" if source_of[message.topic] == "predictions" else "labels"
-            )
-            key = f"{source}:{partition}"
+        for message in raw_messages(partition, events):
+            key = f"{message.source}:{partition}"
             if key not in last_offsets:
                 last_offsets[key] = int(progress.get(key, -1))
             if message.offset <= last_offsets[key]:
                 continue  # already inside a published delta (replayed after a crash)
             last_offsets[key] = message.offset
-            fresh.append(
-                RawMessage(source, message.value, message.topic, partition, message.offset)
+            fresh.append(message)
+        return fresh, last_offsets
+
+    def raw_messages(partition: int, events: Sequence[Event | RefetchedEvent]) -> list[RawMessage]:
+        return [
+            RawMessage(
+                "predictions" if source_of[message.topic] == "predictions" else "labels",
+                message.value, message.topic, partition, message.offset,
             )
-        if not fresh:
-            return None
-        split = split_columns(fresh, now=_utc_now(), native=settings.native_ingest)
+            for message in (event.message for event in events)
+        ]  # fmt: skip
+
+    def parse_batch(batch: Sequence[Event]) -> dict[int, Parsed]:
+        """Each partition's messages of ``batch``, parsed. Touches no Faust context: it runs
+        on the parse helper while the batch before is folded."""
+        parsed: dict[int, Parsed] = {}
+        for partition, events in by_partition(batch).items():
+            messages = raw_messages(partition, events)
+            split = split_columns(messages, now=_utc_now(), native=settings.native_ingest)
+            parsed[partition] = Parsed.of(messages, split)
+        return parsed
+
+    def prepare(partition: int, fresh: list[RawMessage], parsed: Parsed | None) -> Prepared:
+        """Parse ``fresh`` (unless ``parsed`` holds them) and read the join entries of its
+        event_ids. Touches only ``partition``'s stores and no Faust context: it may run on the
+        helper thread."""
+        split = None if parsed is None else parsed.split_of(fresh)
+        if split is None:
+            split = split_columns(fresh, now=_utc_now(), native=settings.native_ingest)
+        # The join works on the batch's entries as plain dicts; predictions that meet nothing
+        # in the join (the common case) skip the joiner: their entries, encoded by the
+        # native parse, are written as they are.
+        join = BatchJoin.read(
+            pending_table, early_table, partition,
+            [key for part in split.predictions for key in part.event_ids],
+            [label.event_id for label in split.labels], split.all_join_entries(),
+        )  # fmt: skip
+        return Prepared(split, join)
+
+    def fold_partition(
+        partition: int,
+        anchor: Event,
+        fresh: list[RawMessage],
+        last_offsets: dict[str, int],
+        prepared: Prepared,
+    ) -> Folded:
+        """Count, join and fold one partition's ``fresh`` messages (``prepared``), write back
+        what the batch changed in the join; ``anchor``: a Faust event of the partition."""
+        as_current(anchor)
+        split, join = prepared.split, prepared.join
         metrics.messages_in.labels(source="predictions").inc(split.prediction_messages)
         metrics.messages_in.labels(source="labels").inc(split.label_messages)
         metrics.events_in.labels(source="predictions").inc(split.prediction_count)
@@ -168,15 +213,8 @@ def install_pipeline(
         if split.labels:
             sample = split.labels[0].event_id
             metrics.sample_key_placement("labels", sample, partition, topics.partitions)
-        # The join works on the batch's entries as plain dicts; what it changed is written
-        # back at once, then the partition is expired now and then (that scans the table).
-        # Predictions that meet nothing in the join (the common case) skip the joiner: their
-        # entries, encoded by the native parse, are written as they are.
-        join = BatchJoin.read(
-            pending_table, early_table, partition,
-            [key for part in split.predictions for key in part.event_ids],
-            [label.event_id for label in split.labels], split.all_join_entries(),
-        )  # fmt: skip
+        # What the join changed is written back at once, then the partition is expired now
+        # and then (that scans the table).
         newest: list[datetime] = []
         deltas = fold_columns(
             kit,
@@ -230,12 +268,13 @@ def install_pipeline(
     def locate(event: Event | RefetchedEvent) -> tuple[str, int]:
         return source_of[event.message.topic], event.message.offset
 
-    async def ingest_batch(batch: Sequence[Event]) -> None:
+    async def ingest_batch(batch: Sequence[Event], parsed: dict[int, Parsed]) -> None:
         """Fold every partition; publish the deltas in event-time order, then the offsets.
 
         A batch left unfinished by a crash (its intent is beyond the progress offsets) is
         folded again first, as the same batch, so the judge recognises its deltas. Offsets
         that never reached the ingest (see `streams.input_refetch`) are read back first.
+        ``parsed``: each partition's messages of the batch, parsed ahead.
         """
         replays: list[Part] = []
         rest: list[Part] = []
@@ -257,7 +296,7 @@ def install_pipeline(
                 rest.append((partition, new, None, events[0]))
         for round_ in (replays, rest):
             if round_:
-                await ingest_round(round_)
+                await ingest_round(round_, parsed)
 
     async def read_back(
         partition: int, gaps: list[tuple[str, int, int]], why: str = "gap"
@@ -283,13 +322,24 @@ def install_pipeline(
             found += missed
         return found
 
-    async def ingest_round(parts: Sequence[Part]) -> None:
+    async def ingest_round(parts: Sequence[Part], parsed: dict[int, Parsed]) -> None:
         """Intents first (flushed), then the deltas, then the progress offsets."""
         folded: list[Folded] = []
-        for partition, events, intent, anchor in parts:
-            result = fold_partition(partition, events, anchor)
-            if result is not None:
-                folded.append(result if intent is None else result.as_batch(intent))
+        todo = [
+            (partition, anchor, intent, *fresh_of(partition, events, anchor))
+            for partition, events, intent, anchor in parts
+        ]
+        todo = [part for part in todo if part[3]]  # none fresh: all folded before
+        # Partition N+1 is parsed and looked up on the helper thread while N is folded.
+        jobs = [
+            partial(prepare, partition, messages, parsed.get(partition))
+            for partition, _, _, messages, _ in todo
+        ]
+        for (partition, anchor, intent, messages, last_offsets), prepared in zip(
+            todo, prepare_ahead.in_order(jobs), strict=True
+        ):
+            result = fold_partition(partition, anchor, messages, last_offsets, prepared)
+            folded.append(result if intent is None else result.as_batch(intent))
         for letter in dead_letters:
             source_name = source_of.get(letter.source_topic, "unknown")
             metrics.invalid_events.labels(source=source_name, error_class=letter.error_class).inc()
@@ -337,11 +387,14 @@ def install_pipeline(
         drain_buffer_on_flush(app)
         quicken_faust_delivery(app)
         batches = channel_batches(
-            app, stream.channel.queue, max_events=take_max, within=take_within_seconds
-        )
-        async for batch in batches:
+            app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
+            ack_when_next=False,
+        )  # fmt: skip
+        # The next batch is parsed on the parse helper while this one is folded.
+        async for batch, parsed in parsed_ahead(batches, parse_batch, parse_helper):
             started = time.monotonic()
-            await ingest_batch(batch)
+            await ingest_batch(batch, parsed)
+            ack_batch(batch)
             now = time.time()
             metrics.batch_duration.labels(stage="ingest").observe(time.monotonic() - started)
             newest = max(event.message.timestamp for event in batch)

@@ -250,6 +250,48 @@ def test_a_batch_closes_within_seconds_after_its_first_event() -> None:
     asyncio.run(scenario())
 
 
+def test_a_callers_processing_time_counts_towards_the_next_batchs_wait() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        app, queue = _App(), asyncio.Queue[Any]()
+        batches = channel_batches(app, queue, max_events=100, within=0.5)
+        queue.put_nowait(_events(1)[0])
+        await _next(batches)
+        queue.put_nowait(_events(2)[0])  # arrives while the caller works
+        await asyncio.sleep(0.6)  # the caller's work took longer than within
+        started = loop.time()
+        batch = await _next(batches)
+        assert [e.message.offset for e in batch] == [2]
+        assert loop.time() - started < 0.2  # not another 0.5 s of waiting: it is behind
+        waiting = asyncio.ensure_future(_next(batches, timeout=5))
+        await asyncio.sleep(0.05)
+        queue.put_nowait(_events(3)[0])  # a quiet queue: the batch starts with its event
+        started = loop.time()
+        assert [e.message.offset for e in await waiting] == [3]
+        assert loop.time() - started >= 0.4
+
+    asyncio.run(scenario())
+
+
+def test_with_ack_when_next_off_only_the_caller_acks() -> None:
+    from streams.channel_batches import ack_batch
+
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        events = _events(1, 2, 3)
+        for event in events:
+            queue.put_nowait(event)
+        batches = channel_batches(app, queue, max_events=2, within=0.01, ack_when_next=False)
+        first = await _next(batches)
+        second = await _next(batches)  # asked for while the first is still being processed
+        assert [e.message.offset for e in first + second] == [1, 2, 3]
+        assert not any(e.acks for e in events)
+        ack_batch(first)
+        assert [e.acks for e in events] == [[1], [2], []]
+
+    asyncio.run(scenario())
+
+
 def test_events_from_before_a_rebalance_or_while_suspended_are_acked_and_dropped() -> None:
     async def scenario() -> None:
         app, queue = _App(), asyncio.Queue[Any]()
