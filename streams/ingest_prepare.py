@@ -13,8 +13,10 @@ turn on the event loop's thread they were ~25 % of its time in row b of
   own RocksDB stores - no other partition's fold touches; a partition's own reads still come
   after its previous batch's writes.
 
-The fold itself stays on the event loop's thread, in the round's order: what comes out is the
-same as parsing, reading and folding each partition in turn (``tests/test_ingest_prepare.py``).
+The fold itself stays on the event loop's thread, in the round's order, so what comes out is
+the same as parsing, reading and folding each partition in turn: the order and the threads
+are tested in ``tests/test_ingest_prepare.py``, the outcomes (alerts, counts, recovery) by the
+live tests on a real broker.
 """
 
 from __future__ import annotations
