@@ -3,8 +3,8 @@ and reading the join entries of a round's next partitions.
 
 Both spend most of their time outside the GIL: the native lane parses envelopes in Rust
 without it (`streams.ingest_native`) and rocksdict's multi-get releases it in RocksDB. Done in
-turn on the event loop's thread they were ~25 % of its time in row b of
-``bench/worker_throughput.py``, while the machine's second core idled.
+turn on the event loop's thread they were ~40 % of its busy time in row b of
+``bench/worker_throughput.py`` (py-spy), while the machine's second core idled.
 
 - `parsed_ahead`: a batch is parsed on a helper thread as soon as it is collected, while the
   event loop's thread still folds the batch before it. Parsing reads only the messages.
