@@ -74,7 +74,7 @@ class PrepareAhead:
     thread, ahead, in order."""
 
     def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
+        self._helper = helper_thread("driftline-prepare")
 
     def in_order(self, jobs: Sequence[Callable[[], T]]) -> Iterator[T]:
         """Each job's result, in order. Jobs after the first start at once on the helper
@@ -84,7 +84,7 @@ class PrepareAhead:
         if len(jobs) <= 1:  # nothing to overlap: no thread handoff
             yield from (job() for job in jobs)
             return
-        ahead: list[Future[T]] = [self._helper().submit(job) for job in jobs[1:]]
+        ahead: list[Future[T]] = [self._helper.submit(job) for job in jobs[1:]]
         try:
             yield jobs[0]()
             for future in ahead:
@@ -93,14 +93,10 @@ class PrepareAhead:
             for future in ahead:
                 future.cancel()
 
-    def _helper(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = helper_thread("driftline-prepare")
-        return self._executor
-
 
 def helper_thread(name: str) -> ThreadPoolExecutor:
-    """One thread for jobs in order (Python joins it at exit; an idle helper ends at once)."""
+    """One thread for jobs in order, started at the first job (Python joins it at exit; an
+    idle helper ends at once)."""
     return ThreadPoolExecutor(1, thread_name_prefix=name)
 
 
