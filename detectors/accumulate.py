@@ -59,6 +59,7 @@ SEGMENTS_PER_KEY_FACTOR: Final = 4
 """A delta keeps at most this many times ``segments.max_values`` values per segment key."""
 _NUMBER: Final = frozenset({int, float})
 _NUMBER_OR_NULL: Final = frozenset({int, float, type(None)})
+_STR_ONLY: Final = frozenset({str})
 _BINARY_LABELS: Final = frozenset({"0", "1"})
 
 
@@ -292,6 +293,9 @@ def _split(
     """(non-null numbers as floats, non-null categorical values) of one column."""
     if kinds is None:
         kinds = set(map(type, column))
+    if kinds == _STR_ONLY:  # all categorical, whatever declared: what follows, in one step
+        values = column if isinstance(column, list) else list(column)
+        return (None if declared == "categorical" else np.empty(0, dtype=np.float64)), values
     if declared == "categorical":
         values = [
             v if isinstance(v, str | bool) else category_key(v) for v in column if v is not None

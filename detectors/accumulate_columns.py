@@ -33,6 +33,8 @@ from schemas.monitor_config import ModelMonitorConfig
 
 __all__ = ["fold_columns"]
 
+_ABSENT_TYPE = type(ABSENT)
+
 
 def fold_columns(
     delta: WindowDelta, columns: PredictionColumns, config: ModelMonitorConfig
@@ -114,7 +116,8 @@ def _fold_numeric(
 
 
 def _fold_values(part: SliceDelta, name: str, column: list[Any], declared: str | None) -> None:
-    if ABSENT in column:
+    kinds = set(map(type, column))
+    if _ABSENT_TYPE in kinds:  # the marker is a singleton: its type says whether it is here
         column = [v for v in column if v is not ABSENT]
         if not column:
             return
@@ -122,7 +125,6 @@ def _fold_values(part: SliceDelta, name: str, column: list[Any], declared: str |
         # The event path folds absent values as None: dropped by `_split` as nulls are.
         _fold_column(part, name, column, declared)
         return
-    kinds = set(map(type, column))
     part.types.update_column(name, column, kinds=kinds)
     _fold_column(part, name, column, declared, kinds)
 

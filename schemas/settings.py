@@ -262,6 +262,9 @@ class Settings(BaseSettings):
     """Fix glibc's mmap and trim thresholds in workers so freed buffers go back to the
     kernel (``streams.malloc_thresholds``): slower growth of memory, ~20 % less top
     throughput; false: glibc's adaptive defaults."""
+    malloc_trim_seconds: Annotated[float, Field(ge=0)] = 10.0
+    """How often a worker gives the heap's free pages back to the kernel (glibc's
+    ``malloc_trim``, ``streams.malloc_trim``; a few ms on a helper thread); 0: never."""
 
     def __init__(self, *args: Any, **values: Any) -> None:
         # pydantic-settings ignores a misspelt top-level variable: a silent default is worse.

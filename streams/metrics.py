@@ -228,6 +228,12 @@ class WorkerMetrics:
             ["kind"],
             registry=r,
         )
+        self.heap_released = Counter(
+            "driftline_heap_released_bytes",
+            "Anonymous memory the worker's periodic heap trims gave back to the kernel "
+            "(glibc malloc_trim, Settings.malloc_trim_seconds): free pages malloc kept.",
+            registry=r,
+        )
 
     def watch_rocksdb_cache(
         self, usage: Callable[[], float], pinned: Callable[[], float], capacity: int

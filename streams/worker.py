@@ -7,6 +7,8 @@ partitions; each needs its own ``--datadir`` when they share a host (RocksDB loc
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -86,7 +88,9 @@ def run_worker(
     from streams.changelog_topics import ensure_changelog_topics
     from streams.gc_freeze import ModuleFreezer
     from streams.ingest_native import native_status
+    from streams.ingest_prepare import helper_thread
     from streams.malloc_thresholds import fix_malloc_thresholds
+    from streams.malloc_trim import heap_trimmer
     from streams.metrics import serve_metrics
     from streams.topics import TopicsError, ensure_topics
 
@@ -136,6 +140,21 @@ def run_worker(
     @live.app.timer(FREEZE_CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def freeze_new_modules() -> None:
         freezer.maybe_freeze()
+
+    trim = heap_trimmer() if settings.malloc_trim_seconds > 0 else None
+    if trim is not None:
+        trim_helper = helper_thread("driftline-trim")
+
+        trims = itertools.count()
+
+        @live.app.timer(settings.malloc_trim_seconds)  # type: ignore[untyped-decorator]
+        async def trim_heap() -> None:
+            done = await asyncio.get_running_loop().run_in_executor(trim_helper, trim)
+            live.metrics.heap_released.inc(done.released_bytes)
+            (log.debug if next(trims) else log.info)(
+                "heap trimmed: %d KiB back to the kernel in %.1f ms (every %g s)",
+                done.released_bytes >> 10, done.seconds * 1e3, settings.malloc_trim_seconds,
+            )  # fmt: skip
 
     worker = Worker(live.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner sets the root logger to DEBUG (for levels >= warning), so every

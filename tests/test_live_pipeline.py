@@ -19,6 +19,7 @@ from kafka_helpers import read_topic, scrape, shifted_x_stream, wait_for
 
 from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
+from streams.malloc_trim import heap_trimmer
 from streams.processes import ManagedProcess
 from streams.producer import PredictionProducer
 
@@ -205,12 +206,15 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     )
 
 
-def test_worker_caps_the_fetch_wait_and_freezes_its_long_lived_objects(
+def test_worker_caps_the_fetch_wait_freezes_long_lived_objects_and_trims_its_heap(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     # Faust's literal 1.5 s held the busy partitions' next records behind a fetch of quiet
     # ones: alerts took seconds at 700 predictions/s (streams.app.shorten_fetch_wait).
-    worker = start_worker("w1", "--loglevel", "info", "--fetch-wait-seconds", "0.03")
+    worker = start_worker(
+        "w1", "--loglevel", "info", "--fetch-wait-seconds", "0.03",
+        DRIFTLINE_MALLOC_TRIM_SECONDS="1",
+    )  # fmt: skip
     applied = "consumer fetch wait: 30 ms (was 1500 ms)"
     assert wait_for(lambda: applied in worker.log(), timeout=60), worker.log_tail()
     assert "cannot set the consumer's fetch wait" not in worker.log()
@@ -220,6 +224,10 @@ def test_worker_caps_the_fetch_wait_and_freezes_its_long_lived_objects(
     assert wait_for(lambda: frozen.search(worker.log()) is not None, timeout=30), worker.log_tail()
     match = frozen.search(worker.log())
     assert match is not None and int(match.group(1)) > 50_000
+    # And gives the free pages malloc keeps back to the kernel (streams.malloc_trim; glibc).
+    trimmed = re.compile(r"heap trimmed: \d+ KiB back to the kernel in [\d.]+ ms \(every 1 s\)")
+    if heap_trimmer() is not None:
+        assert wait_for(lambda: trimmed.search(worker.log()) is not None, 30), worker.log_tail()
     assert worker.alive(), worker.log_tail()
 
 

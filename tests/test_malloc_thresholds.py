@@ -3,26 +3,10 @@ large free, and thresholds a user set are left alone."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from glibc_helpers import glibc_only, run_probe
 
 from streams.malloc_thresholds import fix_malloc_thresholds
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION") is not None
-    except (ValueError, OSError):
-        return False
-
-
-glibc_only = pytest.mark.skipif(not _glibc(), reason="glibc malloc only")
 
 # Frees a 4 MiB buffer (glibc then raises its adaptive mmap threshold to 4 MiB), allocates
 # 512 KiB and prints whether that chunk is mmapped: bit 2 of the size word before it.
@@ -43,12 +27,7 @@ print("mmapped" if size_word & 2 else "heap")
 
 
 def _probe(mode: str) -> str:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode], env=env, cwd=REPO, capture_output=True,
-        text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return done.stdout.strip()
+    return run_probe(PROBE, mode)
 
 
 @glibc_only

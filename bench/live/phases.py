@@ -56,6 +56,7 @@ PASSED_SETTINGS: Final = (
     "DRIFTLINE_NATIVE_INGEST",
     "DRIFTLINE_FIXED_MALLOC_THRESHOLDS",
     "DRIFTLINE_ROCKSDB__CACHE_MIB",
+    "DRIFTLINE_MALLOC_TRIM_SECONDS",
 )
 """Settings of the caller's environment the bench's workers get: to measure with and without."""
 
