@@ -28,7 +28,8 @@ __all__ = ["Trim", "anonymous_rss_bytes", "heap_trimmer"]
 
 @dataclass(frozen=True)
 class Trim:
-    """One trim: the process's anonymous memory before and after it, and how long it took."""
+    """One trim: the process's anonymous memory before and after it, and how long it took
+    (other threads allocate meanwhile: what it gave back is read to within their share)."""
 
     before_bytes: int
     after_bytes: int

@@ -144,8 +144,7 @@ def run_worker(
     trim = heap_trimmer() if settings.malloc_trim_seconds > 0 else None
     if trim is not None:
         trim_helper = helper_thread("driftline-trim")
-
-        trims = itertools.count()
+        trims = itertools.count()  # the first trim is logged at info, the rest at debug
 
         @live.app.timer(settings.malloc_trim_seconds)  # type: ignore[untyped-decorator]
         async def trim_heap() -> None:
