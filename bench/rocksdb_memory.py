@@ -39,17 +39,16 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.rocksdb_memory import IndexPlacement  # after the path
+from streams.malloc_trim import status_kib  # after the path
+from streams.rocksdb_memory import IndexPlacement
 
 TABLES = 5
 PLACEMENTS: dict[str, IndexPlacement] = {"b": "beside", "c": "whole", "d": "partitioned"}
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = status_kib("VmRSS")
+    return float("nan") if kib is None else kib / 1024
 
 
 def child(partitions: int, megabytes: int, row: str, cache_mib: int) -> dict[str, float]:

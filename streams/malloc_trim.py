@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Trim", "anonymous_rss_bytes", "heap_trimmer"]
+__all__ = ["Trim", "anonymous_rss_bytes", "heap_trimmer", "status_kib"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,17 @@ def heap_trimmer() -> Callable[[], Trim] | None:
 def anonymous_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
     """The process's resident anonymous memory (``RssAnon``), 0 where the kernel does not
     say."""
+    kib = status_kib("RssAnon", status)
+    return 0 if kib is None else kib * 1024
+
+
+def status_kib(field: str, status: Path = Path("/proc/self/status")) -> int | None:
+    """A kB line of a process's ``status`` file (``VmRSS``, ``RssAnon``, ``RssFile``...),
+    None when the file (the process) or the line is not there."""
     try:
-        text = status.read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024  # kB
-    return 0
+        for line in status.read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None

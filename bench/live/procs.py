@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from streams.malloc_trim import status_kib
 from streams.processes import stop_process
 
 __all__ = [
@@ -154,13 +155,8 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float | None:
     """Resident set size (VmRSS) of ``pid`` in MiB, None once it is gone; ``field``: another
     line of ``/proc/<pid>/status`` in kB, e.g. ``RssFile`` (pages of mapped files: the
     libraries' code as it is first run, not the heap)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
+    kib = status_kib(field, Path(f"/proc/{pid}/status"))
+    return None if kib is None else kib / 1024
 
 
 def cpu_seconds(pid: int) -> float | None:
