@@ -86,6 +86,7 @@ def run_worker(
     from streams.agents_monitor import import_monitor_modules
     from streams.app import BATCH_SECONDS, FETCH_WAIT_SECONDS, JUDGE_BATCH_SECONDS, create_app
     from streams.changelog_topics import ensure_changelog_topics
+    from streams.flow_report import flow_report
     from streams.gc_freeze import ModuleFreezer
     from streams.ingest_native import native_status
     from streams.ingest_prepare import helper_thread
@@ -136,6 +137,11 @@ def run_worker(
             (log.info if lane == "on" else log.warning)("native ingest lane: %s", lane)
             log.info("malloc thresholds: %s", malloc_thresholds)
             freezer.maybe_freeze(force=True)  # Faust's services, clients and tables too
+
+        def _on_sigusr2(self) -> None:
+            # mode opens pdb here, which hangs a worker without a terminal; operators get
+            # the report of why input may not flow instead (streams.flow_report).
+            log.warning("flow report (SIGUSR2):\n%s", flow_report(live.app))
 
     @live.app.timer(FREEZE_CHECK_SECONDS)  # type: ignore[untyped-decorator]
     async def freeze_new_modules() -> None:

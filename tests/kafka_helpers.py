@@ -90,13 +90,21 @@ def describe_group(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def stack_dump(worker: ManagedProcess, wait: float = 3.0, characters: int = 100_000) -> str:
-    """Every thread and asyncio task of a running worker with its stack: where a stuck worker
-    waits. mode's worker writes them to its log on SIGUSR1 (``mode.utils.logging.cry``)."""
+def stack_dump(
+    worker: ManagedProcess,
+    wait: float = 3.0,
+    characters: int = 100_000,
+    which: signal.Signals = signal.SIGUSR1,
+) -> str:
+    """What a running worker writes to its log on ``which``: where a stuck worker waits.
+
+    SIGUSR1: every thread and asyncio task with its stack (mode's ``cry``); SIGUSR2: the flow
+    report (`streams.flow_report`): Faust's flow switches, paused partitions, and each task's
+    await chain followed into async generators, where SIGUSR1's stacks stop."""
     if not worker.alive():
         return f"{worker.name} is not running: no stacks"
     before = len(worker.log())
-    os.kill(worker.pid, signal.SIGUSR1)
+    os.kill(worker.pid, which)
     time.sleep(wait)
     return worker.log()[before:][:characters]
 

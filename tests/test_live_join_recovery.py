@@ -3,6 +3,7 @@ rebuilds it from the join tables' changelogs, which carry one journal per partit
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -85,7 +86,8 @@ def test_a_worker_with_an_empty_datadir_joins_labels_of_predictions_it_never_saw
             *_samples_about(scrape(second), "join", "read_back", "events_received"),
             describe_group(settings),
             second.log_tail(8000),
-            "stacks:",
+            "flow report, then stacks:",
+            stack_dump(second, which=signal.SIGUSR2),
             stack_dump(second),
         ]
     )

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from kafka_helpers import read_topic, scrape, shifted_x_stream, wait_for
+from kafka_helpers import read_topic, scrape, shifted_x_stream, stack_dump, wait_for
 
 from schemas.events import PredictionEvent, to_json_bytes
 from schemas.settings import Settings
@@ -206,7 +207,7 @@ def test_feature_shift_fires_exactly_one_alert_for_that_feature(
     )
 
 
-def test_worker_caps_the_fetch_wait_freezes_long_lived_objects_and_trims_its_heap(
+def test_worker_caps_fetch_wait_freezes_objects_trims_heap_and_reports_flow_on_sigusr2(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     # Faust's literal 1.5 s held the busy partitions' next records behind a fetch of quiet
@@ -228,6 +229,12 @@ def test_worker_caps_the_fetch_wait_freezes_long_lived_objects_and_trims_its_hea
     trimmed = re.compile(r"heap trimmed: \d+ KiB back to the kernel in [\d.]+ ms \(every 1 s\)")
     if heap_trimmer() is not None:
         assert wait_for(lambda: trimmed.search(worker.log()) is not None, 30), worker.log_tail()
+    # SIGUSR2 logs why input may not flow (streams.flow_report); mode would open pdb and hang.
+    report = stack_dump(worker, which=signal.SIGUSR2)
+    assert "consumer.flow_active: True" in report, report
+    assert "app.flow_control active: True" in report, report
+    # The fetcher's wait inside Consumer.getmany, which mode's stacks cut off.
+    assert re.search(r"Consumer\.getmany: getmany \(transport/consumer\.py:\d+\)", report), report
     assert worker.alive(), worker.log_tail()
 
 
