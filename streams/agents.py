@@ -340,10 +340,16 @@ def install_pipeline(
         ):
             result = fold_partition(partition, anchor, messages, last_offsets, prepared)
             folded.append(result if intent is None else result.as_batch(intent))
+        # Dead letters are confirmed with the deltas: one refused (too large for its topic)
+        # must not pass unnoticed while its input is recorded as done.
+        sent = []
         for letter in dead_letters:
             source_name = source_of.get(letter.source_topic, "unknown")
             metrics.invalid_events.labels(source=source_name, error_class=letter.error_class).inc()
-            await deadletter.send(key=None, value=to_json_bytes(letter))
+            value = to_json_bytes(letter)
+            future = await deadletter.send(key=None, value=value)
+            where = f"{letter.source_topic}[{letter.partition}] offset {letter.offset}"
+            sent.append((f"the dead letter of {where}", len(value), future))
         dead_letters.clear()
         publishing = [result for result in folded if result.deltas]
         for result in publishing:
@@ -363,7 +369,6 @@ def install_pipeline(
         else:
             cap = kit.delta_events_for(delta.model for delta, _origin in pairs)
             ordered = merge_round(pairs, max_events=cap, time_step_us=kit.time_step_us)
-        sent = []
         for delta, origins in ordered:
             envelope = {
                 "format": SKETCH_FORMAT_VERSION,

@@ -30,6 +30,7 @@ __all__ = [
     "FETCH_WAIT_SECONDS",
     "JUDGE_BATCH_SECONDS",
     "MAX_STATE_MESSAGE_BYTES",
+    "PRODUCER_BATCH_BYTES",
     "LiveApp",
     "app_id_for",
     "create_app",
@@ -51,6 +52,15 @@ JUDGE_BATCH_SECONDS: Final = 0.01
 """How long the judge agent waits to fill a batch of sketches deltas. Its batches cost little
 (a delta per model and ingest round), so its wait is mostly alert latency: 0.01 s instead of
 0.05 s took alert p50 from 210-246 to 156-169 ms at 700/s with 20 models (bench/README.md)."""
+PRODUCER_BATCH_BYTES: Final = 512 << 10
+"""Bytes of one partition's messages the producer packs into a request (Faust: 16 KiB).
+
+aiokafka keeps one request in flight per broker, and a message that does not fit the
+partition's open batch waits until that batch is on its way. Deltas of 2,000 events are
+~200 KiB, so with 16 KiB every delta waited for the round trip of the one before: 1.1 s of a
+3.5 s batch of 900k predictions (row b of bench/worker_throughput.py), and 10-20 % of its
+throughput. Below 1 MiB because the alerts and dead-letter topics keep the broker's default
+``max.message.bytes`` (1 MiB), which bounds a whole batch."""
 FETCH_WAIT_SECONDS: Final = 0.02
 """How long the broker may hold a fetch that finds no new data (Kafka's ``fetch.max.wait.ms``;
 Faust hard-codes 1.5 s). See :func:`shorten_fetch_wait` for why it bounds alert latency."""
@@ -173,6 +183,7 @@ def create_app(
         # each went out in its own produce request (25k requests for 28k predictions).
         "producer_linger": 0.005,
         "producer_max_request_size": MAX_STATE_MESSAGE_BYTES,
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
         "datadir": str(datadir or Path(".driftline") / "faust" / identity),
         "table_key_index_size": 100_000,
     }

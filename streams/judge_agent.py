@@ -143,7 +143,10 @@ def install_judge(
             datetime.now(UTC),
         )  # fmt: skip
         metrics.invalid_events.labels(source="sketches", error_class=error.error_class).inc()
-        await deadletter.send(key=None, value=to_json_bytes(letter))
+        value = to_json_bytes(letter)
+        future = await deadletter.send(key=None, value=value)
+        where = f"offset {message.offset} of {topics.sketches}[{message.partition}]"
+        await confirm_published([(f"the dead letter of {where}", len(value), future)])
 
     async def with_sketches_read_back(
         partition: int, events: list[Event]

@@ -37,6 +37,10 @@ def _prediction(index: int, x: float) -> PredictionEvent:
     )
 
 
+FLOOD = 3_000
+"""Dead letters sent in a burst by the dead-letter test: ~2.8 MiB, several full batches."""
+
+
 def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
     settings: Settings, start_worker: Callable[..., ManagedProcess], kafka_bootstrap: str
 ) -> None:
@@ -53,19 +57,28 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
     for name, payload in invalid.items():
         producer.produce(settings.topics.predictions, key=name.encode(), value=payload)
     producer.produce(settings.topics.labels, key=b"l", value=b"not json at all")
+    # A flood of ~1.4 KiB dead letters fills the worker's producer batches to their cap
+    # (streams.app.PRODUCER_BATCH_BYTES): the dead-letter topic keeps the broker's default
+    # max.message.bytes, which bounds a whole batch, so a larger cap would lose these.
+    flood = [b"[" + str(index).encode() + b"x" * 4000 for index in range(FLOOD)]
+    for payload in flood:
+        producer.produce(settings.topics.predictions, value=payload)
     producer.flush(10)
     with PredictionProducer(settings) as sdk:
         for index in range(1, 41):
             sdk.send(_prediction(index, float(index)))
 
+    expected = len(invalid) + 1 + FLOOD
     decoded = read_topic(
         kafka_bootstrap,
         settings.topics.deadletter,
-        until=lambda found: len(found) >= 6,
+        until=lambda found: len(found) >= expected,
         timeout=60,
         settle=1.0,
     )
-    assert len(decoded) == 6, worker.log_tail()
+    assert len(decoded) == expected, worker.log_tail()
+    payloads = {base64.b64decode(d["payload_base64"]) for d in decoded}
+    assert payloads >= set(flood)
     by_payload = {base64.b64decode(d["payload_base64"]): d for d in decoded}
     for name, payload in invalid.items():
         letter = by_payload[payload]
@@ -86,7 +99,7 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going
     invalid_total = sum(
         v for k, v in samples.items() if k.startswith("driftline_invalid_events_total")
     )
-    assert invalid_total == 6
+    assert invalid_total == expected
     assert worker.alive(), worker.log_tail()
 
     def lag_topics() -> set[str]:
