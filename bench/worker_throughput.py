@@ -8,7 +8,9 @@
    ``--events`` predictions of one model with 10 features), from the first message consumed
    until all are processed:
    a. ``python -m streams.worker`` (rocksdb), one prediction per message. Its clock starts at
-      the worker's ``[^Worker]: Ready`` log line (fetching starts there) and stops at the first
+      the worker's "input flowing: first message taken" log line (as the baselines' clocks
+      start at their first message; before the 28th session it started at "Ready", which
+      also counted the first fetch) and stops at the first
       /metrics scrape showing every prediction counted and ``sketches_published`` final; it is
       done once its group committed the predictions and sketches topics to their ends. The
       "judge" time runs until the last judge batch (every delta applied).

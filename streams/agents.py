@@ -393,7 +393,7 @@ def install_pipeline(
         quicken_faust_delivery(app)
         batches = channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
-            ack_when_next=False,
+            ack_when_next=False, on_first=lambda: log.info("input flowing: first message taken"),
         )  # fmt: skip
         # The next batch is parsed on the parse helper while this one is folded.
         async for batch, parsed in parsed_ahead(batches, parse_batch, parse_helper):

@@ -32,7 +32,7 @@ time). The batches end when Faust stops the agent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from time import monotonic
 from typing import Any, Final
 
@@ -43,12 +43,19 @@ FILL_CHECKS: Final = 5
 
 
 async def channel_batches(
-    app: Any, queue: Any, *, max_events: int, within: float, ack_when_next: bool = True
+    app: Any,
+    queue: Any,
+    *,
+    max_events: int,
+    within: float,
+    ack_when_next: bool = True,
+    on_first: Callable[[], None] | None = None,
 ) -> AsyncIterator[list[Any]]:
     """Lists of at most ``max_events`` Faust events from ``queue`` (an agent's channel
     queue, ``stream.channel.queue``), each acked when the next list is asked for
     (``ack_when_next=False``: when the caller passes it to `ack_batch`, for a caller that
-    collects the next batch while it still processes this one)."""
+    collects the next batch while it still processes this one). ``on_first`` is called once,
+    when the first event that counts is taken from the queue."""
     loop = asyncio.get_running_loop()
     consumer = app.consumer
     track = consumer.unacked.add
@@ -70,6 +77,9 @@ async def channel_batches(
             while True:
                 while len(batch) < max_events and not queue.empty():
                     admit(queue.get_nowait(), batch, app, flow_control, track, acking_topics)
+                if on_first is not None and batch:  # no await since it was taken: same tick
+                    on_first()
+                    on_first = None
                 left = closes_at - loop.time()
                 if len(batch) >= max_events or left <= 0:
                     break

@@ -316,6 +316,27 @@ def test_events_from_before_a_rebalance_or_while_suspended_are_acked_and_dropped
     asyncio.run(scenario())
 
 
+def test_on_first_is_called_once_when_the_first_event_that_counts_is_taken() -> None:
+    async def scenario() -> None:
+        app, queue = _App(), asyncio.Queue[Any]()
+        calls: list[int] = []
+        batches = channel_batches(
+            app, queue, max_events=10, within=0.01, on_first=lambda: calls.append(queue.qsize())
+        )
+        pending = asyncio.ensure_future(_next(batches))
+        await asyncio.sleep(0.05)
+        assert calls == []  # nothing taken yet
+        for event in [*_events(1, generation=0), *_events(2, 3)]:  # a stale one first
+            queue.put_nowait(event)
+        assert [e.message.offset for e in await pending] == [2, 3]
+        assert calls == [0]  # once, when the queue's live events were taken
+        queue.put_nowait(_events(4)[0])
+        await _next(batches)
+        assert calls == [0]
+
+    asyncio.run(scenario())
+
+
 def test_a_batch_whose_processing_raised_is_not_acked() -> None:
     async def scenario() -> None:
         app, queue = _App(), asyncio.Queue[Any]()

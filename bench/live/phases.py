@@ -40,6 +40,8 @@ _EVENTS = 'driftline_events_received_total{source="predictions"}'
 _CACHE_USAGE = 'driftline_rocksdb_cache_bytes{kind="usage"}'
 _SKETCHES = "driftline_sketches_published_total"
 _STAGE = 'driftline_batch_duration_seconds_{}{{stage="{}"}}'
+FIRST_INPUT = r"input flowing: first message taken"
+"""The worker's log line (at info) when its ingest takes its first message: row a's clock start."""
 WARMUP_EVENTS = 2_000
 """Default reference warm-up per model (MonitorConfig): no alert can fire before it ends."""
 EVENTS_PER_MODEL = 4_500
@@ -109,7 +111,6 @@ class WorkerProbe:
 
     proc: Proc
     url: str
-    ready_at: float
     group: str
 
 
@@ -117,7 +118,7 @@ def start_worker(
     procs: ProcessGroup, name: str, bootstrap: str, prefix: str, datadir: Path,
     profile: Path | None = None, options: Sequence[str] = (), monitor_config: Path | None = None,
 ) -> WorkerProbe:  # fmt: skip
-    """Start a worker at log level info: its ``[^Worker]: Ready`` line is when fetching starts.
+    """Start a worker at log level info; returns once it logged ``[^Worker]: Ready``.
     ``monitor_config``: a monitor YAML for the worker (default: the built-in defaults)."""
     argv = [sys.executable]
     if profile is not None:
@@ -126,8 +127,8 @@ def start_worker(
     env = worker_env(bootstrap, prefix, monitor_config)
     proc = procs.start(name, argv, env=env, cwd=REPO)
     _, banner = proc.wait_for(r"metrics=(http://\S+/metrics)", 120)
-    arrived, ready = proc.wait_for(r"\[\^Worker\]: Ready", 180)
-    return WorkerProbe(proc, banner.group(1), log_time(ready.string, arrived), f"{prefix}worker")
+    proc.wait_for(r"\[\^Worker\]: Ready", 180)
+    return WorkerProbe(proc, banner.group(1), f"{prefix}worker")
 
 
 def worker_throughput(
@@ -160,21 +161,25 @@ def worker_throughput(
         time.sleep(0.2)
     if not history:
         raise RuntimeError(f"worker produced no metrics:\n{probe.proc.tail()}")
-    cpu0 = next((h[4] for h in history if h[0] >= probe.ready_at and h[4] is not None), None)
+    # The clock starts when the ingest takes its first message, as the baselines' clocks do
+    # (their first message); from "Ready" it also counted the first fetch (~0.3 s of row b).
+    arrived, first = probe.proc.wait_for(FIRST_INPUT, 5)
+    started = log_time(first.string, arrived)
+    cpu0 = next((h[4] for h in history if h[0] >= started and h[4] is not None), None)
     final = history[-1]
     ingest_end = next(h for h in history if h[1] == final[1] and h[2] == final[2])
     judge_end = next(h for h in history if h[1:4] == final[1:4])
     cpu_end = judge_end[4]
     result = Throughput(
         predictions=int(final[1]),
-        seconds=ingest_end[0] - probe.ready_at,
+        seconds=ingest_end[0] - started,
         cpu_seconds=cpu_end - cpu0 if cpu_end is not None and cpu0 is not None else None,
         partial=not done,
-        judge_seconds=judge_end[0] - probe.ready_at if done else None,
+        judge_seconds=judge_end[0] - started if done else None,
     )
     ingest_busy = samples.get(_STAGE.format("sum", "ingest"), 0.0)
     judge_busy = samples.get(_STAGE.format("sum", "judge"), 0.0)
-    wall = judge_end[0] - probe.ready_at
+    wall = judge_end[0] - started
     result.notes.append(
         f"busy: ingest batches {ingest_busy:.1f} s + judge batches {judge_busy:.1f} s of "
         f"{wall:.1f} s wall; {int(final[2]):,} deltas; RSS {rss_mib(pid) or 0:.0f} MiB"
