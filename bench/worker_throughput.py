@@ -156,6 +156,7 @@ def render(
         else:
             text, goal = "no firing alerts", "p99 <= 250 ms: no data"
         caught = f"{s.caught_up_seconds:.0f} s" if s.caught_up_seconds is not None else "NO"
+        by_target = ", ".join(f"{target} {count}" for target, count in s.alert_targets.items())
         cores = s.cores(after=s.warmup_seconds)
         per_cpu, busy = (
             (f"{s.rate / cores:,.0f}", f"; the worker used {cores:.2f} cores after the warm-up")
@@ -163,7 +164,8 @@ def render(
         )  # fmt: skip
         table.add_row(
             "2", f"alert latency, {s.models} models at {s.rate:,.0f} pred/s", text, per_cpu, goal,
-            f"{s.alerts} firing alerts, {s.models_alerted}/{s.models} models alerted on their "
+            f"{s.alerts} firing alerts ({by_target}; {s.refired} alert identities fired more "
+            f"than once), {s.models_alerted}/{s.models} models alerted on their "
             f"shifted feature; {s.sent:,} sent in {s.seconds:.0f} s; worker {s.behind_at_end:,} "
             f"events behind when sending stopped, caught up after {caught}{busy}",
         )  # fmt: skip

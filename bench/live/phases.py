@@ -9,11 +9,12 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -251,6 +252,10 @@ class SustainedResult:
     count), one per judged window; the alerts are a few of those windows."""
     started_epoch: float = 0.0
     """Wall clock (epoch seconds) at elapsed 0, for charts."""
+    alert_targets: dict[str, int] = field(default_factory=dict)
+    """Firing alerts by what they are about (`alert_target`): on-call sees every one."""
+    refired: int = 0
+    """Alert identities (model, kind, feature, detector) that fired more than once."""
 
     def decision_quantile(self, q: float) -> float | None:
         """Seconds below which a share ``q`` of the window verdicts fell (linear within the
@@ -325,6 +330,18 @@ def decision_buckets(samples: dict[str, float]) -> list[tuple[float, float]]:
     return sorted(found)
 
 
+def alert_target(alert: dict[str, Any], plan: ShiftPlan) -> str:
+    """What a firing alert of the sustained run is about: "shifted feature" (the model's
+    planned shift), "other feature" (a feature drift nothing caused), else its kind."""
+    if alert["kind"] != "feature_drift":
+        return str(alert["kind"])
+    if alert["model"] in plan.models:
+        shifted = plan.feature[plan.models.index(alert["model"])]
+        if alert["feature"] == shifted:
+            return "shifted feature"
+    return "other feature"
+
+
 def sustained_run(
     probe: WorkerProbe, bootstrap: str, settings: Settings, *, rate: float, seconds: float,
     models: int, rss_interval: float,
@@ -375,6 +392,8 @@ def sustained_run(
     latencies: list[float] = []
     alerted: set[str] = set()
     firing = 0
+    targets: Counter[str] = Counter()
+    episodes: Counter[tuple[str, str, str | None, str]] = Counter()
     for message in read_all(bootstrap, settings.topics.alerts):
         alert = json.loads(message.value())
         if alert["status"] != "firing":
@@ -382,14 +401,17 @@ def sustained_run(
         firing += 1
         _, stamp_ms = message.timestamp()
         latencies.append(stamp_ms / 1000 - datetime.fromisoformat(alert["fired_at"]).timestamp())
-        if alert["model"] in plan.models:
-            index = plan.models.index(alert["model"])
-            if alert["kind"] == "feature_drift" and alert["feature"] == plan.feature[index]:
-                alerted.add(alert["model"])
+        target = alert_target(alert, plan)
+        targets[target] += 1
+        episodes[(alert["model"], alert["kind"], alert["feature"], alert["detector"])] += 1
+        if target == "shifted feature":
+            alerted.add(alert["model"])
     return SustainedResult(
         rate=rate, sent=sent, seconds=elapsed, behind_at_end=behind,
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, rocksdb_cache=cache, cpu=cpu,
+        alert_targets=dict(targets.most_common()),
+        refired=sum(1 for count in episodes.values() if count > 1),
         file_backed=file_backed,
         warmup_seconds=warmup_seconds,
         decisions=decisions, started_epoch=started_epoch,
