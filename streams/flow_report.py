@@ -31,12 +31,11 @@ MAX_DEPTH: Final = 40
 def flow_report(app: Any) -> str:
     """The whole report for a running Faust ``app``: flow state, then where tasks wait."""
     lines = ["flow state:", *(f"  {line}" for line in flow_state(app))]
+    lines += ["tasks:", *_task_lines(asyncio.get_running_loop())]
+    # Faust runs aiokafka's consumer on a thread with its own event loop.
     consumer_loop = getattr(getattr(app.consumer, "_thread", None), "thread_loop", None)
-    for title, loop in (("tasks:", None), ("consumer thread's tasks:", consumer_loop)):
-        if title == "tasks:" or consumer_loop is not None:
-            lines.append(title)
-            lines += [f"  {_task_name(task)}: {' <- '.join(await_chain(task.get_coro()))}"
-                      for task in asyncio.all_tasks(loop)]  # fmt: skip
+    if consumer_loop is not None:
+        lines += ["consumer thread's tasks:", *_task_lines(consumer_loop)]
     lines.append("async generators awaiting:")
     for agen in waiting_async_generators():
         lines.append(f"  {agen.__qualname__}: {' <- '.join(await_chain(agen))}")
@@ -109,6 +108,13 @@ def _awaited_by(obj: Any) -> Any:
         if inner is not None:
             return inner
     return None
+
+
+def _task_lines(loop: asyncio.AbstractEventLoop) -> list[str]:
+    return [
+        f"  {_task_name(task)}: {' <- '.join(await_chain(task.get_coro()))}"
+        for task in asyncio.all_tasks(loop)
+    ]
 
 
 def _task_name(task: asyncio.Task[Any]) -> str:

@@ -145,7 +145,7 @@ def install_judge(
         metrics.invalid_events.labels(source="sketches", error_class=error.error_class).inc()
         value = to_json_bytes(letter)
         future = await deadletter.send(key=None, value=value)
-        where = f"offset {message.offset} of {topics.sketches}[{message.partition}]"
+        where = f"{topics.sketches}[{message.partition}] offset {message.offset}"
         await confirm_published([(f"the dead letter of {where}", len(value), future)])
 
     async def with_sketches_read_back(
