@@ -95,19 +95,17 @@ def waiting_async_generators(objects: Iterable[Any] | None = None) -> list[Any]:
 
 
 def _frame_of(obj: Any) -> Any:
-    for name in ("cr_frame", "ag_frame", "gi_frame"):
-        frame = getattr(obj, name, None)
-        if frame is not None:
-            return frame
-    return None
+    """The frame of a coroutine, async generator or generator (None: anything else)."""
+    return _first_set(obj, ("cr_frame", "ag_frame", "gi_frame"))
 
 
 def _awaited_by(obj: Any) -> Any:
-    for name in ("cr_await", "ag_await", "gi_yieldfrom"):
-        inner = getattr(obj, name, None)
-        if inner is not None:
-            return inner
-    return None
+    """What a coroutine, async generator or generator waits on (None: not waiting)."""
+    return _first_set(obj, ("cr_await", "ag_await", "gi_yieldfrom"))
+
+
+def _first_set(obj: Any, names: tuple[str, ...]) -> Any:
+    return next((value for name in names if (value := getattr(obj, name, None)) is not None), None)
 
 
 def _task_lines(loop: asyncio.AbstractEventLoop) -> list[str]:
