@@ -66,11 +66,25 @@ class Reading:
     decides: bool
     count: int
     describe: str | Callable[[], str]
+    center: float = 0.0
+    """The statistic's value when nothing drifted (baseline error rate, reference null rate,
+    chi-square degrees of freedom...). Above the threshold for statistics that breach below
+    it (label coverage)."""
 
     @property
     def summary(self) -> str:
         text = self.describe
         return text if isinstance(text, str) else text()
+
+    def clear(self, fraction: float) -> bool:
+        """Hysteresis for a firing alert: no breach, and the statistic at most ``fraction`` of
+        the way from ``center`` to the threshold (1: merely within the threshold)."""
+        if self.breached:
+            return False
+        span = self.threshold - self.center
+        if span == 0 or not math.isfinite(span):
+            return True
+        return (self.statistic - self.center) / span <= fraction
 
 
 def fingerprint(
@@ -94,7 +108,7 @@ class Track:
     """Breaches of the last m judged windows, oldest first."""
     firing: bool = False
     clean: int = 0
-    """Consecutive clean windows while firing."""
+    """Consecutive clear windows while firing."""
     episode: int = 0
     """Episodes fired so far (the current one while firing)."""
     last: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +135,7 @@ class Track:
 
 
 class AlertBook:
-    """k-of-m firing and ``resolve_after`` clean windows to resolve, per fingerprint."""
+    """k-of-m firing and ``resolve_after`` consecutive clear windows to resolve, per fingerprint."""
 
     def __init__(self, *, k: int, m: int, resolve_after: int) -> None:
         if not 1 <= k <= m:
@@ -138,10 +152,13 @@ class AlertBook:
         last: Mapping[str, Any] | None = None,
         *,
         immediate: bool = False,
+        clear: bool | None = None,
     ) -> Status | None:
         """Record one judged window of ``key``; the status change it causes, if any.
 
         ``immediate``: one breach fires (sequential detectors confirm changes themselves).
+        ``clear``: whether the window counts towards resolving a firing alert (default: it
+        did not breach); a window that neither breaches nor clears restarts the count.
         """
         track = self.tracks.get(key)
         if track is None:
@@ -159,7 +176,7 @@ class AlertBook:
             if not any(track.history) and track.episode == 0:
                 del self.tracks[key]  # forget fingerprints that never fired and calmed down
             return None
-        track.clean = 0 if breached else track.clean + 1
+        track.clean = track.clean + 1 if (not breached if clear is None else clear) else 0
         if track.clean >= self.resolve_after:
             track.firing, track.clean, track.history = False, 0, []
             return "resolved"

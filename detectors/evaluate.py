@@ -363,9 +363,10 @@ class Evaluator:
                         )
                     )  # fmt: skip
                 threshold = cached
+            center = results["chi_square_dof"][0] if test == "chi_square" else 0.0
             readings.append(
                 self._reading(kind, label, segment, test, results[test], threshold,
-                              test == tests[0], n, name)
+                              test == tests[0], n, name, center)
             )  # fmt: skip
         return readings
 
@@ -395,6 +396,7 @@ class Evaluator:
         decides: bool,
         count: int,
         name: str,
+        center: float = 0.0,
     ) -> Reading:
         statistic, p_value = result
         breached = p_value < self.alpha if p_value is not None else bool(statistic > threshold)
@@ -412,7 +414,7 @@ class Evaluator:
 
         return Reading(
             kind, label, segment, detector, statistic, threshold, p_value, breached,
-            decides, count, summary,
+            decides, count, summary, center,
         )  # fmt: skip
 
 

@@ -102,11 +102,11 @@ class CheckContext:
 def _reading(
     kind: str, feature: str | None, segment: str | None, detector: str, statistic: float,
     threshold: float, p_value: float | None, breached: bool, count: int,
-    summary: str | Callable[[], str],
+    summary: str | Callable[[], str], center: float = 0.0,
 ) -> Reading:  # fmt: skip
     return Reading(
         kind, feature, segment, detector, float(statistic), float(threshold), p_value, breached,
-        True, count, summary,
+        True, count, summary, center,
     )  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def data_quality_readings(
             p_value = float(_scipy_stats.betabinom.sf(nulls - 1, rows, a, b))
         readings.append(_reading(
             "data_quality", name, segment, "null_rate", rate, threshold, p_value, breached, rows,
-            _null_text(name, rate, feature.null_rate, threshold),
+            _null_text(name, rate, feature.null_rate, threshold), feature.null_rate,
         ))  # fmt: skip
         if values:
             changed = _type_change(feature.types, types)
@@ -273,6 +273,7 @@ def quality_readings(
                 min(max(p_errors, 0.0), 1.0), rate > threshold, n,
                 f"error rate rose to {rate:.1%} over {n} labelled predictions (baseline "
                 f"{baseline.error_rate or 0.0:.1%}, threshold {threshold:.1%})",
+                base_errors / baseline.count,
             ))  # fmt: skip
     elif baseline is not None and baseline.task == "regression":
         sketch_r = part.regression
@@ -289,7 +290,7 @@ def quality_readings(
             readings.append(_reading(
                 "performance", None, segment, "mae", mae, threshold, p_value, mae > threshold,
                 n, f"MAE rose to {mae:.4g} over {n} labelled predictions (baseline "
-                f"{baseline.mae:.4g}, threshold {threshold:.4g})",
+                f"{baseline.mae:.4g}, threshold {threshold:.4g})", baseline.mae,
             ))  # fmt: skip
     if coverage is not None and settings.label_coverage and part.count:
         expected = coverage * part.count
@@ -302,6 +303,6 @@ def quality_readings(
                 _poisson_cdf(part.outcomes, expected), rate < threshold,
                 part.count,
                 f"labels joined for {rate:.1%} of predictions (baseline {coverage:.1%}, "
-                f"threshold {threshold:.1%})",
+                f"threshold {threshold:.1%})", coverage,
             ))  # fmt: skip
     return readings

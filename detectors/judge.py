@@ -301,6 +301,7 @@ class ModelJudge:
         alerts = [] if mean_shift is None else on_window(self, mean_shift, window)
         on_point, book, fingerprints = self.on_point, self.book, self._fingerprints
         sequential = self.sequential.kind if self.sequential is not None else None
+        clear_fraction = self.settings.alerting.clear_fraction
         for reading in readings:
             if on_point is not None:
                 on_point(StatisticPoint(
@@ -328,7 +329,8 @@ class ModelJudge:
                 "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
             }  # fmt: skip
             immediate = reading.detector == sequential
-            status = book.observe(key, reading.breached, last, immediate=immediate)
+            clear = None if immediate else reading.clear(clear_fraction)
+            status = book.observe(key, reading.breached, last, immediate=immediate, clear=clear)
             if status is not None:
                 summary = reading.summary if status == "firing" else self._resolved(reading)
                 alerts.append(self._alert(key, status, last, summary))
@@ -337,7 +339,7 @@ class ModelJudge:
     def _resolved(self, reading: Reading) -> str:
         what = reading.feature or reading.kind.replace("_", " ")
         return (
-            f"resolved: {reading.detector} on {what} of model {self.model!r} back within its "
+            f"resolved: {reading.detector} on {what} of model {self.model!r} clear of its "
             f"threshold for {self.settings.alerting.resolve_after} windows "
             f"({reading.statistic:.4g} vs {reading.threshold:.4g})"
         )

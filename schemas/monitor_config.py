@@ -205,7 +205,11 @@ class AlertingConfig(_Section):
     """Breaches among the last ``m`` judged windows that fire an alert."""
     m: Annotated[int, Field(ge=1)] = 3
     resolve_after: Annotated[int, Field(ge=1)] = 3
-    """Consecutive clean windows that resolve a firing alert."""
+    """Consecutive clear windows that resolve a firing alert."""
+    clear_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Hysteresis: while an alert fires, a window is clear only when its statistic is within
+    this fraction of the way from its no-drift value to the threshold. 1 = merely within the
+    threshold, which lets a shift hovering at the threshold resolve and fire again."""
     severity: dict[AlertKind, Severity] = Field(default_factory=_default_severity)
     runbook_url: str | None = None
     """Put in every alert; ``{kind}`` is replaced by the alert kind."""

@@ -1,0 +1,99 @@
+"""Hysteresis: a firing alert resolves only after windows clearly inside the threshold."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from detectors.alerting import AlertBook, Reading
+from detectors.monitor import FleetMonitor
+from schemas.events import Alert, PredictionEvent
+from schemas.monitor_config import parse_monitor_config
+from streams.synthetic import DEFAULT_START, generate_stream
+
+SHIFT_ENDS = 30_000
+"""Events of the hovering shift (from event 2,600 on); then the stream is back to normal."""
+
+
+def _reading(statistic: float, threshold: float, center: float = 0.0) -> Reading:
+    breached = statistic > threshold if center <= threshold else statistic < threshold
+    return Reading(
+        "data_quality", "x", None, "test", statistic, threshold, None, breached, True, 500,
+        "", center,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("statistic", "threshold", "center", "clear"),
+    [
+        (0.019, 0.02, 0.0, False),  # within the threshold, not clearly
+        (0.010, 0.02, 0.0, True),
+        (0.021, 0.02, 0.0, False),  # breached
+        (0.24, 0.30, 0.20, True),  # an error rate near its baseline of 0.20
+        (0.26, 0.30, 0.20, False),
+        (0.35, 0.40, 0.80, False),  # coverage breaches below: 0.35 < 0.40
+        (0.50, 0.40, 0.80, False),  # above the threshold, still far from the baseline
+        (0.70, 0.40, 0.80, True),
+        (0.0, 0.0, 0.0, True),  # a threshold at the no-drift value: not breached is clear
+    ],
+)
+def test_a_window_is_clear_only_past_the_fraction_towards_the_no_drift_value(
+    statistic: float, threshold: float, center: float, clear: bool
+) -> None:
+    assert _reading(statistic, threshold, center).clear(0.5) is clear
+
+
+def test_windows_that_are_not_clear_restart_the_run_that_resolves() -> None:
+    book = AlertBook(k=1, m=1, resolve_after=2)
+    assert book.observe("f", True) == "firing"
+    assert book.observe("f", False, clear=True) is None
+    assert book.observe("f", False, clear=False) is None  # within, not clearly: back to 0
+    assert book.observe("f", False, clear=True) is None
+    assert book.observe("f", False, clear=True) == "resolved"
+
+
+def _hovering_then_back() -> list[PredictionEvent]:
+    """``session_seconds`` moves 1.5 sd: its out-of-range share and the score's KS hover
+    around their thresholds. The same seed without the shift continues the stream."""
+
+    def stream(sigma: float) -> list[dict[str, Any]]:
+        predictions, _ = generate_stream(
+            105, SHIFT_ENDS + 8_000, features=10, label_fraction=0.0, shift_at=2_600,
+            shift_feature="session_seconds", shift_sigma=sigma,
+        )  # fmt: skip
+        return predictions
+
+    shifted, plain = stream(1.5), stream(0.0)
+    rows = shifted[:SHIFT_ENDS] + plain[SHIFT_ENDS:]
+    return [PredictionEvent.model_validate(row) for row in rows]
+
+
+def _alerts(events: list[PredictionEvent], clear_fraction: float) -> list[Alert]:
+    config = parse_monitor_config({"defaults": {"alerting": {"clear_fraction": clear_fraction}}})
+    monitor = FleetMonitor(config, clock=lambda: datetime.now(UTC))
+    return monitor.process(events) + monitor.finish()
+
+
+def _event_index(alert: Alert) -> float:
+    return (alert.window.end - DEFAULT_START).total_seconds()  # one event per second
+
+
+def test_a_shift_hovering_at_its_threshold_pages_once_and_resolves_when_it_ends() -> None:
+    events = _hovering_then_back()
+    flapping = _alerts(events, clear_fraction=1.0)  # the rule without hysteresis
+    episodes = Counter(a.fingerprint for a in flapping if a.status == "firing")
+    assert max(episodes.values()) >= 3
+    assert sum(a.status == "resolved" and _event_index(a) < SHIFT_ENDS for a in flapping) >= 2
+
+    steady = _alerts(events, clear_fraction=0.5)
+    counts = Counter((a.fingerprint, a.status) for a in steady)
+    firing = {key for (key, status) in counts if status == "firing"}
+    assert len(firing) >= 2  # the feature and the score it moves
+    assert all(counts[(key, "firing")] == 1 for key in firing)
+    assert all(counts[(key, "resolved")] == 1 for key in firing)
+    resolved_at = [_event_index(a) for a in steady if a.status == "resolved"]
+    # Once the stream is back: 3 clear windows of 500 events, plus the one it ends in.
+    assert all(SHIFT_ENDS <= at < SHIFT_ENDS + 4 * 500 for at in resolved_at)
