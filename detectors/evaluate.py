@@ -349,10 +349,13 @@ class Evaluator:
         results = categorical_statistics(ref, cur, reference)
         readings = []
         for test in tests:
+            center = 0.0  # the statistic without drift, for the resolve's hysteresis
             if test == "chi_square":
-                threshold = chi_square_threshold(self.alpha, int(results["chi_square_dof"][0]))
+                center = results["chi_square_dof"][0]
+                threshold = chi_square_threshold(self.alpha, int(center))
             elif test == "unseen_rate":
                 threshold = self._checks.unseen_threshold(feature, n)
+                center = self._checks.unseen_mass(feature)[1]
             else:
                 cached = self._thresholds.get((key, name, test, bucket(n)))
                 if cached is None:
@@ -363,7 +366,6 @@ class Evaluator:
                         )
                     )  # fmt: skip
                 threshold = cached
-            center = results["chi_square_dof"][0] if test == "chi_square" else 0.0
             readings.append(
                 self._reading(kind, label, segment, test, results[test], threshold,
                               test == tests[0], n, name, center)

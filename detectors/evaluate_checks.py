@@ -77,16 +77,20 @@ class CheckContext:
 
         return self._cached(("range", m, n), compute)
 
-    def unseen_threshold(self, feature: FeatureProfile, n: int) -> float:
-        """Good-Turing: the reference's unseen mass is about its singletons / m."""
-        m = feature.count
+    @staticmethod
+    def unseen_mass(feature: FeatureProfile) -> tuple[int, float]:
+        """(singletons, Good-Turing unseen mass): the reference's unseen mass is about its
+        singletons / m; the mass is also the unseen rate expected without drift."""
         singletons = sum(1 for c in feature.categories.values() if c == 1)
+        return singletons, (singletons + 1) / (feature.count + 1)
+
+    def unseen_threshold(self, feature: FeatureProfile, n: int) -> float:
+        singletons, mass = self.unseen_mass(feature)
 
         def compute() -> float:
-            mass = (singletons + 1) / (m + 1)
             return float(_scipy_stats.binom.isf(self.alpha, n, mass)) / n
 
-        return self._cached(("unseen", singletons, m, n), compute)
+        return self._cached(("unseen", singletons, feature.count, n), compute)
 
     def error_threshold(self, baseline: QualityBaseline, n: int) -> float:
         errors, count = baseline.errors or 0, baseline.count

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
+from detectors.accumulate import PartitionAccumulator
 from detectors.alerting import AlertBook, Reading
+from detectors.evaluate import Evaluator
 from detectors.monitor import FleetMonitor
+from detectors.profile_builder import profile_from_events
 from schemas.events import Alert, PredictionEvent
-from schemas.monitor_config import parse_monitor_config
+from schemas.monitor_config import MonitorConfig, parse_monitor_config
 from streams.synthetic import DEFAULT_START, generate_stream
 
 SHIFT_ENDS = 30_000
@@ -97,3 +101,34 @@ def test_a_shift_hovering_at_its_threshold_pages_once_and_resolves_when_it_ends(
     resolved_at = [_event_index(a) for a in steady if a.status == "resolved"]
     # Once the stream is back: 3 clear windows of 500 events, plus the one it ends in.
     assert all(SHIFT_ENDS <= at < SHIFT_ENDS + 4 * 500 for at in resolved_at)
+
+
+def test_readings_carry_the_value_their_statistic_has_without_drift() -> None:
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    rng = np.random.default_rng(3)
+    # "d" appears once in the reference: a singleton behind the unseen-category mass.
+    colours = ["a"] * 1000 + ["b"] * 600 + ["c"] * 399 + ["d"]
+
+    def events(start: int, n: int) -> list[PredictionEvent]:
+        return [
+            PredictionEvent(
+                event_id=str(start + i), model="m", timestamp=t0 + timedelta(seconds=start + i),
+                features={"x": float(rng.normal()), "colour": colours[(start + i) % 2000]},
+                prediction=float(rng.random()),
+            )
+            for i in range(n)
+        ]  # fmt: skip
+
+    config = MonitorConfig()
+    profile = profile_from_events(events(0, 2000), model="m", config=config)
+    accumulator = PartitionAccumulator(config)
+    accumulator.add_predictions(events(2000, 500))
+    [window] = accumulator.drain()
+    readings = Evaluator("m", profile, config.for_model("m"), alpha=1e-4).evaluate(
+        window, baseline=None, coverage=None
+    )
+    center = {(r.feature, r.detector): r.center for r in readings}
+    assert center[("colour", "chi_square")] == 3.0  # degrees of freedom of 4 categories
+    assert center[("colour", "unseen_rate")] == pytest.approx(2 / 2001)  # (1 + 1) / (m + 1)
+    assert center[("x", "ks")] == 0.0
+    assert center[("x", "null_rate")] == 0.0  # the reference had no nulls
