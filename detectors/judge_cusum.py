@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors.alerting import Reading, fingerprint
 from detectors.cusum import MeanShiftCusum, Standardiser, cusum_threshold, tilting_root
+from detectors.evaluate import StatisticPoint
 from detectors.window import ALL_TRAFFIC, WindowDelta
 from schemas.events import Alert
 from schemas.monitor_config import ModelMonitorConfig
@@ -56,6 +57,9 @@ class MeanShiftMonitor:
         """Events folded since the reference was set (offline chunks are cut every ``step``)."""
         self.alarmed: set[str] = set()
         """Features that alarmed since the last judged window."""
+        self.peaks: dict[str, float] = {}
+        """Highest CUSUM per feature since the last judged window (the value that alarmed,
+        before the restart): what a report charts against h."""
 
     @classmethod
     def build(
@@ -107,6 +111,8 @@ class MeanShiftMonitor:
             assert mean is not None and low is not None and high is not None
             total = entry.standardiser.batch_sum(sketch.count, mean, low, high, sketch.reservoir)
             direction = entry.cusum.update(sketch.count, total)
+            value = entry.cusum.alarm_statistic if direction else entry.cusum.statistic
+            self.peaks[name] = max(value, self.peaks.get(name, 0.0))
             if direction:
                 alarms.append((name, direction))
                 self.alarmed.add(name)
@@ -116,6 +122,7 @@ class MeanShiftMonitor:
         return {
             "seen": self.seen,
             "alarmed": sorted(self.alarmed),
+            "peaks": dict(sorted(self.peaks.items())),
             "cusums": {name: entry.cusum.to_state() for name, entry in self.features.items()},
         }
 
@@ -123,6 +130,7 @@ class MeanShiftMonitor:
         """Continue from ``to_state`` output (the standardisers come from the same reference)."""
         self.seen = int(state["seen"])
         self.alarmed = set(state["alarmed"])
+        self.peaks = {name: float(v) for name, v in state.get("peaks", {}).items()}  # 29th+
         for name, cusum in state["cusums"].items():
             if name in self.features:
                 self.features[name].cusum = MeanShiftCusum.from_state(cusum)
@@ -186,6 +194,9 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
     """A judged window closed: record, per paging CUSUM, whether it alarmed again."""
     alerts: list[Alert] = []
     alarmed, monitor.alarmed = monitor.alarmed, set()
+    peaks, monitor.peaks = monitor.peaks, {}
+    if judge.on_point is not None and judge.report_all_statistics:
+        _report(judge, monitor, window, peaks, alarmed)
     for name, entry in monitor.features.items():
         key = _key(judge, name)
         track = judge.book.tracks.get(key)
@@ -203,6 +214,25 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
             )
             alerts.append(judge._alert(key, "resolved", last, summary))
     return alerts
+
+
+def _report(
+    judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta,
+    peaks: dict[str, float], alarmed: set[str],
+) -> None:  # fmt: skip
+    """One point per CUSUM that saw values in the window: its peak against h (reports chart
+    the detector that paged; live gauges follow the CUSUMs after every delta instead)."""
+    assert judge.on_point is not None
+    start, end = window.start, window.end
+    if start is None or end is None:
+        return
+    for name, peak in sorted(peaks.items()):
+        entry = monitor.features.get(name)
+        if entry is not None:
+            judge.on_point(StatisticPoint(
+                judge.model, "feature_drift", name, DETECTOR, peak, entry.cusum.h, None,
+                name in alarmed, start, end, window.count,
+            ))  # fmt: skip
 
 
 def suppresses(judge: ModelJudge, reading: Reading, key: str) -> bool:
