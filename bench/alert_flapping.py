@@ -89,8 +89,9 @@ def tally(alerts: list[Alert], shift_ends: int, into: Tally) -> None:
     during = [a for a in alerts if _index(a) < shift_ends]
     into.resolved_during_shift += sum(1 for a in during if a.status == "resolved")
     open_at_shift_end = _open(during)
-    resolves = {a.fingerprint: _index(a) for a in reversed(alerts[len(during):])
-                if a.status == "resolved"}  # fmt: skip
+    after = alerts[len(during) :]
+    # The first resolve of each fingerprint once the shift ended (reversed: earlier ones win).
+    resolves = {a.fingerprint: _index(a) for a in reversed(after) if a.status == "resolved"}
     into.resolve_delays += [
         resolves[key] - shift_ends for key in open_at_shift_end if key in resolves
     ]
