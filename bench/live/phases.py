@@ -254,8 +254,8 @@ class SustainedResult:
     """Wall clock (epoch seconds) at elapsed 0, for charts."""
     alert_targets: dict[str, int] = field(default_factory=dict)
     """Firing alerts by what they are about (`alert_target`): on-call sees every one."""
-    refired: int = 0
-    """Alert identities (model, kind, feature, detector) that fired more than once."""
+    refired: list[str] = field(default_factory=list)
+    """Alert identities ("model kind feature detector") that fired more than once."""
 
     def decision_quantile(self, q: float) -> float | None:
         """Seconds below which a share ``q`` of the window verdicts fell (linear within the
@@ -411,7 +411,7 @@ def sustained_run(
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, rocksdb_cache=cache, cpu=cpu,
         alert_targets=dict(targets.most_common()),
-        refired=sum(1 for count in episodes.values() if count > 1),
+        refired=[" ".join(map(str, key)) for key, count in episodes.items() if count > 1],
         file_backed=file_backed,
         warmup_seconds=warmup_seconds,
         decisions=decisions, started_epoch=started_epoch,
