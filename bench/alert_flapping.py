@@ -29,7 +29,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
@@ -58,16 +57,11 @@ class Tally:
 def scenario(
     seed: int, feature: str, sigma: float, shift_ends: int, after: int
 ) -> list[PredictionEvent]:
-    def stream(sigma: float) -> list[dict[str, Any]]:
-        predictions, _ = generate_stream(
-            seed, shift_ends + after, features=10, label_fraction=0.0, shift_at=SHIFT_STARTS,
-            shift_feature=feature, shift_sigma=sigma,
-        )  # fmt: skip
-        return predictions
-
-    shifted, plain = stream(sigma), stream(0.0)  # the same draws: equal but for the shift
-    rows = shifted[:shift_ends] + plain[shift_ends:]
-    return [PredictionEvent.model_validate(row) for row in rows]
+    predictions, _ = generate_stream(
+        seed, shift_ends + after, features=10, label_fraction=0.0, shift_at=SHIFT_STARTS,
+        shift_feature=feature, shift_sigma=sigma, shift_until=shift_ends,
+    )  # fmt: skip
+    return [PredictionEvent.model_validate(row) for row in predictions]
 
 
 def _index(alert: Alert) -> float:

@@ -126,11 +126,13 @@ def generate_stream(
     interval_seconds: float = 1.0,
     null_rate: float = 0.0,
     categorical_shift_feature: str | None = None,
+    shift_until: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(predictions, labels) as v1 JSON dicts; predictions in event-time order, labels too.
 
     ``shift_feature`` defaults to the first numeric feature and ``categorical_shift_feature``
-    to the first categorical one. Each prediction gets a label with probability
+    to the first categorical one; the covariate shift lasts until event ``shift_until``
+    (exclusive; default: the end). Each prediction gets a label with probability
     ``label_fraction``, ``label_delay_seconds`` x U(0.5, 1.5) after it.
     """
     if n_events < 0 or not 0.0 <= label_fraction <= 1.0 or not 0.0 <= null_rate < 1.0:
@@ -159,7 +161,9 @@ def generate_stream(
     for k, spec in enumerate(numeric):
         values = spec.mean + spec.std * z[:, k]
         if spec is shifted and shift_at is not None:
-            values = values + np.where(index >= shift_at, shift_sigma * spec.std, 0.0)
+            end = n_events if shift_until is None else shift_until
+            during = (index >= shift_at) & (index < end)
+            values = values + np.where(during, shift_sigma * spec.std, 0.0)
         scaled = (values - spec.mean) / spec.std
         model_logit += spec.weight * scaled
         flip = np.where(changed & (k % 2 == 0), -1.0, 1.0)  # the new concept

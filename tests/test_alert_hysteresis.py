@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pytest
@@ -61,18 +60,12 @@ def test_windows_that_are_not_clear_restart_the_run_that_resolves() -> None:
 
 def _hovering_then_back() -> list[PredictionEvent]:
     """``session_seconds`` moves 1.5 sd: its out-of-range share and the score's KS hover
-    around their thresholds. The same seed without the shift continues the stream."""
-
-    def stream(sigma: float) -> list[dict[str, Any]]:
-        predictions, _ = generate_stream(
-            105, SHIFT_ENDS + 8_000, features=10, label_fraction=0.0, shift_at=2_600,
-            shift_feature="session_seconds", shift_sigma=sigma,
-        )  # fmt: skip
-        return predictions
-
-    shifted, plain = stream(1.5), stream(0.0)
-    rows = shifted[:SHIFT_ENDS] + plain[SHIFT_ENDS:]
-    return [PredictionEvent.model_validate(row) for row in rows]
+    around their thresholds until event ``SHIFT_ENDS``; then the stream is back to normal."""
+    predictions, _ = generate_stream(
+        105, SHIFT_ENDS + 8_000, features=10, label_fraction=0.0, shift_at=2_600,
+        shift_feature="session_seconds", shift_sigma=1.5, shift_until=SHIFT_ENDS,
+    )  # fmt: skip
+    return [PredictionEvent.model_validate(row) for row in predictions]
 
 
 def _alerts(events: list[PredictionEvent], clear_fraction: float) -> list[Alert]:
