@@ -25,7 +25,7 @@ from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import JsonTableView
-from streams.channel_batches import ack_batch, channel_batches
+from streams.channel_batches import BATCH_BYTES, ack_batch, channel_batches
 from streams.delta_merge import merge_round
 from streams.faust_delivery import quicken_faust_delivery, raw_bytes_schema
 from streams.fold_columns import fold_columns
@@ -394,6 +394,7 @@ def install_pipeline(
         batches = channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
             ack_when_next=False, on_first=lambda: log.info("input flowing: first message taken"),
+            max_bytes=BATCH_BYTES,
         )  # fmt: skip
         # The next batch is parsed on the parse helper while this one is folded.
         async for batch, parsed in parsed_ahead(batches, parse_batch, parse_helper):

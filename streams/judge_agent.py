@@ -24,7 +24,7 @@ from streams import json_read
 from streams.agent_events import as_current, by_partition, dumps_compact
 from streams.agents_monitor import MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
-from streams.channel_batches import channel_batches
+from streams.channel_batches import BATCH_BYTES, channel_batches
 from streams.ingest_rounds import offset_gaps, with_read_back
 from streams.input_refetch import GapWatch, RefetchedEvent
 from streams.judge_book import Envelopes, JudgeBook, saved_gauges, sketch_problem
@@ -208,8 +208,9 @@ def install_judge(
     async def judge(stream: Any) -> None:
         drain_buffer_on_flush(app)
         batches = channel_batches(
-            app, stream.channel.queue, max_events=take_max, within=take_within_seconds
-        )
+            app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
+            max_bytes=BATCH_BYTES,
+        )  # fmt: skip
         async for batch in batches:
             started = time.monotonic()
             for _partition, events in sorted(by_partition(batch).items()):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mode import Service
 
-from streams.channel_batches import channel_batches
+from streams.channel_batches import MIN_QUEUE_MESSAGES, channel_batches
 from streams.faust_delivery import deliver_without_tasks
 
 
@@ -168,6 +168,7 @@ class _Message:
     topic: str = "predictions"
     tracked: bool = False
     partition: int = 0
+    serialized_value_size: int = 100
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -226,6 +227,40 @@ def test_a_full_batch_goes_at_once_and_the_rest_waits_for_the_next() -> None:
         assert [e.acks for e in first] == [[1], [2], [3]]  # acked when the next is asked for
         with pytest.raises(TimeoutError):
             await pending  # two events, 30 s to fill: still open
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_closes_at_max_bytes_and_the_queue_is_fitted_to_hold_about_as_many() -> None:
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    def faust_queue(*events: _Event, each_bytes: int) -> Any:
+        queue = FlowControlQueue[Any](maxsize=4096, flow_control=FlowControlEvent())
+        for event in events:
+            event.message.serialized_value_size = each_bytes
+            queue.put_nowait(event)
+        return queue
+
+    async def scenario() -> None:
+        app = _App()
+        # SDK envelopes of ~500 rows: a 500 kB budget holds 2.5 of them.
+        queue = faust_queue(*_events(*range(1, 9)), each_bytes=200_000)
+        batches = channel_batches(app, queue, max_events=100, within=30.0, max_bytes=500_000)
+        first = await _next(batches)  # far sooner than within: its bytes closed it
+        assert [e.message.offset for e in first] == [1, 2, 3]  # the third crossed 500 kB
+        assert queue.maxsize == MIN_QUEUE_MESSAGES  # 2 fit, raised to the floor
+        assert queue.pressure_high_size == int(MIN_QUEUE_MESSAGES / 1.25)  # Faust's was 3276
+        assert [e.message.offset for e in await _next(batches)] == [4, 5, 6]
+        # Single events of 400 bytes under the worker's budget: Faust's own limit stays.
+        queue = faust_queue(*_events(*range(5)), each_bytes=400)
+        batches = channel_batches(app, queue, max_events=5, within=30.0, max_bytes=32 << 20)
+        assert len(await _next(batches)) == 5
+        assert queue.maxsize == 4096
+        # Without max_bytes nothing changes: messages alone bound the batch and the queue.
+        queue = faust_queue(*_events(*range(4)), each_bytes=200_000)
+        batches = channel_batches(app, queue, max_events=3, within=30.0)
+        assert len(await _next(batches)) == 3
+        assert queue.maxsize == 4096
 
     asyncio.run(scenario())
 

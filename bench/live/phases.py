@@ -183,7 +183,8 @@ def worker_throughput(
     wall = judge_end[0] - started
     result.notes.append(
         f"busy: ingest batches {ingest_busy:.1f} s + judge batches {judge_busy:.1f} s of "
-        f"{wall:.1f} s wall; {int(final[2]):,} deltas; RSS {rss_mib(pid) or 0:.0f} MiB"
+        f"{wall:.1f} s wall; {int(final[2]):,} deltas; RSS {rss_mib(pid) or 0:.0f} MiB, "
+        f"peak {rss_mib(pid, 'VmHWM') or 0:.0f} MiB"  # the end's depends on when glibc trimmed
     )
     if not done:
         lag = sum(
