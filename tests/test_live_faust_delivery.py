@@ -151,7 +151,7 @@ class _NoNeverAwaitedWarning:
         self._catcher.__enter__()
         warnings.simplefilter("error", RuntimeWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         import gc
 
         gc.collect()  # a leaked coroutine warns when it is collected
@@ -428,7 +428,7 @@ def test_the_raw_bytes_decode_builds_the_event_faust_would(key: bytes | None,
     from streams.faust_delivery import raw_bytes_schema
 
     app = faust.App("handoff-unit", broker="memory://", autodiscover=False)
-    faust_schema = faust.Schema(
+    faust_schema: Any = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     message = Message("predictions", 2, 41, 1.5, 0, [("h", b"v")], key, value, None,
