@@ -354,8 +354,7 @@ class Evaluator:
                 center = results["chi_square_dof"][0]
                 threshold = chi_square_threshold(self.alpha, int(center))
             elif test == "unseen_rate":
-                threshold = self._checks.unseen_threshold(feature, n)
-                center = self._checks.unseen_mass(feature)[1]
+                threshold, center = self._checks.unseen_threshold(feature, n)
             else:
                 cached = self._thresholds.get((key, name, test, bucket(n)))
                 if cached is None:

@@ -84,13 +84,15 @@ class CheckContext:
         singletons = sum(1 for c in feature.categories.values() if c == 1)
         return singletons, (singletons + 1) / (feature.count + 1)
 
-    def unseen_threshold(self, feature: FeatureProfile, n: int) -> float:
+    def unseen_threshold(self, feature: FeatureProfile, n: int) -> tuple[float, float]:
+        """(threshold, unseen mass) of the unseen rate of ``n`` values: the singletons are
+        counted once for both."""
         singletons, mass = self.unseen_mass(feature)
 
         def compute() -> float:
             return float(_scipy_stats.binom.isf(self.alpha, n, mass)) / n
 
-        return self._cached(("unseen", singletons, feature.count, n), compute)
+        return self._cached(("unseen", singletons, feature.count, n), compute), mass
 
     def error_threshold(self, baseline: QualityBaseline, n: int) -> float:
         errors, count = baseline.errors or 0, baseline.count
