@@ -15,3 +15,10 @@ def limits() -> dict[str, int]:
 
 def fields() -> dict[str, list[str]]:
     """The field names this build knows: envelope, row, required (in a row)."""
+
+def entry_times(
+    values: list[bytes], older_than: int | None = None
+) -> tuple[list[int], list[int], list[bool]] | None:
+    """The join entries before ``older_than`` (all when None): their indices, leading event
+    times and whether each holds more than its time; None unless every entry is in the
+    joiner's integer layout."""

@@ -16,11 +16,17 @@ one write and one changelog journal per table (`streams.journal_table`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams import json_read, json_write
+from streams.ingest_native import NATIVE
+
+_ENTRY_TIMES: Callable[[list[bytes], int | None], EntryTimes | None] | None = getattr(
+    NATIVE, "entry_times", None
+)
+"""The native lane's scan of join entries' leading times (None: not built, or older)."""
 
 __all__ = [
     "BatchJoin",
@@ -32,6 +38,10 @@ __all__ = [
     "fresh_entries",
     "stubs_of",
 ]
+
+
+EntryTimes = tuple[list[int], list[int], list[bool]]
+"""Indices, leading times and "holds more" of the join entries before a horizon."""
 
 
 class BatchStore(Protocol):
@@ -187,6 +197,16 @@ def stubs_of(
     >>> stubs_of([(b"e-1", b"[5]"), (b"e-2", b'[6,"m"]')], older_than=7)
     {'e-1': (5,), 'e-2': (6, 0)}
     """
+    if isinstance(items, list) and _ENTRY_TIMES is not None:
+        # A sweep's slice: the native scan reads each leading time without a Python step
+        # per entry (~0.3 us each here; most entries of a slice do not expire).
+        found = _ENTRY_TIMES([raw for _, raw in items], older_than)
+        if found is not None:
+            indices, times, holding = found
+            return {
+                items[index][0].decode(): (at, 0) if holds_more else (at,)
+                for index, at, holds_more in zip(indices, times, holding, strict=True)
+            }
     stubs: dict[str, tuple[int, ...]] = {}
     for key, raw in items:
         end = raw.find(b",")

@@ -215,14 +215,10 @@ class JournalTable(Table[bytes, bytes]):
         offset_key = cast(Any, store).offset_key
         db = store._db_for_partition(partition)
         items = db.items() if after is None else db.items(from_key=after)
-        found: list[tuple[bytes, bytes]] = []
-        for key, value in items:
-            if key in (after, offset_key):
-                continue
-            found.append((key, value))
-            if len(found) >= limit:
-                break
-        return found
+        # At most two keys to skip (``after`` itself, the offset key): islice reads in C.
+        read: list[tuple[bytes, bytes]] = list(islice(items, limit + 2))
+        found = [item for item in read if item[0] != after and item[0] != offset_key]
+        return found[:limit]
 
     def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value ``partition``'s store holds, whatever partitioner placed them

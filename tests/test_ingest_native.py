@@ -43,6 +43,7 @@ from streams.ingest_native import (
     native_status,
 )
 from streams.ingest_uniform import UniformRows
+from streams.join_batch import stubs_of
 from streams.readers_columns import bulk_times
 
 pytestmark = pytest.mark.skipif(
@@ -417,3 +418,30 @@ def test_envelopes_parsed_on_several_threads_read_as_one_by_one() -> None:
         None if c is None else len(c) for c in alone
     ]
     assert sum(c is None for c in together) == 4
+
+
+_ENTRIES = [
+    b"[5]",
+    b'[1700000000000000,"m",null,1,null,null]',
+    b"[-7]",
+    b'[-7,"m"]',
+    b"[999999999999999999]",
+]
+
+
+@pytest.mark.parametrize("older_than", [None, 6, 1_700_000_000_000_001, -8])
+def test_the_native_expiry_scan_reads_leading_times_as_python(older_than: int | None) -> None:
+    assert NATIVE is not None
+    items = [(f"e-{i}".encode(), entry) for i, entry in enumerate(_ENTRIES)]
+    python = stubs_of(iter(items), older_than)  # not a list: the Python loop
+    assert stubs_of(items, older_than) == python
+    found = NATIVE.entry_times([entry for _, entry in items], older_than)
+    assert found is not None and len(found[0]) == len(python)
+
+
+@pytest.mark.parametrize("odd", [b"[7.0]", b"[ 5]", b"[+5]", b"[5 ,1]", b"[12345678901234567890]"])
+def test_the_native_expiry_scan_leaves_other_layouts_to_python(odd: bytes) -> None:
+    assert NATIVE is not None
+    items = [(b"e-0", b"[5]"), (b"e-1", odd)]
+    assert NATIVE.entry_times([entry for _, entry in items], None) is None
+    assert stubs_of(items) == stubs_of(iter(items))

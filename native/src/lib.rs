@@ -20,6 +20,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTup
 
 mod check;
 mod entry;
+mod expiry;
 mod json;
 mod time;
 
@@ -343,11 +344,37 @@ fn fields(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(out)
 }
 
+/// The join entries of ``values`` whose leading event time is before ``older_than`` (all
+/// when None): their indices, times and whether each holds more than its time; None when any
+/// entry is not in the joiner's integer layout (the caller then reads them in Python).
+#[pyfunction]
+#[pyo3(signature = (values, older_than=None))]
+#[allow(clippy::type_complexity)]
+fn entry_times(
+    values: &Bound<'_, PyList>,
+    older_than: Option<i64>,
+) -> PyResult<Option<(Vec<usize>, Vec<i64>, Vec<bool>)>> {
+    let (mut indices, mut times, mut more) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, value) in values.iter().enumerate() {
+        let Some((time, holds_more)) = expiry::leading_time(value.cast::<PyBytes>()?.as_bytes())
+        else {
+            return Ok(None);
+        };
+        if older_than.is_none_or(|horizon| time < horizon) {
+            indices.push(index);
+            times.push(time);
+            more.push(holds_more);
+        }
+    }
+    Ok(Some((indices, times, more)))
+}
+
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelopes, module)?)?;
     module.add_function(wrap_pyfunction!(parse_events, module)?)?;
     module.add_function(wrap_pyfunction!(limits, module)?)?;
     module.add_function(wrap_pyfunction!(fields, module)?)?;
+    module.add_function(wrap_pyfunction!(entry_times, module)?)?;
     Ok(())
 }
