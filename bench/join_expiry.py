@@ -12,6 +12,10 @@ A second table reads the pending entries from a real RocksDB partition (rocksdic
 worker's store) and times the scan with its peak Python memory (tracemalloc): every item in a
 list first (the worker before) vs items streamed to `expiry_stubs` (the worker's).
 
+A third table sweeps the same partition as the live worker does, in slices of `EXPIRY_SLICE`
+(`streams.join_sweep`): a Python loop per item and per leading time (the worker before
+61ec5c9) vs `JournalTable.items_after` (islice) and `stubs_of`'s native leading times.
+
     .venv/bin/python bench/join_expiry.py  # --entries 1000000 --repeat 3
 """
 
@@ -34,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from schemas.monitor_config import MonitorConfig
 from streams import json_read, json_write
 from streams.agents_monitor import MonitorKit
-from streams.join_batch import changes_of, deletes_of, expiry_stubs
+from streams.join_batch import changes_of, deletes_of, expiry_stubs, stubs_of
+from streams.join_sweep import EXPIRY_SLICE
+from streams.journal_table import JournalTable
 from streams.metrics import WorkerMetrics
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -174,7 +180,70 @@ def _scan_rocksdb(console: Console, pending: RawStore, now: datetime) -> None:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             table.add_row(name, f"{seconds:.2f}", f"{peak / 2**20:,.0f}")
+        console.print(table)
+        _sweep_rocksdb(console, db, horizon, len(pending.raw))
         db.close()
+
+
+def _sweep_rocksdb(console: Console, db: Any, horizon: int, entries: int, repeat: int = 3) -> None:
+    """A whole sweep in slices: the Python loops before vs islice and native leading times."""
+    offset_key = b"__offset__"  # never written here; skipped as the worker skips Faust's
+
+    class Store:
+        def _db_for_partition(self, partition: int) -> Any:
+            return db
+
+    class Tables:
+        data = Store()
+
+    setattr(Tables.data, "offset_key", offset_key)  # noqa: B010 - what items_after reads
+
+    def slice_before(after: bytes | None) -> list[tuple[bytes, bytes]]:
+        items = db.items() if after is None else db.items(from_key=after)
+        found: list[tuple[bytes, bytes]] = []
+        for key, value in items:
+            if key in (after, offset_key):
+                continue
+            found.append((key, value))
+            if len(found) >= EXPIRY_SLICE:
+                break
+        return found
+
+    def slice_now(after: bytes | None) -> list[tuple[bytes, bytes]]:
+        return JournalTable.items_after(Tables(), 0, after, EXPIRY_SLICE)  # type: ignore[arg-type]
+
+    paths: dict[str, Callable[[bytes | None], list[tuple[bytes, bytes]]]] = {
+        "Python loops (the worker before)": slice_before,
+        "islice + native leading times (the worker's)": slice_now,
+    }
+    table = Table(
+        title=f"a sweep of {entries:,} entries in slices of {EXPIRY_SLICE:,}, best of {repeat}"
+    )
+    for column in ("path", "scan s", "leading times s", "us per entry", "expiring"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for name, take in paths.items():
+        best: tuple[float, float, int] | None = None
+        for _ in range(repeat):
+            scan = parse = 0.0
+            expiring, after = 0, None
+            while True:
+                started = time.perf_counter()
+                items = take(after)
+                scan += time.perf_counter() - started
+                started = time.perf_counter()
+                # Not a list: the Python loop (the worker before); a list: the native scan.
+                stubs = stubs_of(iter(items) if take is slice_before else items, horizon)
+                parse += time.perf_counter() - started
+                expiring += len(stubs)
+                if len(items) < EXPIRY_SLICE:
+                    break
+                after = items[-1][0]
+            if best is None or scan + parse < best[0] + best[1]:
+                best = (scan, parse, expiring)
+        assert best is not None
+        scan, parse, expiring = best
+        per_entry = (scan + parse) / entries * 1e6
+        table.add_row(name, f"{scan:.2f}", f"{parse:.2f}", f"{per_entry:.2f}", f"{expiring:,}")
     console.print(table)
 
 
