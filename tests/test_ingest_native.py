@@ -445,3 +445,10 @@ def test_the_native_expiry_scan_leaves_other_layouts_to_python(odd: bytes) -> No
     items = [(b"e-0", b"[5]"), (b"e-1", odd)]
     assert NATIVE.entry_times([entry for _, entry in items], None) is None
     assert stubs_of(items) == stubs_of(iter(items))
+
+
+def test_the_native_expiry_scan_leaves_values_other_than_bytes_to_python() -> None:
+    assert NATIVE is not None
+    items: list[tuple[bytes, bytes]] = [(b"e-0", b"[5]"), (b"e-1", bytearray(b"[6,1]"))]  # type: ignore[list-item]
+    assert NATIVE.entry_times([entry for _, entry in items], None) is None
+    assert stubs_of(items) == {"e-0": (5,), "e-1": (6, 0)}

@@ -356,7 +356,11 @@ fn entry_times(
 ) -> PyResult<Option<(Vec<usize>, Vec<i64>, Vec<bool>)>> {
     let (mut indices, mut times, mut more) = (Vec::new(), Vec::new(), Vec::new());
     for (index, value) in values.iter().enumerate() {
-        let Some((time, holds_more)) = expiry::leading_time(value.cast::<PyBytes>()?.as_bytes())
+        // Anything but bytes (a bytearray, say) is left to the Python loop too.
+        let Some((time, holds_more)) = value
+            .cast::<PyBytes>()
+            .ok()
+            .and_then(|raw| expiry::leading_time(raw.as_bytes()))
         else {
             return Ok(None);
         };
