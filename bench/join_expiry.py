@@ -187,22 +187,21 @@ def _scan_rocksdb(console: Console, pending: RawStore, now: datetime) -> None:
 
 def _sweep_rocksdb(console: Console, db: Any, horizon: int, entries: int, repeat: int = 3) -> None:
     """A whole sweep in slices: the Python loops before vs islice and native leading times."""
-    offset_key = b"__offset__"  # never written here; skipped as the worker skips Faust's
 
     class Store:
+        offset_key = b"__offset__"  # never written here; skipped as the worker skips Faust's
+
         def _db_for_partition(self, partition: int) -> Any:
             return db
 
     class Tables:
         data = Store()
 
-    setattr(Tables.data, "offset_key", offset_key)  # noqa: B010 - what items_after reads
-
     def slice_before(after: bytes | None) -> list[tuple[bytes, bytes]]:
         items = db.items() if after is None else db.items(from_key=after)
         found: list[tuple[bytes, bytes]] = []
         for key, value in items:
-            if key in (after, offset_key):
+            if key in (after, Store.offset_key):
                 continue
             found.append((key, value))
             if len(found) >= EXPIRY_SLICE:
@@ -212,16 +211,24 @@ def _sweep_rocksdb(console: Console, db: Any, horizon: int, entries: int, repeat
     def slice_now(after: bytes | None) -> list[tuple[bytes, bytes]]:
         return JournalTable.items_after(Tables(), 0, after, EXPIRY_SLICE)  # type: ignore[arg-type]
 
-    paths: dict[str, Callable[[bytes | None], list[tuple[bytes, bytes]]]] = {
-        "Python loops (the worker before)": slice_before,
-        "islice + native leading times (the worker's)": slice_now,
+    def stubs_before(items: list[tuple[bytes, bytes]]) -> dict[str, tuple[int, ...]]:
+        return stubs_of(iter(items), horizon)  # not a list: the Python loop
+
+    def stubs_now(items: list[tuple[bytes, bytes]]) -> dict[str, tuple[int, ...]]:
+        return stubs_of(items, horizon)  # a list: the native scan
+
+    Slicer = Callable[[bytes | None], list[tuple[bytes, bytes]]]
+    Stubber = Callable[[list[tuple[bytes, bytes]]], dict[str, tuple[int, ...]]]
+    paths: dict[str, tuple[Slicer, Stubber]] = {
+        "Python loops (the worker before)": (slice_before, stubs_before),
+        "islice + native leading times (the worker's)": (slice_now, stubs_now),
     }
     table = Table(
         title=f"a sweep of {entries:,} entries in slices of {EXPIRY_SLICE:,}, best of {repeat}"
     )
     for column in ("path", "scan s", "leading times s", "us per entry", "expiring"):
         table.add_column(column, justify="left" if column == "path" else "right")
-    for name, take in paths.items():
+    for name, (take, stubs_for) in paths.items():
         best: tuple[float, float, int] | None = None
         for _ in range(repeat):
             scan = parse = 0.0
@@ -231,8 +238,7 @@ def _sweep_rocksdb(console: Console, db: Any, horizon: int, entries: int, repeat
                 items = take(after)
                 scan += time.perf_counter() - started
                 started = time.perf_counter()
-                # Not a list: the Python loop (the worker before); a list: the native scan.
-                stubs = stubs_of(iter(items) if take is slice_before else items, horizon)
+                stubs = stubs_for(items)
                 parse += time.perf_counter() - started
                 expiring += len(stubs)
                 if len(items) < EXPIRY_SLICE:
