@@ -8,6 +8,10 @@ worker logs this report on SIGUSR2 (``kill -USR2 <pid>``):
 
 - the flow switches that gate delivery: the app's flow control (agents' queues), the
   consumer's flow (the fetcher), and which partitions Faust and aiokafka hold paused;
+- per active partition, where reading stands: aiokafka's position (or that it awaits an
+  offset reset), the broker's highwater, Faust's read and committed offsets, whether the
+  fetcher holds records not yet taken, and how many channels the conductor routes it to
+  (0: its messages are dropped);
 - each running asyncio task's await chain, followed through async generators: every async
   generator that is awaiting something is found among the live objects and its chain shown.
 
@@ -58,6 +62,7 @@ def flow_state(app: Any) -> list[str]:
         _read("aiokafka paused partitions", lambda: _tps(_aiokafka(app).paused())),
         _read("aiokafka assignment", lambda: _tps(_aiokafka(app).assignment())),
         _read("agent queue sizes", lambda: _queue_sizes(app)),
+        _read("input positions", lambda: _input_positions(app)),
     ]
 
 
@@ -147,6 +152,26 @@ def _tps(tps: Iterable[Any]) -> str:
 
 def _aiokafka(app: Any) -> Any:
     return app.consumer._thread._ensure_consumer()
+
+
+def _input_positions(app: Any) -> str:
+    consumer = app.consumer
+    aiokafka = _aiokafka(app)
+    assignment = aiokafka._subscription.subscription.assignment
+    buffered = aiokafka._fetcher._records
+    routes = app.topics._tp_index
+    lines = []
+    for tp in sorted(consumer._active_partitions or (), key=lambda tp: (tp.topic, tp.partition)):
+        state = assignment.state_value(tp)
+        position = state.position if state is not None and state.has_valid_position else None
+        lines.append(
+            f"\n    {tp.topic}[{tp.partition}]: position {position}"
+            f" (awaiting reset: {state is not None and state.awaiting_reset}),"
+            f" highwater {aiokafka.highwater(tp)}, faust read {consumer._read_offset.get(tp)},"
+            f" committed {consumer._committed_offset.get(tp)},"
+            f" buffered {tp in buffered}, routes {len(routes.get(tp, ()))}"
+        )
+    return "".join(lines) if lines else "none"
 
 
 def _queue_sizes(app: Any) -> str:

@@ -246,6 +246,9 @@ def test_worker_caps_fetch_wait_freezes_objects_trims_heap_and_reports_flow_on_s
     report = stack_dump(worker, which=signal.SIGUSR2)
     assert "consumer.flow_active: True" in report, report
     assert "app.flow_control active: True" in report, report
+    # Where each input partition's reading stands (position, highwater, routes to agents).
+    position = re.compile(r"\.predictions\[0\]: position \d+ .* routes [1-9]")
+    assert position.search(report), report
     # The fetcher's wait inside Consumer.getmany, which mode's stacks cut off.
     assert re.search(r"Consumer\.getmany: getmany \(transport/consumer\.py:\d+\)", report), report
     assert worker.alive(), worker.log_tail()
