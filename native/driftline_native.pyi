@@ -22,3 +22,7 @@ def entry_times(
     """The join entries before ``older_than`` (all when None): their indices, leading event
     times and whether each holds more than its time; None unless every entry is in the
     joiner's integer layout."""
+
+def dumps_compact(value: object) -> bytes | None:
+    """``json.dumps(value, separators=(",", ":")).encode()``, the same bytes (NaN and
+    infinities too); None for values only ``json.dumps`` writes exactly."""

@@ -452,3 +452,58 @@ def test_the_native_expiry_scan_leaves_values_other_than_bytes_to_python() -> No
     items: list[tuple[bytes, bytes]] = [(b"e-0", b"[5]"), (b"e-1", bytearray(b"[6,1]"))]  # type: ignore[list-item]
     assert NATIVE.entry_times([entry for _, entry in items], None) is None
     assert stubs_of(items) == {"e-0": (5,), "e-1": (6, 0)}
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()  # NaN and infinities included: json.dumps writes them as words
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON_VALUES)
+def test_native_json_writes_the_bytes_json_dumps_writes(value: Any) -> None:
+    assert NATIVE is not None
+    assert NATIVE.dumps_compact(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+def test_native_json_writes_floats_as_python_repr_does() -> None:
+    assert NATIVE is not None
+    rng = np.random.default_rng(7)
+    # Every bit pattern (all exponents; ties of the last digit included), then decimals.
+    patterns = rng.integers(0, 2**64, 20_000, dtype=np.uint64).view(np.float64).tolist()
+    places = rng.integers(0, 9, 20_000).tolist()
+    decimals = [
+        round(x, p) for x, p in zip(rng.uniform(-1e6, 1e6, 20_000).tolist(), places, strict=True)
+    ]
+    floats = patterns + decimals
+    assert NATIVE.dumps_compact(floats) == json.dumps(floats, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{1: "int key"}, 2**64, "\udcff", [np.float64(1.5)], -(2**70)],
+)
+def test_native_json_leaves_to_json_dumps_what_it_does_not_write_exactly(odd: Any) -> None:
+    assert NATIVE is not None
+    assert NATIVE.dumps_compact(odd) is None
+    from streams.agent_events import dumps_compact
+
+    assert dumps_compact(odd) == json.dumps(odd, separators=(",", ":")).encode()
+
+
+def test_native_json_leaves_deep_nesting_to_json_dumps() -> None:
+    assert NATIVE is not None
+    deep: list[Any] = []
+    for _ in range(100):
+        deep = [deep]
+    assert NATIVE.dumps_compact(deep) is None

@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 mod check;
+mod dumps;
 mod entry;
 mod expiry;
 mod json;
@@ -373,6 +374,14 @@ fn entry_times(
     Ok(Some((indices, times, more)))
 }
 
+/// ``value`` as ``json.dumps(value, separators=(",", ":")).encode()`` writes it (NaN and
+/// infinities too), ~10x faster; None for what only ``json.dumps`` writes exactly (keys other
+/// than str, subclasses, integers beyond 64 bits, lone surrogates, deep nesting).
+#[pyfunction]
+fn dumps_compact<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+    dumps::dumps(value).map(|text| PyBytes::new(py, &text))
+}
+
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelopes, module)?)?;
@@ -380,5 +389,6 @@ fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(limits, module)?)?;
     module.add_function(wrap_pyfunction!(fields, module)?)?;
     module.add_function(wrap_pyfunction!(entry_times, module)?)?;
+    module.add_function(wrap_pyfunction!(dumps_compact, module)?)?;
     Ok(())
 }
