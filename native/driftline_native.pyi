@@ -26,3 +26,10 @@ def entry_times(
 def dumps_compact(value: object) -> bytes | None:
     """``json.dumps(value, separators=(",", ":")).encode()``, the same bytes (NaN and
     infinities too); None for values only ``json.dumps`` writes exactly."""
+
+def b64encode(data: bytes) -> str:
+    """``base64.b64encode(data).decode("ascii")``, the same text."""
+
+def b64decode(text: object) -> bytes | None:
+    """The bytes of a ``str`` that ``b64encode`` could have written; None for anything else
+    (left to binascii, errors included)."""

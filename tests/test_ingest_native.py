@@ -9,6 +9,8 @@ the same values; on everything else it answers None and the Python lanes decide.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import random
@@ -507,3 +509,59 @@ def test_native_json_leaves_deep_nesting_to_json_dumps() -> None:
     for _ in range(100):
         deep = [deep]
     assert NATIVE.dumps_compact(deep) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_native_base64_writes_and_reads_what_the_standard_library_does(data: bytes) -> None:
+    assert NATIVE is not None
+    text = base64.b64encode(data).decode("ascii")
+    assert NATIVE.b64encode(data) == text
+    assert NATIVE.b64decode(text) == data
+
+
+def _strict_a2b(text: str) -> bytes | None:
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:  # binascii.Error is one
+        return None
+
+
+# Text near valid base64: the alphabet, padding in any place, a few characters strict mode
+# refuses (whitespace, URL-safe letters, non-ASCII).
+_NEAR_BASE64 = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=== \n-_é",
+    max_size=24,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_NEAR_BASE64)
+def test_native_base64_reads_only_what_it_reads_as_binascii_does(text: str) -> None:
+    assert NATIVE is not None
+    decoded, strict = NATIVE.b64decode(text), _strict_a2b(text)
+    if decoded is not None:
+        assert decoded == strict
+    else:  # left to binascii: only text b64encode does not write
+        assert strict is None or base64.b64encode(strict).decode() != text
+
+
+@pytest.mark.parametrize(
+    ("text", "native"),
+    [("Zg==", b"f"), ("", b""), ("Zh==", None), ("Zm9=", None), ("====", None),
+     ("Zg==Zg==", None), ("\udcff===", None), ("Zg", None), ("Zm9v\n", None), (b"Zg==", None)],
+)  # fmt: skip
+def test_native_base64_leaves_the_unusual_to_binascii(text: Any, native: bytes | None) -> None:
+    assert NATIVE is not None
+    assert NATIVE.b64decode(text) == native
+    from detectors.reservoir import unpack_floats
+
+    try:
+        expected: Any = np.frombuffer(binascii.a2b_base64(text, strict_mode=True), "<f8").tolist()
+    except ValueError:
+        expected = ValueError
+    try:
+        got: Any = unpack_floats(text).tolist()
+    except ValueError:
+        got = ValueError
+    assert got == expected

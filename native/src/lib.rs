@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
+mod b64;
 mod check;
 mod dumps;
 mod entry;
@@ -382,6 +383,20 @@ fn dumps_compact<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Option<Boun
     dumps::dumps(value).map(|text| PyBytes::new(py, &text))
 }
 
+/// ``base64.b64encode(data).decode("ascii")``, the same text.
+#[pyfunction]
+fn b64encode(data: &[u8]) -> String {
+    b64::encode(data)
+}
+
+/// The bytes of a ``str`` that ``b64encode`` could have written; None for anything else
+/// (the caller's binascii decides, errors included).
+#[pyfunction]
+fn b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+    let text = text.cast_exact::<PyString>().ok()?.to_str().ok()?;
+    b64::decode(text.as_bytes()).map(|decoded| PyBytes::new(py, &decoded))
+}
+
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelopes, module)?)?;
@@ -390,5 +405,7 @@ fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(fields, module)?)?;
     module.add_function(wrap_pyfunction!(entry_times, module)?)?;
     module.add_function(wrap_pyfunction!(dumps_compact, module)?)?;
+    module.add_function(wrap_pyfunction!(b64encode, module)?)?;
+    module.add_function(wrap_pyfunction!(b64decode, module)?)?;
     Ok(())
 }
