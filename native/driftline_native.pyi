@@ -33,3 +33,7 @@ def b64encode(data: bytes) -> str:
 def b64decode(text: object) -> bytes | None:
     """The bytes of a ``str`` that ``b64encode`` could have written; None for anything else
     (left to binascii, errors included)."""
+
+def encode_journal(changes: dict[bytes, bytes | None], magic: bytes) -> bytes | None:
+    """``streams.journal_table.encode_journal(changes)``'s bytes, its frame led by ``magic``;
+    None unless every key is ``bytes`` and every value ``bytes`` or None."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, cast
@@ -31,6 +31,7 @@ from faust import Table
 from faust.types import TP, EventT
 
 from streams import json_read
+from streams.ingest_native import NATIVE
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -51,6 +52,11 @@ JOURNAL_KEY: Final = b"\x00journal"
 MAX_JOURNAL_BYTES: Final = 4 << 20
 """A partition's journal is sent once it holds about this much, even within a batch."""
 _COUNT = struct.Struct("<I")
+_NATIVE_ENCODE: Final[Callable[[dict[bytes, bytes | None], bytes], bytes | None] | None] = getattr(
+    NATIVE, "encode_journal", None
+)
+"""``native/src/journal.rs``: the same bytes, ~4x faster (None without the native build, or
+with one older than it)."""
 
 
 def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
@@ -60,6 +66,10 @@ def encode_journal(changes: dict[bytes, bytes | None]) -> bytes:
     lengths (int64 each, -1 for a delete), the keys, the values; little-endian. Format 1
     wrote JSON with every value re-escaped as a string: ~9 % of the ingest of SDK envelopes.
     """
+    if _NATIVE_ENCODE is not None:
+        framed = _NATIVE_ENCODE(changes, JOURNAL_MAGIC)
+        if framed is not None:
+            return framed
     keys = list(changes)
     values = list(changes.values())
     count = len(keys)

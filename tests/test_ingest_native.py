@@ -565,3 +565,25 @@ def test_native_base64_leaves_the_unusual_to_binascii(text: Any, native: bytes |
     except ValueError:
         got = ValueError
     assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.binary(max_size=40), st.none() | st.binary(max_size=80), max_size=60))
+def test_native_journal_frames_the_bytes_python_frames(changes: dict[bytes, bytes | None]) -> None:
+    from streams import journal_table
+
+    native = journal_table.encode_journal(changes)
+    saved = journal_table._NATIVE_ENCODE
+    assert saved is not None
+    try:
+        journal_table._NATIVE_ENCODE = None  # type: ignore[misc]
+        assert native == journal_table.encode_journal(changes)
+    finally:
+        journal_table._NATIVE_ENCODE = saved  # type: ignore[misc]
+    assert journal_table.decode_journal(native) == changes
+
+
+@pytest.mark.parametrize("odd", [{"text": b"v"}, {b"k": "text"}, {b"k": bytearray(b"v")}])
+def test_native_journal_leaves_other_types_to_python(odd: Any) -> None:
+    assert NATIVE is not None
+    assert NATIVE.encode_journal(odd, b"DLJ\x02") is None

@@ -23,6 +23,7 @@ mod check;
 mod dumps;
 mod entry;
 mod expiry;
+mod journal;
 mod json;
 mod time;
 
@@ -397,6 +398,36 @@ fn b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> Option<Bound<'py
     b64::decode(text.as_bytes()).map(|decoded| PyBytes::new(py, &decoded))
 }
 
+/// ``streams.journal_table.encode_journal(changes)``'s bytes, its frame led by ``magic``;
+/// None unless every key is ``bytes`` and every value ``bytes`` or None.
+#[pyfunction]
+fn encode_journal<'py>(
+    py: Python<'py>,
+    changes: &Bound<'py, PyDict>,
+    magic: &[u8],
+) -> Option<Bound<'py, PyBytes>> {
+    let mut held = Vec::with_capacity(changes.len());
+    for (key, value) in changes.iter() {
+        let key = key.cast_into_exact::<PyBytes>().ok()?;
+        let value = if value.is_none() {
+            None
+        } else {
+            Some(value.cast_into_exact::<PyBytes>().ok()?)
+        };
+        held.push((key, value));
+    }
+    let slices: Vec<journal::Change<'_>> = held
+        .iter()
+        .map(|(key, value)| (key.as_bytes(), value.as_ref().map(|value| value.as_bytes())))
+        .collect();
+    let length = journal::framed_len(magic, &slices)?;
+    PyBytes::new_with(py, length, |out| {
+        journal::write_frame(magic, &slices, out);
+        Ok(())
+    })
+    .ok()
+}
+
 #[pymodule]
 fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_envelopes, module)?)?;
@@ -407,5 +438,6 @@ fn driftline_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(dumps_compact, module)?)?;
     module.add_function(wrap_pyfunction!(b64encode, module)?)?;
     module.add_function(wrap_pyfunction!(b64decode, module)?)?;
+    module.add_function(wrap_pyfunction!(encode_journal, module)?)?;
     Ok(())
 }
