@@ -55,11 +55,11 @@ FEW_KEYS: Final = 32
 """Up to this many keys, `run_keys`/`runs_keys` compute them without numpy (faster there)."""
 
 
-Encode = Callable[[bytes], str]
-Decode = Callable[[object], bytes | None]
+_Encode = Callable[[bytes], str]
+_Decode = Callable[[object], bytes | None]
 
 
-def _native_codec() -> tuple[Encode | None, Decode | None]:
+def _native_codec() -> tuple[_Encode | None, _Decode | None]:
     """The native build's base64 (``native/src/b64.rs``: the same text as b64encode; it
     decodes only what that writes, ~4x faster than binascii, and leaves anything else to it;
     the live judge decodes every reservoir of every delta), or None without it (or with a
