@@ -57,42 +57,44 @@ pub fn encode(data: &[u8]) -> String {
     String::from_utf8(out).expect("base64 is ASCII")
 }
 
-/// The bytes `text` encodes if it is what `encode` writes (standard alphabet, whole quads,
-/// one or two '=' padding the last one, its unused bits zero); None for anything else, which
-/// the caller leaves to binascii (its strict mode's rules moved between CPython releases).
-pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
+/// How many bytes `text` holds if shaped as `encode` writes it (whole quads, at most two
+/// '=' at the end); None otherwise.
+pub fn decoded_len(text: &[u8]) -> Option<usize> {
     if !text.len().is_multiple_of(4) {
         return None;
     }
-    let Some((body, last)) = text.split_last_chunk::<4>() else {
-        return Some(Vec::new());
+    let pads = match text {
+        [.., b'=', b'='] => 2,
+        [.., b'='] => 1,
+        _ => 0,
     };
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    for quad in body.chunks_exact(4) {
+    Some(text.len() / 4 * 3 - pads)
+}
+
+/// Writes the bytes of `text` into `out` (`decoded_len(text)` long) if `text` is what `encode`
+/// writes (standard alphabet, '=' only padding the last quad, its unused bits zero); None for
+/// anything else, which the caller leaves to binascii (its strict mode's rules moved between
+/// CPython releases).
+pub fn decode_into(text: &[u8], out: &mut [u8]) -> Option<()> {
+    let Some((body, last)) = text.split_last_chunk::<4>() else {
+        return Some(()); // empty
+    };
+    let (whole, tail) = out.split_at_mut(body.len() / 4 * 3);
+    for (quad, into) in body.chunks_exact(4).zip(whole.chunks_exact_mut(3)) {
         let n = quad_bits(quad.try_into().ok()?)?;
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        into.copy_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
     }
-    match *last {
-        [a, b, b'=', b'='] => {
-            let n = quad_bits(&[a, b, b'A', b'A'])?;
-            if n & 0xFFFF != 0 {
-                return None; // unused bits set: not what encode writes
-            }
-            out.push((n >> 16) as u8);
-        }
-        [a, b, c, b'='] => {
-            let n = quad_bits(&[a, b, c, b'A'])?;
-            if n & 0xFF != 0 {
-                return None;
-            }
-            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8]);
-        }
-        _ => {
-            let n = quad_bits(last)?;
-            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
-        }
+    let (n, unused) = match *last {
+        [a, b, b'=', b'='] => (quad_bits(&[a, b, b'A', b'A'])?, 0xFFFF),
+        [a, b, c, b'='] => (quad_bits(&[a, b, c, b'A'])?, 0xFF),
+        _ => (quad_bits(last)?, 0),
+    };
+    if n & unused != 0 {
+        return None; // unused bits set: not what encode writes
     }
-    Some(out)
+    let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    tail.copy_from_slice(&bytes[..tail.len()]);
+    Some(())
 }
 
 /// The 24 bits of four alphabet characters (None if any is not one).
@@ -107,7 +109,12 @@ fn quad_bits(quad: &[u8; 4]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode, encode};
+    use super::{decode_into, decoded_len, encode};
+
+    fn decode(text: &[u8]) -> Option<Vec<u8>> {
+        let mut out = vec![0; decoded_len(text)?];
+        decode_into(text, &mut out).map(|()| out)
+    }
 
     #[test]
     fn round_trips_every_length() {

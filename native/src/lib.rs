@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
@@ -394,8 +395,17 @@ fn b64encode(data: &[u8]) -> String {
 /// (the caller's binascii decides, errors included).
 #[pyfunction]
 fn b64decode<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
-    let text = text.cast_exact::<PyString>().ok()?.to_str().ok()?;
-    b64::decode(text.as_bytes()).map(|decoded| PyBytes::new(py, &decoded))
+    let text = text
+        .cast_exact::<PyString>()
+        .ok()?
+        .to_str()
+        .ok()?
+        .as_bytes();
+    // Decoded straight into the bytes object; refused text drops it (the error is never raised).
+    PyBytes::new_with(py, b64::decoded_len(text)?, |out| {
+        b64::decode_into(text, out).ok_or_else(|| PyValueError::new_err("not canonical base64"))
+    })
+    .ok()
 }
 
 /// ``streams.journal_table.encode_journal(changes)``'s bytes, its frame led by ``magic``;
