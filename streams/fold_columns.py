@@ -224,6 +224,9 @@ def _by_version(pieces: list[_Piece]) -> list[PredictionColumns]:
             out.append(group[0].columns)
             continue
         merged = concat_columns([piece.columns for piece in group])
-        order = np.argsort(np.concatenate([piece.positions for piece in group]), kind="stable")
-        out.append(merged.take(order))
+        places = np.concatenate([piece.positions for piece in group])
+        if (places[1:] > places[:-1]).all():
+            out.append(merged)  # consecutive envelopes: already in order (a take was ~4 %)
+            continue
+        out.append(merged.take(np.argsort(places, kind="stable")))
     return out

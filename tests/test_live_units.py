@@ -610,6 +610,25 @@ def test_all_rocksdb_stores_share_one_memory_budget(tmp_path: Path) -> None:
         SharedRocksDBMemory(cache_bytes=1 << 20, memtable_bytes=2 << 20)
 
 
+def test_stores_faust_opens_write_without_a_write_ahead_log(tmp_path: Path) -> None:
+    """The changelog is a store's log: RocksDB's own WAL stays empty, and a closed store
+    keeps every write (the memtables are flushed at close)."""
+    import faust.stores.rocksdb as faust_rocksdb
+
+    from streams.rocksdb_memory import share_rocksdb_memory
+
+    share_rocksdb_memory()
+    store = faust_rocksdb.RocksDBOptions().open(tmp_path / "db")
+    for k in range(5_000):
+        store[f"key-{k}".encode()] = b"v" * 100
+    logs = list((tmp_path / "db").glob("*.log"))
+    assert logs and all(log.stat().st_size == 0 for log in logs)
+    store.close()
+    reopened = faust_rocksdb.RocksDBOptions().open(tmp_path / "db")
+    assert sum(1 for _ in reopened.items()) == 5_000
+    reopened.close()
+
+
 @pytest.mark.parametrize("placement", ["partitioned", "whole", "beside"])
 def test_index_and_filter_blocks_are_held_in_the_shared_cache(
     tmp_path: Path, placement: IndexPlacement
