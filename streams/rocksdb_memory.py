@@ -14,7 +14,8 @@ RocksDB's memory stays within ``cache_bytes`` plus what is pinned while in use.
 
 Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
 replaces that class in Faust's module with a subclass (rocksdict driver only; a
-python-rocksdb store keeps Faust's options).
+python-rocksdb store keeps Faust's options). The same subclass opens every store without
+RocksDB's write-ahead log (`without_wal`): the changelog is a store's log.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "IndexPlacement",
     "SharedRocksDBMemory",
     "share_rocksdb_memory",
+    "without_wal",
 ]
 
 CACHE_BYTES: Final = 128 << 20
