@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -162,7 +162,8 @@ def _scan_rocksdb(console: Console, pending: RawStore, now: datetime) -> None:
 
         class Listed:
             def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
-                return [(key, value) for key, value in db.items()]
+                # A raw-mode store: every key and value is bytes.
+                return [(cast(bytes, key), value) for key, value in db.items()]
 
         class Streamed:
             def items_in(self, partition: int) -> Any:

@@ -31,6 +31,7 @@ _ENTRY_TIMES: Callable[[list[bytes], int | None], EntryTimes | None] | None = ge
 __all__ = [
     "BatchJoin",
     "BatchStore",
+    "ScannedStore",
     "changes_of",
     "deletes_of",
     "entries_of",
@@ -44,14 +45,18 @@ EntryTimes = tuple[list[int], list[int], list[bool]]
 """Indices, leading times and "holds more" of the join entries before a horizon."""
 
 
-class BatchStore(Protocol):
+class ScannedStore(Protocol):
+    """What an expiry scan reads of a join table (`expiry_stubs`)."""
+
+    def items_in(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
+
+
+class BatchStore(ScannedStore, Protocol):
     """What the ingest needs of a join table (a `JournalTable`)."""
 
     def read_many(self, partition: int, keys: list[bytes]) -> dict[bytes, bytes]: ...
 
     def write_many(self, partition: int, changes: dict[bytes, bytes | None]) -> None: ...
-
-    def items_in(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
 
     def holds_any(self, partition: int) -> bool: ...
 
@@ -166,7 +171,7 @@ def fresh_entries(
 
 
 def expiry_stubs(
-    table: BatchStore, partition: int, older_than: int | None = None
+    table: ScannedStore, partition: int, older_than: int | None = None
 ) -> dict[str, tuple[int, ...]]:
     """The join entries of ``partition`` whose event time (epoch microseconds) is before
     ``older_than`` (every entry when None), cut down to what `LabelJoiner.expire` reads:

@@ -23,6 +23,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
 from typing import Any, Final, cast
 
@@ -32,6 +33,7 @@ from faust.types import TP, EventT
 
 from streams import json_read
 from streams.ingest_native import NATIVE
+from streams.rocksdb_memory import scan_reads
 
 __all__ = [
     "JOURNAL_FORMAT",
@@ -52,6 +54,8 @@ JOURNAL_KEY: Final = b"\x00journal"
 MAX_JOURNAL_BYTES: Final = 4 << 20
 """A partition's journal is sent once it holds about this much, even within a batch."""
 _COUNT = struct.Struct("<I")
+_SCAN_READS: Final = cache(scan_reads)
+"""One set of read options for every sweep (rocksdict copies them per call)."""
 _NATIVE_ENCODE: Final[Callable[[dict[bytes, bytes | None], bytes], bytes | None] | None] = getattr(
     NATIVE, "encode_journal", None
 )
@@ -224,7 +228,7 @@ class JournalTable(Table[bytes, bytes]):
             return [] if after is not None else list(partition_items(self, partition))
         offset_key = cast(Any, store).offset_key
         db = store._db_for_partition(partition)
-        items = db.items() if after is None else db.items(from_key=after)
+        items = db.items(from_key=after, read_opt=_SCAN_READS())
         # At most two keys to skip (``after`` itself, the offset key): islice reads in C.
         read: list[tuple[bytes, bytes]] = list(islice(items, limit + 2))
         found = [item for item in read if item[0] != after and item[0] != offset_key]

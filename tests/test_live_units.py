@@ -629,6 +629,35 @@ def test_stores_faust_opens_write_without_a_write_ahead_log(tmp_path: Path) -> N
     reopened.close()
 
 
+def test_a_sweep_reads_a_store_without_filling_the_block_cache(tmp_path: Path) -> None:
+    """The expiry sweep reads every block of a store: with `scan_reads` those blocks do not
+    push the lookups' blocks out of the shared cache (a plain scan does fill it)."""
+    import os
+
+    import rocksdict
+
+    from streams.rocksdb_memory import SharedRocksDBMemory, scan_reads
+
+    budget = SharedRocksDBMemory(cache_bytes=64 << 20, memtable_bytes=8 << 20)
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    store = rocksdict.Rdict(str(tmp_path / "db"), options=budget.apply(options, bloom_bits=10))
+    for start in range(0, 50_000, 5_000):
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for k in range(start, start + 5_000):
+            batch.put(f"key-{k:06d}".encode(), os.urandom(100))
+        store.write(batch)
+    store.flush()  # ~6 MB of table files: the scans below read them, not the memtable
+    before = budget.cache.get_usage()
+    assert sum(1 for _ in store.items(read_opt=scan_reads())) == 50_000
+    swept = budget.cache.get_usage()
+    assert sum(1 for _ in store.items()) == 50_000
+    filled = budget.cache.get_usage()
+    store.close()
+    assert swept - before < 256 << 10
+    assert filled - swept > 4 << 20
+
+
 @pytest.mark.parametrize("placement", ["partitioned", "whole", "beside"])
 def test_index_and_filter_blocks_are_held_in_the_shared_cache(
     tmp_path: Path, placement: IndexPlacement
