@@ -13,7 +13,7 @@ BROKERS ?= 1
 help:
 	@echo "make demo        run the whole loop on a bundled example (starts and stops Kafka)"
 	@echo "make test        unit + integration tests against a real Kafka (starts and stops it)"
-	@echo "make lint        ruff + mypy --strict on the four packages"
+	@echo "make lint        ruff + mypy --strict on the four packages and the tests"
 	@echo "make kafka-up    start Kafka on 127.0.0.1:9092 (BROKERS=3 for a 3-node cluster)"
 	@echo "make kafka-down  stop the Kafka processes this checkout started"
 	@echo "make clean       remove the venv and all local state under .driftline/"
@@ -72,7 +72,7 @@ test-unit: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy streams detectors retrainer schemas
+	$(BIN)/mypy streams detectors retrainer schemas tests
 
 demo: venv
 	@bash deploy/with-kafka.sh .venv/bin/driftline demo

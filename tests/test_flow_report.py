@@ -5,13 +5,13 @@ tests/test_live_pipeline.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 
 from streams.flow_report import await_chain, flow_state, waiting_async_generators
 
 
-async def _ticks(gate: asyncio.Event) -> AsyncIterator[int]:
+async def _ticks(gate: asyncio.Event) -> AsyncGenerator[int, None]:
     await gate.wait()
     yield 1
 

@@ -4,10 +4,13 @@ on deltas folded from real prediction messages."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from state_helpers import batching_free
 
+from detectors.accumulate_deferred import DeferredDelta
+from detectors.window import WindowDelta
 from schemas.monitor_config import MonitorConfig
 from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.delta_merge import MERGE_GAP_US, merge_round
@@ -59,6 +62,12 @@ def _fold(
     )  # fmt: skip
 
 
+def _folded(out: DeltaOut) -> WindowDelta:
+    """The window of a freshly folded delta (its columns folded now)."""
+    assert isinstance(out.window, DeferredDelta)
+    return out.window.fold()
+
+
 def _origin(partition: int) -> dict[str, object]:
     return {"partition": partition, "batch": [0, 9, -1, -1], "index": 0, "partitions": 3}
 
@@ -66,9 +75,9 @@ def _origin(partition: int) -> dict[str, object]:
 def test_one_round_of_three_partitions_becomes_one_delta_holding_all_of_it() -> None:
     parts = [(delta, _origin(p)) for p in range(3) for delta in _fold(p, 40)]
     # The same partitions folded one by one and merged as folded deltas.
-    expected = _fold(0, 40)[0].window.fold()
+    expected = _folded(_fold(0, 40)[0])
     for p in (1, 2):
-        expected.merge(_fold(p, 40)[0].window.fold())
+        expected.merge(_folded(_fold(p, 40)[0]))
     ends = [part.window.end_us for part, _ in parts]
 
     merged = merge_round(parts, max_events=250)
@@ -100,7 +109,9 @@ def test_the_folds_cut_versions_and_far_apart_partitions_are_kept() -> None:
     starts = [delta.start for delta, _ in merged]
     assert starts == sorted(starts)  # the judge applies them in event-time order
     # The half-hour-later part of version 1 is beyond the gap from version 1's earlier ones.
-    late = merged[-1][0].window.start_us - merged[1][0].window.end_us
+    late_start, early_end = merged[-1][0].window.start_us, merged[1][0].window.end_us
+    assert late_start is not None and early_end is not None
+    late = late_start - early_end
     assert late > MERGE_GAP_US
 
 
@@ -131,7 +142,7 @@ def test_a_models_delta_cap_follows_its_window_and_warm_up() -> None:
     from schemas.monitor_config import parse_monitor_config
     from streams.agents_monitor import delta_events_of
 
-    def cap(model_settings: dict[str, object]) -> int:
+    def cap(model_settings: dict[str, Any]) -> int:
         return delta_events_of(parse_monitor_config({"defaults": model_settings}).for_model("m"))
 
     assert cap({}) == 250  # 500-event windows, a 2000-event warm-up: as before

@@ -260,10 +260,10 @@ def test_worker_creates_its_changelog_topics_before_faust_subscribes(
     # Declared by Faust while subscribing, the last changelogs could be missing from the
     # consumer's first metadata (0 partitions): the judge crashed on its first write
     # (PartitionsMismatch) and no alert fired (streams.changelog_topics).
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
     start_worker("w1")  # returns once the worker printed its banner, after the creation
-    admin = AdminClient(settings.kafka.confluent_config())
+    admin = AdminClient({**settings.kafka.confluent_config()})
     prefix = f"{settings.topics.prefix}worker-"
     found = {
         name: len(meta.partitions)

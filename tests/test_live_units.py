@@ -371,7 +371,9 @@ def test_join_expiry_on_stubs_deletes_and_counts_what_it_does_on_whole_entries()
         def items_in(self, partition: int) -> list[tuple[bytes, bytes]]:
             return self.raw
 
-    def expire(read: Any, write: Any) -> tuple[dict[bytes, bytes | None], ...]:
+    def expire(
+        read: Any, write: Any
+    ) -> tuple[dict[bytes, bytes | None], dict[bytes, bytes | None], dict[str, float]]:
         metrics = WorkerMetrics()
         stores = Store(pending), Store(early)
         before = [read(store) for store in stores]
@@ -681,6 +683,7 @@ def test_index_and_filter_blocks_are_held_in_the_shared_cache(
     assert all(store[key] == values[key] for key in list(values)[::997])
     assert all(store.get(f"absent-{k}".encode()) is None for k in range(1_000))
     outside = store.property_int_value("rocksdb.estimate-table-readers-mem")
+    assert outside is not None
     files = int(store.property_value("rocksdb.num-files-at-level0") or 0)
     store.close()
     # 50k keys: a ~60 KiB bloom filter plus the index, beside the cache unless held in it

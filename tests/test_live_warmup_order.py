@@ -77,7 +77,7 @@ def test_everything_of_two_partitions_before_the_third_still_warms_up_in_time_or
         for state in states:
             applied.append(state)
             seen += state["count"]
-    warm = []
+    warm: list[dict[str, Any]] = []
     for state in applied:
         if sum(d["count"] for d in warm) < WARMUP:
             warm.append(state)

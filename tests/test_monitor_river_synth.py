@@ -53,7 +53,8 @@ def _sea_stream(seed: int) -> tuple[list[PredictionEvent], list[LabelEvent]]:
 
 def _run(predictions: list[PredictionEvent], labels: list[LabelEvent]) -> list[Alert]:
     monitor = FleetMonitor(MonitorConfig(), clock=lambda: T0)
-    merged = sorted([*predictions, *labels], key=lambda e: e.timestamp)
+    events: list[PredictionEvent | LabelEvent] = [*predictions, *labels]
+    merged = sorted(events, key=lambda e: e.timestamp)
     alerts: list[Alert] = []
     for start in range(0, len(merged), 1_000):
         chunk = merged[start : start + 1_000]

@@ -39,7 +39,9 @@ def _read_all(
         while len(records) < expected and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=1000, timeout=1.0):
                 assert message.error() is None, message.error()
-                records.append((message.key(), message.value(), message.partition()))
+                key, value, partition = message.key(), message.value(), message.partition()
+                assert key is not None and value is not None and partition is not None
+                records.append((key, value, partition))
     finally:
         consumer.close()
     return records
