@@ -167,7 +167,8 @@ def render(
         table.add_row(
             "2", f"alert latency, {s.models} models at {s.rate:,.0f} pred/s", text, per_cpu, goal,
             f"{s.alerts} firing alerts ({by_target}; {len(s.refired)} alert identities fired "
-            f"more than once{': ' if s.refired else ''}{', '.join(s.refired)}), "
+            f"more than once{': ' if s.refired else ''}{', '.join(s.refired)}; "
+            f"{s.duplicated} published twice), "
             f"{s.models_alerted}/{s.models} models alerted on their "
             f"shifted feature; {s.sent:,} sent in {s.seconds:.0f} s; worker {s.behind_at_end:,} "
             f"events behind when sending stopped, caught up after {caught}{busy}",

@@ -256,7 +256,11 @@ class SustainedResult:
     alert_targets: dict[str, int] = field(default_factory=dict)
     """Firing alerts by what they are about (`alert_target`): on-call sees every one."""
     refired: list[str] = field(default_factory=list)
-    """Alert identities ("model kind feature detector") that fired more than once."""
+    """Alert identities ("model kind feature detector") that fired more than once, each with
+    what resolved its earlier episode (the resolved alert's summary)."""
+    duplicated: int = 0
+    """Firing alerts published more than once (the same ``alert_id``: the same episode), which
+    exactly-once publishing rules out."""
 
     def decision_quantile(self, q: float) -> float | None:
         """Seconds below which a share ``q`` of the window verdicts fell (linear within the
@@ -395,16 +399,21 @@ def sustained_run(
     firing = 0
     targets: Counter[str] = Counter()
     episodes: Counter[tuple[str, str, str | None, str]] = Counter()
+    resolved_by: dict[tuple[str, str, str | None, str], str] = {}
+    published: Counter[str] = Counter()
     for message in read_all(bootstrap, settings.topics.alerts):
         alert = json.loads(message.value())
+        identity = (alert["model"], alert["kind"], alert["feature"], alert["detector"])
         if alert["status"] != "firing":
+            resolved_by.setdefault(identity, alert["summary"])
             continue
+        published[alert["alert_id"]] += 1
         firing += 1
         _, stamp_ms = message.timestamp()
         latencies.append(stamp_ms / 1000 - datetime.fromisoformat(alert["fired_at"]).timestamp())
         target = alert_target(alert, plan)
         targets[target] += 1
-        episodes[(alert["model"], alert["kind"], alert["feature"], alert["detector"])] += 1
+        episodes[identity] += 1
         if target == "shifted feature":
             alerted.add(alert["model"])
     return SustainedResult(
@@ -412,7 +421,11 @@ def sustained_run(
         caught_up_seconds=caught_up, latencies=latencies, alerts=firing,
         models_alerted=len(alerted), models=models, rss=rss, rocksdb_cache=cache, cpu=cpu,
         alert_targets=dict(targets.most_common()),
-        refired=[" ".join(map(str, key)) for key, count in episodes.items() if count > 1],
+        refired=[
+            f"{' '.join(map(str, key))} ({resolved_by.get(key, 'never resolved')})"
+            for key, count in episodes.items() if count > 1
+        ],
+        duplicated=sum(1 for count in published.values() if count > 1),
         file_backed=file_backed,
         warmup_seconds=warmup_seconds,
         decisions=decisions, started_epoch=started_epoch,
