@@ -15,7 +15,9 @@ RocksDB's memory stays within ``cache_bytes`` plus what is pinned while in use.
 Faust builds the options of each database with ``faust.stores.rocksdb.RocksDBOptions``; this
 replaces that class in Faust's module with a subclass (rocksdict driver only; a
 python-rocksdb store keeps Faust's options). The same subclass opens every store without
-RocksDB's write-ahead log (`without_wal`): the changelog is a store's log.
+RocksDB's write-ahead log (`without_wal`): the changelog is a store's log. The join's expiry
+sweep reads with `scan_reads`, so a scan through a whole store leaves that cache to the
+lookups.
 """
 
 from __future__ import annotations
