@@ -19,7 +19,7 @@ from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.agents_state import AlertLedger, JsonTableView
 from streams.metrics import WorkerMetrics
 from streams.replay import parse_speed
-from streams.rocksdb_memory import IndexPlacement
+from streams.rocksdb_memory import IndexPlacement, SharedRocksDBMemory
 from streams.validation import RawMessage, split_messages
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -582,22 +582,29 @@ def test_windows_ending_at_one_instant_each_get_a_verdict_latency() -> None:
     assert count == judge.windows
 
 
+def _budgeted_store(
+    budget: SharedRocksDBMemory, path: Path, *, bloom_bits: int = 10, write_buffer: int = 0
+) -> Any:
+    """A raw-mode rocksdict store at ``path`` opened within ``budget`` (``write_buffer``:
+    its own memtable limit, RocksDB's default when 0)."""
+    import rocksdict
+
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    if write_buffer:
+        options.set_write_buffer_size(write_buffer)
+    return rocksdict.Rdict(str(path), options=budget.apply(options, bloom_bits=bloom_bits))
+
+
 def test_all_rocksdb_stores_share_one_memory_budget(tmp_path: Path) -> None:
     import os
 
-    import rocksdict
-
-    from streams.rocksdb_memory import SharedRocksDBMemory
-
     budget = SharedRocksDBMemory(cache_bytes=16 << 20, memtable_bytes=8 << 20)
-    stores = []
-    for i in range(4):  # 4 tables or partitions, 4 x 2.4 MB written: more than the budget
-        options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.set_write_buffer_size(4 << 20)
-        stores.append(
-            rocksdict.Rdict(str(tmp_path / f"db{i}"), options=budget.apply(options, bloom_bits=3))
-        )
+    # 4 tables or partitions, 4 x 2.4 MB written: more than the budget
+    stores = [
+        _budgeted_store(budget, tmp_path / f"db{i}", bloom_bits=3, write_buffer=4 << 20)
+        for i in range(4)
+    ]
     for store in stores:
         for k in range(20_000):
             store[f"key-{k}".encode()] = os.urandom(100)
@@ -638,12 +645,10 @@ def test_a_sweep_reads_a_store_without_filling_the_block_cache(tmp_path: Path) -
 
     import rocksdict
 
-    from streams.rocksdb_memory import SharedRocksDBMemory, scan_reads
+    from streams.rocksdb_memory import scan_reads
 
     budget = SharedRocksDBMemory(cache_bytes=64 << 20, memtable_bytes=8 << 20)
-    options = rocksdict.Options(raw_mode=True)
-    options.create_if_missing(True)
-    store = rocksdict.Rdict(str(tmp_path / "db"), options=budget.apply(options, bloom_bits=10))
+    store = _budgeted_store(budget, tmp_path / "db")
     for start in range(0, 50_000, 5_000):
         batch = rocksdict.WriteBatch(raw_mode=True)
         for k in range(start, start + 5_000):
@@ -666,16 +671,10 @@ def test_index_and_filter_blocks_are_held_in_the_shared_cache(
 ) -> None:
     import os
 
-    import rocksdict
-
-    from streams.rocksdb_memory import SharedRocksDBMemory
-
     budget = SharedRocksDBMemory(
         cache_bytes=16 << 20, memtable_bytes=8 << 20, index_placement=placement
     )
-    options = rocksdict.Options(raw_mode=True)
-    options.create_if_missing(True)
-    store = rocksdict.Rdict(str(tmp_path / "db"), options=budget.apply(options, bloom_bits=10))
+    store = _budgeted_store(budget, tmp_path / "db")
     values = {f"key-{k}".encode(): os.urandom(100) for k in range(50_000)}
     for key, value in values.items():
         store[key] = value
