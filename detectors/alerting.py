@@ -41,6 +41,7 @@ __all__ = [
     "alert_id",
     "build_alert",
     "fingerprint",
+    "share_bound",
 ]
 
 ALERT_NAMESPACE: Final = uuid.UUID("3c1f6a0e-5d2b-5b8e-9a51-6c0d2f7e8b14")
@@ -70,21 +71,58 @@ class Reading:
     """The statistic's value when nothing drifted (baseline error rate, reference null rate,
     chi-square degrees of freedom...). Above the threshold for statistics that breach below
     it (label coverage)."""
+    trials: int = 0
+    """Values the statistic is a share of (null, out-of-range, error rate...); 0: not a
+    share. A share's hysteresis judges its confidence bound, not the share itself."""
 
     @property
     def summary(self) -> str:
         text = self.describe
         return text if isinstance(text, str) else text()
 
-    def clear(self, fraction: float) -> bool:
+    def clear(self, fraction: float, z: float = 0.0) -> bool:
         """Hysteresis for a firing alert: no breach, and the statistic at most ``fraction`` of
-        the way from ``center`` to the threshold (1: merely within the threshold)."""
+        the way from ``center`` to the threshold (1: merely within the threshold).
+
+        A share (``trials`` > 0) is judged by its one-sided Wilson bound at ``z`` standard
+        errors on the threshold's side: a share that sits near its threshold for good
+        (a persistent shift) must not clear on a few windows that drew low by chance.
+
+        >>> hovering = Reading("data_quality", "x", None, "out_of_range", 0.008, 0.02, None,
+        ...     False, True, 500, "", 0.0, trials=500)
+        >>> hovering.clear(0.5), hovering.clear(0.5, z=1.2816)
+        (True, False)
+        >>> back = Reading("data_quality", "x", None, "out_of_range", 0.002, 0.02, None,
+        ...     False, True, 500, "", 0.0, trials=500)
+        >>> back.clear(0.5, z=1.2816)
+        True
+        """
         if self.breached:
             return False
         span = self.threshold - self.center
         if span == 0 or not math.isfinite(span):
             return True
-        return (self.statistic - self.center) / span <= fraction
+        statistic = self.statistic
+        if z > 0 and self.trials > 0:
+            statistic = share_bound(statistic, self.trials, z, upper=span > 0)
+        return (statistic - self.center) / span <= fraction
+
+
+def share_bound(share: float, trials: int, z: float, *, upper: bool) -> float:
+    """Wilson score bound of a share observed over ``trials`` values, ``z`` standard errors
+    above it (``upper``) or below; it stays within [0, 1] and is not degenerate at 0 or 1.
+
+    >>> round(share_bound(0.0, 500, 1.2816, upper=True), 5)
+    0.00327
+    >>> round(share_bound(0.5, 100, 1.96, upper=False), 4)
+    0.4038
+    """
+    if not 0.0 <= share <= 1.0 or trials <= 0:
+        return share
+    z2n = z * z / trials
+    center = share + z2n / 2
+    spread = z * math.sqrt(share * (1 - share) / trials + z2n / (4 * trials))
+    return (center + spread if upper else center - spread) / (1 + z2n)
 
 
 def fingerprint(

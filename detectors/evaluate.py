@@ -367,7 +367,8 @@ class Evaluator:
                 threshold = cached
             readings.append(
                 self._reading(kind, label, segment, test, results[test], threshold,
-                              test == tests[0], n, name, center)
+                              test == tests[0], n, name, center,
+                              n if test == "unseen_rate" else 0)
             )  # fmt: skip
         return readings
 
@@ -398,6 +399,7 @@ class Evaluator:
         count: int,
         name: str,
         center: float = 0.0,
+        trials: int = 0,
     ) -> Reading:
         statistic, p_value = result
         breached = p_value < self.alpha if p_value is not None else bool(statistic > threshold)
@@ -415,7 +417,7 @@ class Evaluator:
 
         return Reading(
             kind, label, segment, detector, statistic, threshold, p_value, breached,
-            decides, count, summary, center,
+            decides, count, summary, center, trials,
         )  # fmt: skip
 
 

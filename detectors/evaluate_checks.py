@@ -108,11 +108,11 @@ class CheckContext:
 def _reading(
     kind: str, feature: str | None, segment: str | None, detector: str, statistic: float,
     threshold: float, p_value: float | None, breached: bool, count: int,
-    summary: str | Callable[[], str], center: float = 0.0,
+    summary: str | Callable[[], str], center: float = 0.0, trials: int = 0,
 ) -> Reading:  # fmt: skip
     return Reading(
         kind, feature, segment, detector, float(statistic), float(threshold), p_value, breached,
-        True, count, summary, center,
+        True, count, summary, center, trials,
     )  # fmt: skip
 
 
@@ -188,14 +188,14 @@ def data_quality_readings(
             p_value = float(_scipy_stats.betabinom.sf(nulls - 1, rows, a, b))
         readings.append(_reading(
             "data_quality", name, segment, "null_rate", rate, threshold, p_value, breached, rows,
-            _null_text(name, rate, feature.null_rate, threshold), feature.null_rate,
+            _null_text(name, rate, feature.null_rate, threshold), feature.null_rate, rows,
         ))  # fmt: skip
         if values:
             changed = _type_change(feature.types, types)
             floor = settings.type_change_rate
             readings.append(_reading(
                 "data_quality", name, segment, "type_change", changed, floor, None,
-                changed >= floor, values, _type_text(name, changed, feature.types),
+                changed >= floor, values, _type_text(name, changed, feature.types), 0.0, values,
             ))  # fmt: skip
         sketch = part.numeric.get(name)
         if feature.kind == "numeric" and feature.count and sketch is not None and sketch.count:
@@ -206,9 +206,12 @@ def data_quality_readings(
             # Every value within the reference range (the exact min/max say so): no scan.
             outside = 0.0 if inside else _outside(sketch.reservoir, low, high)
             threshold = ctx.range_threshold(feature, sketch.count)
+            # The share is exact when inside, else counted on the reservoir's values.
+            trials = sketch.count if inside else int(sketch.reservoir.size)
             readings.append(_reading(
                 "data_quality", name, segment, "out_of_range", outside, threshold, None,
-                outside > threshold, sketch.count, _range_text(name, outside, low, high),
+                outside > threshold, sketch.count, _range_text(name, outside, low, high), 0.0,
+                trials,
             ))  # fmt: skip
     if settings.new_features:
         present = {
@@ -279,7 +282,7 @@ def quality_readings(
                 min(max(p_errors, 0.0), 1.0), rate > threshold, n,
                 f"error rate rose to {rate:.1%} over {n} labelled predictions (baseline "
                 f"{baseline.error_rate or 0.0:.1%}, threshold {threshold:.1%})",
-                base_errors / baseline.count,
+                base_errors / baseline.count, n,
             ))  # fmt: skip
     elif baseline is not None and baseline.task == "regression":
         sketch_r = part.regression
@@ -309,6 +312,6 @@ def quality_readings(
                 _poisson_cdf(part.outcomes, expected), rate < threshold,
                 part.count,
                 f"labels joined for {rate:.1%} of predictions (baseline {coverage:.1%}, "
-                f"threshold {threshold:.1%})", coverage,
+                f"threshold {threshold:.1%})", coverage, part.count,
             ))  # fmt: skip
     return readings

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Final
 
 from detectors.alerting import AlertBook, Reading, Status, build_alert, fingerprint
@@ -90,6 +91,9 @@ class ModelJudge:
         a live worker exports gauges, and those thresholds dominated a fresh judge's cost."""
         settings = self.settings.alerting
         self.book = AlertBook(k=settings.k, m=settings.m, resolve_after=settings.resolve_after)
+        confidence = settings.clear_confidence
+        self._clear_z = NormalDist().inv_cdf(confidence) if confidence > 0.5 else 0.0
+        """Standard errors of a share's hysteresis bound (`Reading.clear`)."""
         self.reference: ReferenceProfile | None = None
         self.version: str | None = None
         """The model version being judged."""
@@ -302,6 +306,7 @@ class ModelJudge:
         on_point, book, fingerprints = self.on_point, self.book, self._fingerprints
         sequential = self.sequential.kind if self.sequential is not None else None
         clear_fraction = self.settings.alerting.clear_fraction
+        clear_z = self._clear_z
         for reading in readings:
             if on_point is not None:
                 on_point(StatisticPoint(
@@ -329,7 +334,7 @@ class ModelJudge:
                 "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
             }  # fmt: skip
             immediate = reading.detector == sequential
-            clear = None if immediate else reading.clear(clear_fraction)
+            clear = None if immediate else reading.clear(clear_fraction, clear_z)
             status = book.observe(key, reading.breached, last, immediate=immediate, clear=clear)
             if status is not None:
                 summary = reading.summary if status == "firing" else self._resolved(reading)

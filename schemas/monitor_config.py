@@ -210,6 +210,11 @@ class AlertingConfig(_Section):
     """Hysteresis: while an alert fires, a window is clear only when its statistic is within
     this fraction of the way from its no-drift value to the threshold. 1 = merely within the
     threshold, which lets a shift hovering at the threshold resolve and fire again."""
+    clear_confidence: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    """Hysteresis of shares (null, out-of-range, unseen, type-change and error rates, label
+    coverage): a window is clear only when this one-sided confidence bound of its share is,
+    so a share that stays near its threshold does not resolve on windows that drew low by
+    chance. 0: the share itself, as other statistics."""
     severity: dict[AlertKind, Severity] = Field(default_factory=_default_severity)
     runbook_url: str | None = None
     """Put in every alert; ``{kind}`` is replaced by the alert kind."""
@@ -218,6 +223,16 @@ class AlertingConfig(_Section):
     @classmethod
     def _all_kinds(cls, value: dict[AlertKind, Severity]) -> dict[AlertKind, Severity]:
         return {**_default_severity(), **value}  # kinds not named keep their default
+
+    @field_validator("clear_confidence", mode="after")
+    @classmethod
+    def _confidence(cls, value: float) -> float:
+        if 0 < value < 0.5:
+            raise ValueError(
+                f"clear_confidence {value} is below 0.5, a bound below the share itself: "
+                "use 0 to judge the share itself, or a confidence such as 0.9"
+            )
+        return value
 
     @model_validator(mode="after")
     def _k_of_m(self) -> Self:

@@ -49,6 +49,40 @@ def test_a_window_is_clear_only_past_the_fraction_towards_the_no_drift_value(
     assert _reading(statistic, threshold, center).clear(0.5) is clear
 
 
+def _share(statistic: float, threshold: float, trials: int, center: float = 0.0) -> Reading:
+    reading = _reading(statistic, threshold, center)
+    reading.trials = trials
+    return reading
+
+
+Z90 = 1.2816  # one-sided 90 %: the default clear_confidence
+
+
+@pytest.mark.parametrize(
+    ("statistic", "threshold", "center", "trials", "clear"),
+    [
+        (0.008, 0.02, 0.0, 500, False),  # 4 of 500 out of range: could be 1.5 % by chance
+        (0.004, 0.02, 0.0, 500, True),  # 2 of 500: the bound is under 1 %
+        (0.006, 0.02, 0.0, 500, False),
+        (0.0, 0.02, 0.0, 50, False),  # 0 of 50 says little: its bound is 3.2 %
+        (0.0, 0.02, 0.0, 5_000, True),
+        (0.62, 0.40, 0.80, 100, False),  # coverage: its lower bound (0.56) is below 0.6
+        (0.62, 0.40, 0.80, 2_000, True),  # the lower bound is 0.606
+    ],
+)
+def test_a_share_is_clear_only_when_its_confidence_bound_is(
+    statistic: float, threshold: float, center: float, trials: int, clear: bool
+) -> None:
+    reading = _share(statistic, threshold, trials, center)
+    assert reading.clear(0.5, z=Z90) is clear
+    assert reading.clear(0.5) is ((statistic - center) / (threshold - center) <= 0.5)
+
+
+def test_a_confidence_below_one_half_names_the_field_and_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"clear_confidence 0\.3 .*use 0 .* or a confidence"):
+        parse_monitor_config({"defaults": {"alerting": {"clear_confidence": 0.3}}})
+
+
 def test_windows_that_are_not_clear_restart_the_run_that_resolves() -> None:
     book = AlertBook(k=1, m=1, resolve_after=2)
     assert book.observe("f", True) == "firing"
@@ -68,8 +102,11 @@ def _hovering_then_back() -> list[PredictionEvent]:
     return [PredictionEvent.model_validate(row) for row in predictions]
 
 
-def _alerts(events: list[PredictionEvent], clear_fraction: float) -> list[Alert]:
-    config = parse_monitor_config({"defaults": {"alerting": {"clear_fraction": clear_fraction}}})
+def _alerts(
+    events: list[PredictionEvent], clear_fraction: float, clear_confidence: float = 0.9
+) -> list[Alert]:
+    alerting = {"clear_fraction": clear_fraction, "clear_confidence": clear_confidence}
+    config = parse_monitor_config({"defaults": {"alerting": alerting}})
     monitor = FleetMonitor(config, clock=lambda: datetime.now(UTC))
     return monitor.process(events) + monitor.finish()
 
@@ -80,7 +117,7 @@ def _event_index(alert: Alert) -> float:
 
 def test_a_shift_hovering_at_its_threshold_pages_once_and_resolves_when_it_ends() -> None:
     events = _hovering_then_back()
-    flapping = _alerts(events, clear_fraction=1.0)  # the rule without hysteresis
+    flapping = _alerts(events, clear_fraction=1.0, clear_confidence=0)  # no hysteresis
     episodes = Counter(a.fingerprint for a in flapping if a.status == "firing")
     assert max(episodes.values()) >= 3
     assert sum(a.status == "resolved" and _event_index(a) < SHIFT_ENDS for a in flapping) >= 2
@@ -96,7 +133,7 @@ def test_a_shift_hovering_at_its_threshold_pages_once_and_resolves_when_it_ends(
     assert all(SHIFT_ENDS <= at < SHIFT_ENDS + 4 * 500 for at in resolved_at)
 
 
-def test_readings_carry_the_value_their_statistic_has_without_drift() -> None:
+def test_readings_carry_their_no_drift_value_and_the_values_a_share_counts() -> None:
     t0 = datetime(2024, 5, 1, tzinfo=UTC)
     rng = np.random.default_rng(3)
     # "d" appears once in the reference: a singleton behind the unseen-category mass.
@@ -125,3 +162,7 @@ def test_readings_carry_the_value_their_statistic_has_without_drift() -> None:
     assert center[("colour", "unseen_rate")] == pytest.approx(2 / 2001)  # (1 + 1) / (m + 1)
     assert center[("x", "ks")] == 0.0
     assert center[("x", "null_rate")] == 0.0  # the reference had no nulls
+    trials = {(r.feature, r.detector): r.trials for r in readings}
+    assert trials[("x", "out_of_range")] == trials[("x", "null_rate")] == 500
+    assert trials[("colour", "unseen_rate")] == 500
+    assert trials[("x", "ks")] == trials[("colour", "chi_square")] == 0  # not shares
