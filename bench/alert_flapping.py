@@ -1,7 +1,7 @@
 """Alert flapping on persistent shifts: the alert lifecycle with and without hysteresis.
 
     .venv/bin/python bench/alert_flapping.py [--seeds 3] [--sigmas 0.5,1.0,1.5]
-        [--shift-events 30000] [--after 8000] [--clear-fraction 0.5] [--clear-confidence 0.9]
+        [--shift-events 30000] [--after 8000] [--clear-fraction F] [--clear-confidence C]
 
 Scenarios (``streams.synthetic.generate_stream``, 10 features, no labels, one event per
 second): each of the 7 numeric features in turn moves by ``sigma`` standard deviations from
@@ -14,8 +14,8 @@ Rows, each fed the same streams through ``FleetMonitor`` (default configuration 
   resolving (the rule before hysteresis);
 - ``--clear-fraction`` (the default, 0.5), ``clear_confidence 0``: shares (out-of-range, null
   rate...) judged by their value (the rule before the 36th session);
-- ``--clear-fraction`` and ``--clear-confidence`` (the defaults, 0.5 and 0.9): shares judged
-  by their confidence bound.
+- ``--clear-fraction`` and ``--clear-confidence`` (both default to the monitor's defaults):
+  shares judged by their confidence bound.
 
 Columns: firing alerts; fingerprints paged more than once (re-fired); resolves while the shift
 still lasted (each one a page that will come back); episodes still open at the end of the
@@ -39,7 +39,7 @@ from rich.table import Table
 
 from detectors.monitor import FleetMonitor
 from schemas.events import Alert, PredictionEvent
-from schemas.monitor_config import parse_monitor_config
+from schemas.monitor_config import AlertingConfig, parse_monitor_config
 from streams.synthetic import DEFAULT_START, feature_specs, generate_stream
 
 SHIFT_STARTS = 2_600
@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sigmas", default="0.5,1.0,1.5", help="comma-separated shift sizes")
     parser.add_argument("--shift-events", type=int, default=30_000, help="event the shift ends")
     parser.add_argument("--after", type=int, default=8_000, help="events after the shift")
-    parser.add_argument("--clear-fraction", type=float, default=0.5)
-    parser.add_argument("--clear-confidence", type=float, default=0.9)
+    defaults = AlertingConfig()
+    parser.add_argument("--clear-fraction", type=float, default=defaults.clear_fraction)
+    parser.add_argument("--clear-confidence", type=float, default=defaults.clear_confidence)
     args = parser.parse_args(argv)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     numeric = [s.name for s in feature_specs(10) if s.kind == "numeric"]

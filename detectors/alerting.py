@@ -90,11 +90,11 @@ class Reading:
 
         >>> hovering = Reading("data_quality", "x", None, "out_of_range", 0.008, 0.02, None,
         ...     False, True, 500, "", 0.0, trials=500)
-        >>> hovering.clear(0.5), hovering.clear(0.5, z=1.2816)
+        >>> hovering.clear(0.5), hovering.clear(0.5, z=0.6745)
         (True, False)
         >>> back = Reading("data_quality", "x", None, "out_of_range", 0.002, 0.02, None,
         ...     False, True, 500, "", 0.0, trials=500)
-        >>> back.clear(0.5, z=1.2816)
+        >>> back.clear(0.5, z=0.6745)
         True
         """
         if self.breached:

@@ -210,7 +210,7 @@ class AlertingConfig(_Section):
     """Hysteresis: while an alert fires, a window is clear only when its statistic is within
     this fraction of the way from its no-drift value to the threshold. 1 = merely within the
     threshold, which lets a shift hovering at the threshold resolve and fire again."""
-    clear_confidence: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    clear_confidence: Annotated[float, Field(ge=0, lt=1)] = 0.75
     """Hysteresis of shares (null, out-of-range, unseen, type-change and error rates, label
     coverage): a window is clear only when this one-sided confidence bound of its share is,
     so a share that stays near its threshold does not resolve on windows that drew low by
@@ -230,7 +230,7 @@ class AlertingConfig(_Section):
         if 0 < value < 0.5:
             raise ValueError(
                 f"clear_confidence {value} is below 0.5, a bound below the share itself: "
-                "use 0 to judge the share itself, or a confidence such as 0.9"
+                "use 0 to judge the share itself, or a confidence such as 0.75"
             )
         return value
 

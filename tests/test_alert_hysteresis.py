@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from detectors.evaluate import Evaluator
 from detectors.monitor import FleetMonitor
 from detectors.profile_builder import profile_from_events
 from schemas.events import Alert, PredictionEvent
-from schemas.monitor_config import MonitorConfig, parse_monitor_config
+from schemas.monitor_config import AlertingConfig, MonitorConfig, parse_monitor_config
 from streams.synthetic import DEFAULT_START, generate_stream
 
 SHIFT_ENDS = 30_000
@@ -55,32 +56,58 @@ def _share(statistic: float, threshold: float, trials: int, center: float = 0.0)
     return reading
 
 
-Z90 = 1.2816  # one-sided 90 %: the default clear_confidence
+Z75 = NormalDist().inv_cdf(0.75)  # 0.6745: the default clear_confidence
 
 
 @pytest.mark.parametrize(
     ("statistic", "threshold", "center", "trials", "clear"),
     [
-        (0.008, 0.02, 0.0, 500, False),  # 4 of 500 out of range: could be 1.5 % by chance
-        (0.004, 0.02, 0.0, 500, True),  # 2 of 500: the bound is under 1 %
-        (0.006, 0.02, 0.0, 500, False),
-        (0.0, 0.02, 0.0, 50, False),  # 0 of 50 says little: its bound is 3.2 %
+        (0.008, 0.02, 0.0, 500, False),  # 4 of 500 out of range: bound 1.12 %, past 1 %
+        (0.006, 0.02, 0.0, 500, True),  # 3 of 500: bound 0.88 %
+        (0.0, 0.02, 0.0, 20, False),  # 0 of 20 says little: its bound is 2.2 %
         (0.0, 0.02, 0.0, 5_000, True),
-        (0.62, 0.40, 0.80, 100, False),  # coverage: its lower bound (0.56) is below 0.6
-        (0.62, 0.40, 0.80, 2_000, True),  # the lower bound is 0.606
+        (0.62, 0.40, 0.80, 100, False),  # coverage: its lower bound (0.587) is below 0.6
+        (0.62, 0.40, 0.80, 2_000, True),  # the lower bound is 0.612
     ],
 )
 def test_a_share_is_clear_only_when_its_confidence_bound_is(
     statistic: float, threshold: float, center: float, trials: int, clear: bool
 ) -> None:
     reading = _share(statistic, threshold, trials, center)
-    assert reading.clear(0.5, z=Z90) is clear
+    assert reading.clear(0.5, z=Z75) is clear
     assert reading.clear(0.5) is ((statistic - center) / (threshold - center) <= 0.5)
 
 
 def test_a_confidence_below_one_half_names_the_field_and_the_fix() -> None:
     with pytest.raises(ValueError, match=r"clear_confidence 0\.3 .*use 0 .* or a confidence"):
         parse_monitor_config({"defaults": {"alerting": {"clear_confidence": 0.3}}})
+
+
+def _episodes(counts: list[int], z: float, n: int = 500, threshold: float = 0.02) -> list[str]:
+    """The alerts of an out-of-range share over windows of ``n`` values with these counts
+    outside the range (default lifecycle: 2 of 3 fire, 3 clear windows resolve)."""
+    book = AlertBook(k=2, m=3, resolve_after=3)
+    statuses: list[str] = []
+    for outside in counts:
+        share = outside / n
+        reading = _share(share, threshold, n)
+        status = book.observe("f", reading.breached, clear=reading.clear(0.5, z=z))
+        if status is not None:
+            statuses.append(status)
+    return statuses
+
+
+def test_a_share_hovering_below_its_threshold_pages_once_with_the_bound() -> None:
+    rng = np.random.default_rng(11)
+    hovering = rng.binomial(500, 0.015, size=400).tolist()  # 75 % of the 2 % threshold
+    back = rng.binomial(500, 0.001, size=20).tolist()  # the reference's rate, 2 / (m + 1)
+    point = _episodes(hovering, z=0.0)
+    assert point.count("firing") >= 3  # the share alone clears 3 windows in a row now and then
+    z = NormalDist().inv_cdf(AlertingConfig().clear_confidence)
+    bound = _episodes(hovering + back, z=z)
+    assert bound == ["firing", "resolved"]
+    windows_to_resolve = _episodes(hovering + back[:5], z=z)
+    assert windows_to_resolve == ["firing", "resolved"]  # within 5 windows of the recovery
 
 
 def test_windows_that_are_not_clear_restart_the_run_that_resolves() -> None:
@@ -103,9 +130,11 @@ def _hovering_then_back() -> list[PredictionEvent]:
 
 
 def _alerts(
-    events: list[PredictionEvent], clear_fraction: float, clear_confidence: float = 0.9
+    events: list[PredictionEvent], clear_fraction: float, clear_confidence: float | None = None
 ) -> list[Alert]:
-    alerting = {"clear_fraction": clear_fraction, "clear_confidence": clear_confidence}
+    alerting: dict[str, float] = {"clear_fraction": clear_fraction}
+    if clear_confidence is not None:
+        alerting["clear_confidence"] = clear_confidence
     config = parse_monitor_config({"defaults": {"alerting": alerting}})
     monitor = FleetMonitor(config, clock=lambda: datetime.now(UTC))
     return monitor.process(events) + monitor.finish()
