@@ -11,7 +11,7 @@ page per fingerprint it moves, resolved once the stream is back.
 
 Rows, each fed the same streams through ``FleetMonitor`` (default configuration otherwise):
 - ``clear_fraction 1.0``, ``clear_confidence 0``: a window within its threshold counts towards
-  resolving (the rule before hysteresis);
+  resolving (the rule before hysteresis; a CUSUM page's window mean may reach k);
 - ``--clear-fraction`` (the default, 0.5), ``clear_confidence 0``: shares (out-of-range, null
   rate...) judged by their value (the rule before the 36th session);
 - ``--clear-fraction`` and ``--clear-confidence`` (both default to the monitor's defaults):

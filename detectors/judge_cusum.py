@@ -60,6 +60,9 @@ class MeanShiftMonitor:
         self.peaks: dict[str, float] = {}
         """Highest CUSUM per feature since the last judged window (the value that alarmed,
         before the restart): what a report charts against h."""
+        self.sums: dict[str, tuple[int, float]] = {}
+        """(values, sum of their standardised values) per feature since the last judged
+        window: whether a firing page's shift is still there (`on_window`)."""
 
     @classmethod
     def build(
@@ -110,6 +113,8 @@ class MeanShiftMonitor:
             mean, low, high = sketch.mean, sketch.min, sketch.max
             assert mean is not None and low is not None and high is not None
             total = entry.standardiser.batch_sum(sketch.count, mean, low, high, sketch.reservoir)
+            count, summed = self.sums.get(name, (0, 0.0))
+            self.sums[name] = (count + sketch.count, summed + total)
             direction = entry.cusum.update(sketch.count, total)
             value = entry.cusum.alarm_statistic if direction else entry.cusum.statistic
             self.peaks[name] = max(value, self.peaks.get(name, 0.0))
@@ -123,6 +128,7 @@ class MeanShiftMonitor:
             "seen": self.seen,
             "alarmed": sorted(self.alarmed),
             "peaks": dict(sorted(self.peaks.items())),
+            "sums": {name: list(value) for name, value in sorted(self.sums.items())},
             "cusums": {name: entry.cusum.to_state() for name, entry in self.features.items()},
         }
 
@@ -131,6 +137,10 @@ class MeanShiftMonitor:
         self.seen = int(state["seen"])
         self.alarmed = set(state["alarmed"])
         self.peaks = {name: float(v) for name, v in state.get("peaks", {}).items()}  # 29th+
+        self.sums = {  # 36th session on
+            name: (int(count), float(total))
+            for name, (count, total) in state.get("sums", {}).items()
+        }
         for name, cusum in state["cusums"].items():
             if name in self.features:
                 self.features[name].cusum = MeanShiftCusum.from_state(cusum)
@@ -195,8 +205,10 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
     alerts: list[Alert] = []
     alarmed, monitor.alarmed = monitor.alarmed, set()
     peaks, monitor.peaks = monitor.peaks, {}
+    sums, monitor.sums = monitor.sums, {}
     if judge.on_point is not None and judge.report_all_statistics:
         _report(judge, monitor, window, peaks, alarmed)
+    clear_fraction = judge.settings.alerting.clear_fraction
     for name, entry in monitor.features.items():
         key = _key(judge, name)
         track = judge.book.tracks.get(key)
@@ -206,7 +218,9 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
             **track.last, "statistic": entry.cusum.statistic, "model_version": window.model_version,
             "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
         }  # fmt: skip
-        if judge.book.observe(key, name in alarmed, last, immediate=True) == "resolved":
+        alarm = name in alarmed
+        clear = not alarm and _mean_within(sums.get(name), clear_fraction * entry.cusum.k)
+        if judge.book.observe(key, alarm, last, immediate=True, clear=clear) == "resolved":
             summary = (
                 f"resolved: no mean shift of feature {name!r} of model {judge.model!r} in "
                 f"{judge.settings.alerting.resolve_after} windows (cusum "
@@ -214,6 +228,21 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
             )
             alerts.append(judge._alert(key, "resolved", last, summary))
     return alerts
+
+
+def _mean_within(summed: tuple[int, float] | None, band: float) -> bool:
+    """Hysteresis of a CUSUM page: the window's mean standardised value within ``band`` of
+    the reference's (``clear_fraction`` x k). A shift that persists but alarms only now and
+    then (the CUSUM restarts at 0 after each alarm) keeps its window means near the shift,
+    while the page would otherwise resolve between two alarms. No values: clear.
+
+    >>> _mean_within((500, 100.0), 0.125), _mean_within((500, 20.0), 0.125)
+    (False, True)
+    """
+    if summed is None or summed[0] <= 0:
+        return True
+    count, total = summed
+    return abs(total / count) <= band
 
 
 def _report(

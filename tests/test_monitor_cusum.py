@@ -262,6 +262,18 @@ def test_an_episode_fires_once_resolves_once_and_disabling_turns_it_off() -> Non
     assert [a.detector for a in fleet(events, off) if a.feature == "x"] == ["ks", "ks"]
 
 
+def test_a_marginal_shift_that_alarms_now_and_then_pages_once() -> None:
+    """0.2 sd, under the 0.5 sd the CUSUM is tuned for: alarms come seldom, windows apart.
+    Without the hysteresis (clear_fraction 1: a window mean up to k = 0.25 sd is clear) the
+    page resolves between two alarms and fires again; with it, one page for the shift."""
+    events = stream(40_000, 2, shift_sd=0.2, at=5_230)
+    lenient = parse_monitor_config({"defaults": {"alerting": {"clear_fraction": 1.0}}})
+    flapping = [a.status for a in fleet(events, lenient) if a.detector == "cusum"]
+    assert flapping.count("firing") >= 3
+    steady = [a for a in fleet(events) if a.feature == "x"]
+    assert [(a.detector, a.status) for a in steady] == [("cusum", "firing")]
+
+
 def test_a_feature_already_paged_by_its_window_test_gets_no_cusum_page() -> None:
     config = MonitorConfig()
     judge = ModelJudge("m", config, clock=lambda: CLOCK)
