@@ -218,31 +218,35 @@ def on_window(judge: ModelJudge, monitor: MeanShiftMonitor, window: WindowDelta)
             **track.last, "statistic": entry.cusum.statistic, "model_version": window.model_version,
             "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
         }  # fmt: skip
-        alarm = name in alarmed
-        clear = not alarm and _mean_within(sums.get(name), clear_fraction * entry.cusum.k)
+        alarm, mean = name in alarmed, _window_mean(sums.get(name))
+        band = clear_fraction * entry.cusum.k
+        clear = not alarm and (mean is None or abs(mean) <= band)
         if judge.book.observe(key, alarm, last, immediate=True, clear=clear) == "resolved":
             summary = (
                 f"resolved: no mean shift of feature {name!r} of model {judge.model!r} in "
                 f"{judge.settings.alerting.resolve_after} windows (cusum "
-                f"{entry.cusum.statistic:.4g} <= {entry.cusum.h:.4g})"
+                f"{entry.cusum.statistic:.4g} <= {entry.cusum.h:.4g}; last window's mean "
+                + ("without values" if mean is None else f"{mean:+.3g} sd, within {band:.3g}")
+                + ")"
             )
             alerts.append(judge._alert(key, "resolved", last, summary))
     return alerts
 
 
-def _mean_within(summed: tuple[int, float] | None, band: float) -> bool:
-    """Hysteresis of a CUSUM page: the window's mean standardised value within ``band`` of
-    the reference's (``clear_fraction`` x k). A shift that persists but alarms only now and
-    then (the CUSUM restarts at 0 after each alarm) keeps its window means near the shift,
-    while the page would otherwise resolve between two alarms. No values: clear.
+def _window_mean(summed: tuple[int, float] | None) -> float | None:
+    """A window's mean standardised value (None without values): the hysteresis of a CUSUM
+    page. A window clears only with it within ``clear_fraction`` x k of the reference's: a
+    shift that persists but alarms only now and then (the CUSUM restarts at 0 after each
+    alarm) keeps its window means near the shift, and the page would otherwise resolve
+    between two alarms.
 
-    >>> _mean_within((500, 100.0), 0.125), _mean_within((500, 20.0), 0.125)
-    (False, True)
+    >>> _window_mean((500, 100.0)), _window_mean((0, 0.0))
+    (0.2, None)
     """
     if summed is None or summed[0] <= 0:
-        return True
+        return None
     count, total = summed
-    return abs(total / count) <= band
+    return total / count
 
 
 def _report(

@@ -258,6 +258,7 @@ def test_an_episode_fires_once_resolves_once_and_disabling_turns_it_off() -> Non
     # resolved after 3 judged windows without an alarm: windows end at 8499, 8999, 9499
     assert 8_000 <= index(mine[1]) <= 9_499 and mine[1].window.count == 500
     assert mine[1].statistic <= mine[1].threshold
+    assert "last window's mean" in mine[1].summary and "within 0.125" in mine[1].summary
     off = parse_monitor_config({"defaults": {"detectors": {"mean_shift": {"enabled": False}}}})
     assert [a.detector for a in fleet(events, off) if a.feature == "x"] == ["ks", "ks"]
 
