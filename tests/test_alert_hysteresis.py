@@ -22,11 +22,12 @@ SHIFT_ENDS = 30_000
 """Events of the hovering shift (from event 2,600 on); then the stream is back to normal."""
 
 
-def _reading(statistic: float, threshold: float, center: float = 0.0) -> Reading:
+def _reading(statistic: float, threshold: float, center: float = 0.0, trials: int = 0) -> Reading:
+    """A reading of a share over ``trials`` values (0: of any statistic)."""
     breached = statistic > threshold if center <= threshold else statistic < threshold
     return Reading(
         "data_quality", "x", None, "test", statistic, threshold, None, breached, True, 500,
-        "", center,
+        "", center, trials,
     )  # fmt: skip
 
 
@@ -50,12 +51,6 @@ def test_a_window_is_clear_only_past_the_fraction_towards_the_no_drift_value(
     assert _reading(statistic, threshold, center).clear(0.5) is clear
 
 
-def _share(statistic: float, threshold: float, trials: int, center: float = 0.0) -> Reading:
-    reading = _reading(statistic, threshold, center)
-    reading.trials = trials
-    return reading
-
-
 Z75 = NormalDist().inv_cdf(0.75)  # 0.6745: the default clear_confidence
 
 
@@ -73,7 +68,7 @@ Z75 = NormalDist().inv_cdf(0.75)  # 0.6745: the default clear_confidence
 def test_a_share_is_clear_only_when_its_confidence_bound_is(
     statistic: float, threshold: float, center: float, trials: int, clear: bool
 ) -> None:
-    reading = _share(statistic, threshold, trials, center)
+    reading = _reading(statistic, threshold, center, trials)
     assert reading.clear(0.5, z=Z75) is clear
     assert reading.clear(0.5) is ((statistic - center) / (threshold - center) <= 0.5)
 
@@ -90,7 +85,7 @@ def _episodes(counts: list[int], z: float, n: int = 500, threshold: float = 0.02
     statuses: list[str] = []
     for outside in counts:
         share = outside / n
-        reading = _share(share, threshold, n)
+        reading = _reading(share, threshold, trials=n)
         status = book.observe("f", reading.breached, clear=reading.clear(0.5, z=z))
         if status is not None:
             statuses.append(status)
