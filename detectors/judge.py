@@ -293,7 +293,8 @@ class ModelJudge:
             new_features=frozenset(self.known_new),
             everything=self.on_point is not None and self.report_all_statistics,
         )  # fmt: skip
-        readings += self._sequential(readings)
+        sequential_readings, sequential_basis = self._sequential(readings)
+        readings += sequential_readings
         self.baseline.observe(window, self.settings)
         self.coverage.observe(
             window, readings, active=baseline is not None and not window.labels_behind
@@ -334,25 +335,35 @@ class ModelJudge:
                 "start_us": window.start_us, "end_us": window.end_us, "count": window.count,
             }  # fmt: skip
             immediate = reading.detector == sequential
-            clear = None if immediate else reading.clear(clear_fraction, clear_z)
+            # A sequential detector flags a change, not a level: once it has adapted to a
+            # persistent drift it stays quiet, so its page clears only when the window's own
+            # test of that statistic is clear (by the same band), not when the detector is.
+            basis = sequential_basis if immediate else reading
+            clear = basis.clear(clear_fraction, clear_z) if basis is not None else None
             status = book.observe(key, reading.breached, last, immediate=immediate, clear=clear)
             if status is not None:
-                summary = reading.summary if status == "firing" else self._resolved(reading)
+                summary = reading.summary if status == "firing" else self._resolved(reading, basis)
                 alerts.append(self._alert(key, status, last, summary))
         return alerts
 
-    def _resolved(self, reading: Reading) -> str:
+    def _resolved(self, reading: Reading, basis: Reading | None) -> str:
+        """``basis``: the reading whose clear windows resolved it (a sequential detector's: the
+        window's test of the statistic it watches)."""
         what = reading.feature or reading.kind.replace("_", " ")
+        basis = basis or reading
+        test = "" if basis is reading else f": {basis.detector}"
         return (
-            f"resolved: {reading.detector} on {what} of model {self.model!r} clear of its "
-            f"threshold for {self.settings.alerting.resolve_after} windows "
-            f"({reading.statistic:.4g} vs {reading.threshold:.4g})"
+            f"resolved: {reading.detector} on {what} of model {self.model!r}{test} clear of "
+            f"its threshold for {self.settings.alerting.resolve_after} windows "
+            f"({basis.statistic:.4g} vs {basis.threshold:.4g})"
         )
 
-    def _sequential(self, readings: list[Reading]) -> list[Reading]:
+    def _sequential(self, readings: list[Reading]) -> tuple[list[Reading], Reading | None]:
+        """The sequential detector's reading of this window, and the window's reading of the
+        statistic it watches (its page clears by that one)."""
         detector = self.sequential
         if detector is None:
-            return []
+            return [], None
         for reading in readings:
             if reading.kind == "performance" and reading.segment is None:
                 baseline = self.baseline.current
@@ -368,8 +379,8 @@ class ModelJudge:
                     None, fired, True, reading.count,
                     f"{detector.kind} detected a change of the {reading.detector} of model "
                     f"{self.model!r} (now {reading.statistic:.4g}, baseline {reference:.4g})",
-                )]  # fmt: skip
-        return []
+                )], reading  # fmt: skip
+        return [], None
 
     def _alert(self, key: str, status: Status, last: dict[str, Any], summary: str) -> Alert:
         assert self.reference is not None

@@ -297,6 +297,33 @@ def test_a_sequential_detector_can_add_performance_alerts() -> None:
     assert fired == {"error_rate", "page_hinkley"}
 
 
+def test_a_sequential_page_holds_while_the_drift_lasts_and_resolves_once_it_ends() -> None:
+    # Page-Hinkley flags the rise of the error rate, then adapts and stays quiet; its page
+    # resolved after `resolve_after` quiet windows while the error rate was still 50 %.
+    predictions = events(rows(14000, 1, base))
+    rng = np.random.default_rng(2)
+
+    def truth(p: PredictionEvent) -> int:
+        i = int(p.event_id.split("-")[1])
+        right = int(float(p.prediction) >= 0.5)
+        wrong = rng.random() < (0.5 if 2500 <= i < 8000 else 0.1)
+        return 1 - right if wrong else right
+
+    labels = labels_for(predictions, truth)
+    params = {"threshold": 0.5, "min_instances": 3}
+    config = small_config(detectors={"sequential": {"kind": "page_hinkley", "params": params}})
+    monitor = FleetMonitor(config, clock=lambda: T0)
+
+    def paged(alerts: list[Alert]) -> list[str]:
+        return [a.status for a in alerts if a.detector == "page_hinkley"]
+
+    assert paged(monitor.process(predictions[:8000], labels[:8000])) == ["firing"]
+    after = monitor.process(predictions[8000:], labels[8000:])
+    assert paged(after) == ["resolved"]
+    resolved = next(a for a in after if a.detector == "page_hinkley")
+    assert ": error_rate clear of its threshold for 3 windows" in resolved.summary
+
+
 def test_points_describe_every_statistic_and_the_decisions_are_counted() -> None:
     points: list[StatisticPoint] = []
     config = small_config()
