@@ -278,21 +278,31 @@ def test_windows_read_while_labels_lag_get_no_label_coverage_verdict() -> None:
     assert lagging == []  # the reader was behind, not the label source: no page
 
 
-def test_a_sequential_detector_can_add_performance_alerts() -> None:
-    predictions = events(rows(4000, 1, base))
+def labels_wrong_at(
+    predictions: list[PredictionEvent], wrong_rate: Callable[[int], float]
+) -> list[LabelEvent]:
+    """Labels that contradict the i-th prediction's class with probability wrong_rate(i)."""
     rng = np.random.default_rng(2)
 
     def truth(p: PredictionEvent) -> int:
-        i = int(p.event_id.split("-")[1])
         right = int(float(p.prediction) >= 0.5)
-        wrong = rng.random() < (0.1 if i < 2500 else 0.5)
+        wrong = rng.random() < wrong_rate(int(p.event_id.split("-")[1]))
         return 1 - right if wrong else right
 
+    return labels_for(predictions, truth)
+
+
+def page_hinkley_monitor() -> FleetMonitor:
     # One value per window: Page-Hinkley must not wait for its default 30 instances.
     params = {"threshold": 0.5, "min_instances": 3}
     config = small_config(detectors={"sequential": {"kind": "page_hinkley", "params": params}})
-    monitor = FleetMonitor(config, clock=lambda: T0)
-    alerts = monitor.process(predictions, labels_for(predictions, truth))
+    return FleetMonitor(config, clock=lambda: T0)
+
+
+def test_a_sequential_detector_can_add_performance_alerts() -> None:
+    predictions = events(rows(4000, 1, base))
+    labels = labels_wrong_at(predictions, lambda i: 0.1 if i < 2500 else 0.5)
+    alerts = page_hinkley_monitor().process(predictions, labels)
     fired = {a.detector for a in alerts if a.kind == "performance" and a.status == "firing"}
     assert fired == {"error_rate", "page_hinkley"}
 
@@ -301,18 +311,8 @@ def test_a_sequential_page_holds_while_the_drift_lasts_and_resolves_once_it_ends
     # Page-Hinkley flags the rise of the error rate, then adapts and stays quiet; its page
     # resolved after `resolve_after` quiet windows while the error rate was still 50 %.
     predictions = events(rows(14000, 1, base))
-    rng = np.random.default_rng(2)
-
-    def truth(p: PredictionEvent) -> int:
-        i = int(p.event_id.split("-")[1])
-        right = int(float(p.prediction) >= 0.5)
-        wrong = rng.random() < (0.5 if 2500 <= i < 8000 else 0.1)
-        return 1 - right if wrong else right
-
-    labels = labels_for(predictions, truth)
-    params = {"threshold": 0.5, "min_instances": 3}
-    config = small_config(detectors={"sequential": {"kind": "page_hinkley", "params": params}})
-    monitor = FleetMonitor(config, clock=lambda: T0)
+    labels = labels_wrong_at(predictions, lambda i: 0.5 if 2500 <= i < 8000 else 0.1)
+    monitor = page_hinkley_monitor()
 
     def paged(alerts: list[Alert]) -> list[str]:
         return [a.status for a in alerts if a.detector == "page_hinkley"]
