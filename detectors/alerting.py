@@ -86,7 +86,9 @@ class Reading:
 
         A share (``trials`` > 0) is judged by its one-sided Wilson bound at ``z`` standard
         errors on the threshold's side: a share that sits near its threshold for good
-        (a persistent shift) must not clear on a few windows that drew low by chance.
+        (a persistent shift) must not clear on a few windows that drew low by chance. Over
+        so few values that not even a perfect window (no value counted) would clear by its
+        bound, the share itself decides: a page must be able to resolve.
 
         >>> hovering = Reading("data_quality", "x", None, "out_of_range", 0.008, 0.02, None,
         ...     False, True, 500, "", 0.0, trials=500)
@@ -96,6 +98,10 @@ class Reading:
         ...     False, True, 500, "", 0.0, trials=500)
         >>> back.clear(0.5, z=0.6745)
         True
+        >>> sparse = Reading("data_quality", "x", None, "out_of_range", 0.0, 0.02, None,
+        ...     False, True, 20, "", 0.0, trials=20)
+        >>> sparse.clear(0.5, z=0.6745)  # the bound of 0 in 20 is 2.2 %: never clear by it
+        True
         """
         if self.breached:
             return False
@@ -104,7 +110,10 @@ class Reading:
             return True
         statistic = self.statistic
         if z > 0 and self.trials > 0:
-            statistic = share_bound(statistic, self.trials, z, upper=span > 0)
+            upper = span > 0
+            best = share_bound(0.0 if upper else 1.0, self.trials, z, upper=upper)
+            if (best - self.center) / span <= fraction:  # the bound can tell, so it decides
+                statistic = share_bound(statistic, self.trials, z, upper=upper)
         return (statistic - self.center) / span <= fraction
 
 

@@ -59,7 +59,6 @@ Z75 = NormalDist().inv_cdf(0.75)  # 0.6745: the default clear_confidence
     [
         (0.008, 0.02, 0.0, 500, False),  # 4 of 500 out of range: bound 1.12 %, past 1 %
         (0.006, 0.02, 0.0, 500, True),  # 3 of 500: bound 0.88 %
-        (0.0, 0.02, 0.0, 20, False),  # 0 of 20 says little: its bound is 2.2 %
         (0.0, 0.02, 0.0, 5_000, True),
         (0.62, 0.40, 0.80, 100, False),  # coverage: its lower bound (0.587) is below 0.6
         (0.62, 0.40, 0.80, 2_000, True),  # the lower bound is 0.612
@@ -71,6 +70,24 @@ def test_a_share_is_clear_only_when_its_confidence_bound_is(
     reading = _reading(statistic, threshold, center, trials)
     assert reading.clear(0.5, z=Z75) is clear
     assert reading.clear(0.5) is ((statistic - center) / (threshold - center) <= 0.5)
+
+
+@pytest.mark.parametrize(
+    ("outside", "trials", "clear"),
+    [
+        (0, 20, True),  # 0 of 20: its bound (2.2 %) could never clear, the share decides
+        (0, 45, True),  # its bound 1.0009 %: still the share
+        (0, 46, True),  # from 46 values on the bound decides: 0.98 % is clear
+        (1, 150, False),  # 0.67 % would be clear, its bound (1.29 %) is not: the bound decides
+    ],
+)
+def test_a_share_over_too_few_values_for_its_bound_is_judged_by_itself(
+    outside: int, trials: int, clear: bool
+) -> None:
+    # A feature present in few rows (or a small segment) has few values per window: by the
+    # bound, a page of it could never resolve however clean its windows came back.
+    reading = _reading(outside / trials, 0.02, 0.0, trials)
+    assert reading.clear(0.5, z=Z75) is clear
 
 
 def test_a_confidence_below_one_half_names_the_field_and_the_fix() -> None:
