@@ -338,19 +338,18 @@ class ModelJudge:
             # A sequential detector flags a change, not a level: once it has adapted to a
             # persistent drift it stays quiet, so its page clears only when the window's own
             # test of that statistic is clear (by the same band), not when the detector is.
-            basis = sequential_basis if immediate else reading
-            clear = basis.clear(clear_fraction, clear_z) if basis is not None else None
+            basis = sequential_basis if immediate and sequential_basis is not None else reading
+            clear = basis.clear(clear_fraction, clear_z)
             status = book.observe(key, reading.breached, last, immediate=immediate, clear=clear)
             if status is not None:
                 summary = reading.summary if status == "firing" else self._resolved(reading, basis)
                 alerts.append(self._alert(key, status, last, summary))
         return alerts
 
-    def _resolved(self, reading: Reading, basis: Reading | None) -> str:
-        """``basis``: the reading whose clear windows resolved it (a sequential detector's: the
-        window's test of the statistic it watches)."""
+    def _resolved(self, reading: Reading, basis: Reading) -> str:
+        """``basis``: the reading whose clear windows resolved it (``reading`` itself, or for
+        a sequential detector the window's test of the statistic it watches)."""
         what = reading.feature or reading.kind.replace("_", " ")
-        basis = basis or reading
         test = "" if basis is reading else f": {basis.detector}"
         return (
             f"resolved: {reading.detector} on {what} of model {self.model!r}{test} clear of "
