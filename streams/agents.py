@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from streams.ingest_rounds import (
     with_read_back,
 )
 from streams.input_refetch import GapWatch, RefetchedEvent, read_input_range
+from streams.input_rewind import IngestPulse, install_input_rewind
 from streams.join_batch import BatchJoin, deletes_of, stubs_of
 from streams.join_sweep import Sweeps
 from streams.judge_agent import install_judge
@@ -387,20 +388,35 @@ def install_pipeline(
             for key, offset in result.offsets.items():
                 progress[key] = offset
 
+    pulse = IngestPulse()
+    """What the ingest has in hand, for `streams.input_rewind`."""
+
+    async def counted(batches: AsyncIterator[list[Event]]) -> AsyncIterator[list[Event]]:
+        async for batch in batches:
+            pulse.taken += 1
+            yield batch
+
+    install_input_rewind(
+        app, metrics, pulse, source_of,
+        lambda source, partition: int(progress.get(f"{source}:{partition}", -1)),
+    )  # fmt: skip
+
     @app.agent(inputs, name="ingest")
     async def ingest(stream: Any) -> None:
         drain_buffer_on_flush(app)
         quicken_faust_delivery(app)
-        batches = channel_batches(
+        pulse.queue = stream.channel.queue
+        batches = counted(channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
             ack_when_next=False, on_first=lambda: log.info("input flowing: first message taken"),
             max_bytes=BATCH_BYTES,
-        )  # fmt: skip
+        ))  # fmt: skip
         # The next batch is parsed on the parse helper while this one is folded.
         async for batch, parsed in parsed_ahead(batches, parse_batch, parse_helper):
             started = time.monotonic()
             await ingest_batch(batch, parsed)
             ack_batch(batch)
+            pulse.finished += 1
             now = time.time()
             metrics.batch_duration.labels(stage="ingest").observe(time.monotonic() - started)
             newest = max(event.message.timestamp for event in batch)

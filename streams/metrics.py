@@ -209,6 +209,15 @@ class WorkerMetrics:
         )
         for source in ("predictions", "labels", "sketches"):  # 0 is news too: nothing dropped
             self.input_read_back.labels(source)
+        self.input_rewinds = Counter(
+            "driftline_input_rewinds",
+            "Input partitions sought back because messages aiokafka had fetched never reached "
+            "the ingest (Faust drops some around a rebalance; see streams.input_rewind).",
+            ["source"],
+            registry=r,
+        )
+        for source in ("predictions", "labels"):
+            self.input_rewinds.labels(source)
         self.judge_catchup_deltas = Counter(
             "driftline_judge_catchup_messages",
             "Sketches messages read back from Kafka because a judge's stored state was behind.",

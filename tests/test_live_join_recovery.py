@@ -186,3 +186,48 @@ def test_a_producer_with_librdkafkas_default_partitioner_joins_and_expires_each_
     )
     time.sleep(2.0)  # anything counted twice would show up by now
     assert (outcome(second, "expired"), outcome(second, "orphan")) == (60, 0), scrape(second)
+
+
+def test_labels_fetched_past_what_the_ingest_folded_are_read_again(
+    settings: Settings, start_worker: Callable[..., ManagedProcess]
+) -> None:
+    """A dropped tail (messages past the last folded offset with nothing after them) is read
+    again (`streams.input_rewind`). The drop is made by hand: while no worker runs, the
+    group's committed offsets for labels move to the end, past labels no worker folded, as
+    Faust leaves them when it drops messages it fetched and then commits the ones after."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.app import app_id_for
+    from streams.replay import replay_events
+
+    labels = _labels()[:LABELLED]
+    worker = start_worker("w1")
+    replay_events(settings, [*_predictions(), *labels[:300]], batch_size=100)
+
+    def joined() -> float:
+        return scrape(worker).get('driftline_label_join_total{outcome="hit"}', 0.0)
+
+    assert wait_for(lambda: joined() >= 300, timeout=90), (joined(), worker.log_tail())
+    assert worker.stop() == 0, worker.log_tail()
+    replay_events(settings, labels[300:], batch_size=100)
+    group = Consumer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": app_id_for(settings)}
+    )
+    try:
+        ends = [
+            TopicPartition(settings.topics.labels, partition,
+                           group.get_watermark_offsets(
+                               TopicPartition(settings.topics.labels, partition), timeout=10)[1])
+            for partition in range(settings.topics.partitions)
+        ]  # fmt: skip
+        group.commit(offsets=ends, asynchronous=False)
+    finally:
+        group.close()
+    worker = start_worker("w1")  # its datadir: the join and the progress offsets are there
+    assert wait_for(lambda: joined() >= LABELLED - 300, timeout=90), "\n".join(
+        [*_samples_about(scrape(worker), "join", "read_back", "rewind"), worker.log_tail()]
+    )
+    samples = scrape(worker)
+    assert joined() == LABELLED - 300, samples
+    assert samples['driftline_input_rewinds_total{source="labels"}'] >= 1, samples
+    assert samples['driftline_input_rewinds_total{source="predictions"}'] == 0, samples
