@@ -128,7 +128,11 @@ def install_input_rewind(
                 continue
             idle, taken = pulse.idle(), pulse.taken
             expected = _next_offset(consumer, tp, folded_up_to(source, tp.partition))
-            position = await consumer.position(tp)
+            try:
+                position = await consumer.position(tp)
+            except Exception as exc:  # revoked meanwhile: the next look starts over
+                log.debug("no position for %s[%d]: %r", tp.topic, tp.partition, exc)
+                continue
             sample = Sample(position, expected, idle and pulse.idle(), taken)
             offset = watch.rewind_to(f"{tp.topic}-{tp.partition}", sample)
             if offset is None or app.rebalancing:

@@ -35,6 +35,8 @@ class Consumer:
         return set(self.positions)
 
     async def position(self, tp: TP) -> int:
+        if tp not in self.positions:
+            raise RuntimeError(f"{tp} is not assigned")  # aiokafka's IllegalStateError
         return self.positions[tp]
 
     async def seek(self, tp: TP, offset: int) -> None:
@@ -172,3 +174,17 @@ def test_a_rebalance_between_two_looks_starts_the_count_again(
     assert consumer.sought == []
     app.tick()
     assert consumer.sought == [(LABELS, 0)]
+
+
+def test_a_partition_revoked_between_the_assignment_and_its_position_is_left_alone(
+    folded: dict[tuple[str, int], int],
+) -> None:
+    consumer = Consumer({LABELS: 90, PREDICTIONS: 10})
+    folded[("predictions", 0)] = 9
+    app, _pulse, _metrics = install(consumer, folded)
+    assigned = consumer.assignment()
+    consumer.assignment = lambda: assigned  # type: ignore[method-assign]  # a stale view
+    del consumer.positions[LABELS]
+    app.tick()
+    app.tick()
+    assert consumer.sought == []
