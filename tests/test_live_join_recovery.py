@@ -210,9 +210,7 @@ def test_labels_fetched_past_what_the_ingest_folded_are_read_again(
     assert wait_for(lambda: joined() >= 300, timeout=90), (joined(), worker.log_tail())
     assert worker.stop() == 0, worker.log_tail()
     replay_events(settings, labels[300:], batch_size=100)
-    group = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": app_id_for(settings)}
-    )
+    group = Consumer({**settings.kafka.confluent_config(), "group.id": app_id_for(settings)})
     try:
         ends = [
             TopicPartition(settings.topics.labels, partition,
