@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -215,7 +216,10 @@ def delete_topics_with_prefix(
     workers' changelog topics); returns how many. For the unique prefixes of tests and
     benchmarks: a broker that keeps thousands of their topics starts slowly.
 
-    Best effort: a topic that fails to go is left behind (harmless).
+    Returns once the broker's metadata no longer lists them (the controller answers the
+    delete before its brokers forget the topics, and a caller that recreates or lists them
+    at once would see them still). Best effort: a topic that fails to go is left behind
+    (harmless), and after ``timeout_seconds`` the function returns without waiting further.
     """
     if len(prefix) < MIN_DELETE_PREFIX or prefix == "driftline.":
         raise ValueError(
@@ -226,7 +230,12 @@ def delete_topics_with_prefix(
     names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
     if not names:
         return 0
-    for future in admin.delete_topics(names, operation_timeout=timeout_seconds).values():
+    deadline = time.monotonic() + timeout_seconds
+    deleted: set[str] = set()
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_seconds).items():
         with contextlib.suppress(KafkaException):
             future.result()
+            deleted.add(name)
+    while deleted & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return len(names)
