@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import InvalidEvent, ModelEvent, parse_event, to_json_bytes
 from streams.agent_events import as_current, by_partition, dumps_compact
-from streams.agents_monitor import MonitorKit
+from streams.agents_monitor import DeltaOut, MonitorKit
 from streams.agents_state import JsonTableView
 from streams.channel_batches import BATCH_BYTES, ack_batch, channel_batches
 from streams.delta_merge import merge_round
@@ -371,6 +371,27 @@ def install_pipeline(
         else:
             cap = kit.delta_events_for(delta.model for delta, _origin in pairs)
             ordered = merge_round(pairs, max_events=cap, time_step_us=kit.time_step_us)
+        try:
+            encoded = await encode_deltas(ordered, flushing)
+        finally:
+            if flushing is not None:  # awaited also when an envelope failed: none left behind
+                await flushing
+        for model, value in encoded:
+            future = await sketches.send(key=model.encode(), value=value)
+            sent.append((f"a delta of model {model!r}", len(value), future))
+            metrics.sketches_published.inc()
+        await confirm_published(sent)  # before the input is recorded as done
+        for result in folded:
+            as_current(result.first)
+            for key, offset in result.offsets.items():
+                progress[key] = offset
+
+    async def encode_deltas(
+        ordered: Sequence[tuple[DeltaOut, list[dict[str, Any]]]],
+        flushing: asyncio.Future[Any] | None,
+    ) -> list[tuple[str, bytes]]:
+        """(model, envelope bytes) of each delta, in order; yields to the event loop between
+        deltas while ``flushing`` is not done, so the producer's tasks move it along."""
         encoded: list[tuple[str, bytes]] = []
         for delta, origins in ordered:
             envelope = {
@@ -382,18 +403,8 @@ def install_pipeline(
             }
             encoded.append((delta.model, dumps_compact(envelope)))
             if flushing is not None and not flushing.done():
-                await asyncio.sleep(0)  # the producer's tasks move the flush along
-        if flushing is not None:
-            await flushing
-        for model, value in encoded:
-            future = await sketches.send(key=model.encode(), value=value)
-            sent.append((f"a delta of model {model!r}", len(value), future))
-            metrics.sketches_published.inc()
-        await confirm_published(sent)  # before the input is recorded as done
-        for result in folded:
-            as_current(result.first)
-            for key, offset in result.offsets.items():
-                progress[key] = offset
+                await asyncio.sleep(0)
+        return encoded
 
     pulse = IngestPulse()
     """What the ingest has in hand, for `streams.input_rewind`."""
