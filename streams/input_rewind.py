@@ -15,6 +15,9 @@ messages in between were fetched and dropped: the partition is sought back to it
 delivers them again. The ingest skips offsets it folded before, so a rewind that was not
 needed costs a fetch, never a double count. Each (offset, position) pair is rewound once: a
 transactional producer's commit markers take offsets that no message fills.
+
+The judge's sketches input is watched the same way, on its own pulse, from the last offset it
+took in since the last rebalance (a delta it applied before is dropped as redelivered).
 """
 
 from __future__ import annotations
@@ -106,17 +109,20 @@ def install_input_rewind(
     pulse: IngestPulse,
     sources: Mapping[str, str],
     folded_up_to: Callable[[str, int], int],
+    *,
+    agent: str = "ingest",
 ) -> None:
-    """Look at the ingest's input partitions every `AUDIT_SECONDS` and rewind dropped ones.
+    """Look at ``agent``'s input partitions every `AUDIT_SECONDS` and rewind dropped ones.
     ``sources``: topic -> source name; ``folded_up_to(source, partition)``: the last offset
-    the ingest folded (-1: none)."""
+    the agent took in (-1: none). Installed once per agent that reads input (the ingest;
+    the judge, whose sketches topic can lose a tail the same way)."""
     watch = RewindWatch()
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]  # (sender, revoked)
     async def forget_on_rebalance(sender: Any, revoked: Any, **_: Any) -> None:
         watch.forget()
 
-    @app.timer(AUDIT_SECONDS)  # type: ignore[untyped-decorator]
+    @app.timer(AUDIT_SECONDS, name=f"rewind_dropped_input.{agent}")  # type: ignore[untyped-decorator]
     async def rewind_dropped_input() -> None:
         consumer = app.consumer
         if app.rebalancing or not app.flow_control.is_active():
@@ -138,9 +144,9 @@ def install_input_rewind(
             if offset is None or app.rebalancing:
                 continue
             log.warning(
-                "%s[%d]: offsets %d-%d were fetched but never reached the ingest: "
+                "%s[%d]: offsets %d-%d were fetched but never reached the %s: "
                 "seeking back to %d", tp.topic, tp.partition, offset, int(position or 0) - 1,
-                offset,
+                agent, offset,
             )  # fmt: skip
             metrics.input_rewinds.labels(source=source).inc()
             await consumer.seek(tp, offset)

@@ -27,6 +27,7 @@ from streams.agents_state import AlertLedger, JsonTableView, decoded_entries
 from streams.channel_batches import BATCH_BYTES, channel_batches
 from streams.ingest_rounds import offset_gaps, with_read_back
 from streams.input_refetch import GapWatch, RefetchedEvent
+from streams.input_rewind import IngestPulse, install_input_rewind
 from streams.judge_book import Envelopes, JudgeBook, saved_gauges, sketch_problem
 from streams.publish_check import confirm_published
 
@@ -204,17 +205,27 @@ def install_judge(
         ledger.record(alert.fingerprint, alert.status, alert.alert_id, identity)
         metrics.alerts_emitted.labels(status=alert.status, severity=alert.severity).inc()
 
+    pulse = IngestPulse()
+    """What the judge has in hand, for `streams.input_rewind`."""
+    install_input_rewind(
+        app, metrics, pulse, {topics.sketches: "sketches"},
+        lambda _source, partition: sketches_seen.get(partition, -1), agent="judge",
+    )  # fmt: skip
+
     @app.agent(sketches, name="judge")
     async def judge(stream: Any) -> None:
         drain_buffer_on_flush(app)
+        pulse.queue = stream.channel.queue
         batches = channel_batches(
             app, stream.channel.queue, max_events=take_max, within=take_within_seconds,
             max_bytes=BATCH_BYTES,
         )  # fmt: skip
         async for batch in batches:
+            pulse.taken += 1
             started = time.monotonic()
             for _partition, events in sorted(by_partition(batch).items()):
                 await judge_partition(events)
+            pulse.finished += 1
             metrics.batch_duration.labels(stage="judge").observe(time.monotonic() - started)
             newest = max(event.message.timestamp for event in batch)
             metrics.processing_latency.labels(stage="judge").observe(max(0.0, time.time() - newest))

@@ -212,11 +212,12 @@ class WorkerMetrics:
         self.input_rewinds = Counter(
             "driftline_input_rewinds",
             "Input partitions sought back because messages aiokafka had fetched never reached "
-            "the ingest (Faust drops some around a rebalance; see streams.input_rewind).",
+            "the ingest or the judge (Faust drops some around a rebalance; see "
+            "streams.input_rewind).",
             ["source"],
             registry=r,
         )
-        for source in ("predictions", "labels"):
+        for source in ("predictions", "labels", "sketches"):
             self.input_rewinds.labels(source)
         self.judge_catchup_deltas = Counter(
             "driftline_judge_catchup_messages",

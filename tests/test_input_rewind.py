@@ -65,10 +65,14 @@ class App:
         self.flow_control = FlowControl()
         self.on_partitions_revoked = Signal()
         self.ticks: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.timer_names: list[str | None] = []
 
-    def timer(self, seconds: float) -> Callable[[Callable[[], Coroutine[Any, Any, None]]], Any]:
+    def timer(
+        self, seconds: float, name: str | None = None
+    ) -> Callable[[Callable[[], Coroutine[Any, Any, None]]], Any]:
         def register(tick: Callable[[], Coroutine[Any, Any, None]]) -> Any:
             self.ticks.append(tick)
+            self.timer_names.append(name)
             return tick
 
         return register
@@ -188,3 +192,28 @@ def test_a_partition_revoked_between_the_assignment_and_its_position_is_left_alo
     app.tick()
     app.tick()
     assert consumer.sought == []
+
+
+def test_the_judge_watches_its_sketches_beside_the_ingest_on_its_own_pulse(
+    folded: dict[tuple[str, int], int],
+) -> None:
+    """Two installs on one app (the worker's ingest and judge): each looks only at its own
+    topics, judges idleness by its own agent, and counts under its own source."""
+    sketches = TP("driftline.sketches", 0)
+    consumer = Consumer({LABELS: 5, PREDICTIONS: 5, sketches: 30})
+    folded.update({("labels", 0): 4, ("predictions", 0): 4})
+    app, ingest_pulse, metrics = install(consumer, folded)
+    judge_pulse, seen = IngestPulse(queue=Queue()), {0: 19}
+    install_input_rewind(
+        app, metrics, judge_pulse, {sketches.topic: "sketches"},
+        lambda _source, part: seen.get(part, -1), agent="judge",
+    )  # fmt: skip
+    assert app.timer_names[1:] == ["rewind_dropped_input.judge"]
+    ingest_pulse.taken = 1  # the ingest is busy: that does not hold the judge back
+    app.tick()
+    judge_pulse.taken = judge_pulse.finished = 1  # a batch in between, finished: counts again
+    app.tick()
+    app.tick()
+    assert consumer.sought == [(sketches, 20)]
+    assert metrics.input_rewinds.labels(source="sketches")._value.get() == 1.0
+    assert metrics.input_rewinds.labels(source="labels")._value.get() == 0.0
