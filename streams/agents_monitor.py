@@ -40,9 +40,12 @@ EXPIRE_EVERY_TTL_FRACTION: Final = 0.25
 """A partition's join is expired whenever its event time advanced by this fraction of the TTL."""
 DEFAULT_DELTA_EVENTS: Final = 250
 """Events per published delta at most for time windows (half the default count window)."""
-MAX_DELTA_EVENTS: Final = 2_000
-"""Events per delta at most for any model (a delta's sketches grow with it up to their
-reservoirs: ~110 bytes per event with 10 features)."""
+MAX_DELTA_EVENTS: Final = 4_000
+"""Events per delta at most for any model: under a window sketch's reservoir (4,096 values),
+so a delta's samples stay whole (~110 bytes per event with 10 features; the sketches topic
+takes messages of up to 32 MiB). Each delta costs the ingest and the judge a fixed amount
+besides its events: a cap of 2,000 cost row b of `bench/worker_throughput.py` ~4 % against
+2,500 (the high-volume configuration's eighth of the warm-up; 39th session)."""
 DEFAULT_LABELS_LAG_TOLERANCE: Final = 500
 """Unread label messages of a partition beyond which its deltas are marked ``labels_behind``
 (no label-coverage verdict): a worker reading in real time is far below it; a catch-up or a
@@ -90,16 +93,17 @@ def _sort_key(start: datetime | None) -> float:
 def delta_events_of(settings: ModelMonitorConfig) -> int:
     """Events per delta at most for a model configured so: the judge takes a delta whole, so
     a count window (or slide step) gets up to one delta more than its size, and a warm-up
-    reference up to one delta more than ``warmup_events``. Half the step and an eighth of the
-    warm-up bound that (250 for the defaults: 500-event windows, a 2000-event warm-up); time
-    windows keep `DEFAULT_DELTA_EVENTS`, since their events per second are not known.
+    reference up to one delta more than ``warmup_events``. Half the step, an eighth of the
+    warm-up and `MAX_DELTA_EVENTS` bound that (250 for the defaults: 500-event windows, a
+    2000-event warm-up); time windows keep `DEFAULT_DELTA_EVENTS`, since their events per
+    second are not known.
 
     >>> from schemas.monitor_config import parse_monitor_config
     >>> delta_events_of(parse_monitor_config({}).for_model("m"))
     250
     >>> big = {"window": {"size": 20000}, "reference": {"warmup_events": 20000}}
     >>> delta_events_of(parse_monitor_config({"defaults": big}).for_model("m"))
-    2000
+    2500
     """
     window, reference = settings.window, settings.reference
     if window.type != "count":

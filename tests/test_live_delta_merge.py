@@ -150,7 +150,9 @@ def test_a_models_delta_cap_follows_its_window_and_warm_up() -> None:
     assert cap({"window": {"size": 1000, "slide": 200}}) == 100  # the slide is the step
     assert cap({"window": {"size": 20000}}) == 250  # the default warm-up bounds it
     big = {"window": {"size": 20000}, "reference": {"warmup_events": 20000}}
-    assert cap(big) == 2000  # and MAX_DELTA_EVENTS
+    assert cap(big) == 2500  # an eighth of the warm-up
+    huge = {"window": {"size": 100_000}, "reference": {"warmup_events": 100_000}}
+    assert cap(huge) == 4000  # MAX_DELTA_EVENTS: within a window sketch's reservoir
     assert cap({"window": {"type": "time", "time_seconds": 60}}) == 250
 
 
@@ -160,8 +162,8 @@ def test_a_batch_is_cut_at_the_smallest_cap_of_its_models() -> None:
         "models": {"small": {"window": {"size": 100}}},
     })  # fmt: skip
     assert kit.delta_events == 50  # labels are cut by the smallest configured cap
-    assert kit.delta_events_for(["churn"]) == 2000
+    assert kit.delta_events_for(["churn"]) == 2500
     assert kit.delta_events_for(iter(["churn", "small"])) == 50
-    assert [delta.state["count"] for delta in _fold(0, 4500, kit=kit)] == [2000, 2000, 500]
+    assert [delta.state["count"] for delta in _fold(0, 5500, kit=kit)] == [2500, 2500, 500]
     fixed = MonitorKit(MonitorConfig(), delta_events=7)
     assert fixed.delta_events_for(["churn"]) == 7 == fixed.delta_events
