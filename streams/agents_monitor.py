@@ -44,7 +44,7 @@ MAX_DELTA_EVENTS: Final = 4_000
 """Events per delta at most for any model: under a window sketch's reservoir (4,096 values),
 so a delta's samples stay whole (~110 bytes per event with 10 features; the sketches topic
 takes messages of up to 32 MiB). Each delta costs the ingest and the judge a fixed amount
-besides its events: a cap of 2,000 cost row b of `bench/worker_throughput.py` ~4 % against
+besides its events: a cap of 2,000 cost row b of `bench/worker_throughput.py` ~3 % against
 2,500 (the high-volume configuration's eighth of the warm-up; 39th session)."""
 DEFAULT_LABELS_LAG_TOLERANCE: Final = 500
 """Unread label messages of a partition beyond which its deltas are marked ``labels_behind``
