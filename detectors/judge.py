@@ -63,7 +63,7 @@ def _joined(target: WindowDelta | None, delta: WindowDelta) -> WindowDelta:
     if target is None:
         return delta  # the judge owns the deltas it is given
     delta.model_version = target.model_version  # accepted deltas count for the judged version
-    target.merge(delta)
+    target.merge_later(delta)  # merged once the window is read (closed, saved): in one go
     return target
 
 

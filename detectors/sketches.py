@@ -226,6 +226,42 @@ class NumericSketch:
         self.count += other.count
         self._keep_smallest(other._sample, other._key_array(), cut, other._runs)
 
+    def merge_many(self, others: Sequence[NumericSketch]) -> None:
+        """`merge` each of ``others`` in order, choosing the reservoir once for all of them
+        (a judge closing a window of many deltas): the same sketch as merging them one by one
+        while no side was truncated below what it saw, ~half the cost for eight deltas."""
+        if len(others) == 1:
+            self.merge(others[0])
+            return
+        live: list[NumericSketch] = []
+        for other in others:
+            if not isinstance(other, NumericSketch):
+                raise TypeError(f"cannot merge {type(other).__name__} into NumericSketch")
+            self.nulls += other.nulls
+            self.nans += other.nans
+            self.infs += other.infs
+            if other.count:
+                live.append(other)
+        if not live:
+            return
+        whole = self.count == self._sample.size and all(o.count == o._sample.size for o in live)
+        fits = self._sample.size + sum(o._sample.size for o in live) <= self.capacity
+        cut = min([self._cutoff(), *(other._cutoff() for other in live)])
+        for other in live:  # in order, as one-by-one merges combine them
+            self._combine_moments(other.count, other._mean, other._m2, other._min, other._max)
+            self.count += other.count
+        if whole and fits:
+            for other in live:
+                self._append(other._sample, other._runs, other._key_array)
+            return
+        runs = [run for other in live for run in other._runs or ()]
+        self._keep_smallest(
+            np.concatenate([other._sample for other in live]),
+            np.concatenate([other._key_array() for other in live]),
+            cut,
+            runs if all(other._runs is not None for other in live) else None,
+        )
+
     def copy(self) -> Self:
         """An independent copy."""
         clone = type(self)(capacity=self.capacity, seed=self.seed)

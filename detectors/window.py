@@ -17,7 +17,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Self
 
@@ -63,6 +63,22 @@ def _merge_into(own: dict[str, Any], other: Mapping[str, Any]) -> None:
             mine.merge(sketch)
 
 
+def _merge_many_into(own: dict[str, Any], others: Sequence[Mapping[str, Any]]) -> None:
+    """`_merge_into` of each of ``others`` in order, each sketch merged once with all of its
+    later parts (`NumericSketch.merge_many`)."""
+    parts: dict[str, list[Any]] = {}
+    for other in others:
+        for key, sketch in other.items():
+            parts.setdefault(key, []).append(sketch)
+    for key, sketches in parts.items():
+        mine = own.get(key)
+        if mine is None:
+            mine = own[key] = sketches[0].copy()
+            sketches = sketches[1:]
+        if sketches:
+            mine.merge_many(sketches)
+
+
 def _states(sketches: Mapping[str, Any]) -> dict[str, Any]:
     return {key: sketch.to_state() for key, sketch in sorted(sketches.items())}
 
@@ -88,16 +104,37 @@ class SliceDelta:
         self.latency: LatencySketch | None = None
         self.label_kinds: dict[str, int] = {}
 
+    def merge_many(self, others: Sequence[SliceDelta]) -> None:
+        """`merge` each of ``others`` in order; numeric sketches choose their reservoirs once
+        for all of them."""
+        numeric: list[NumericSketch | None] = [self.prediction_numeric]
+        for other in others:
+            numeric.append(other.prediction_numeric)
+            self._merge_except_numeric(other)
+        _merge_many_into(self.numeric, [other.numeric for other in others])
+        _merge_many_into(self.scores, [other.scores for other in others])
+        present = [sketch for sketch in numeric if sketch is not None]
+        if present and self.prediction_numeric is None:
+            self.prediction_numeric = present.pop(0).copy()
+        elif present:
+            present.pop(0)  # this slice's own
+        if present:
+            assert self.prediction_numeric is not None
+            self.prediction_numeric.merge_many(present)
+
     def merge(self, other: SliceDelta) -> None:
-        self.count += other.count
+        self._merge_except_numeric(other)
         _merge_into(self.numeric, other.numeric)
+        _merge_into(self.scores, other.scores)
+        self.prediction_numeric = _merged(self.prediction_numeric, other.prediction_numeric)
+
+    def _merge_except_numeric(self, other: SliceDelta) -> None:
+        self.count += other.count
         _merge_into(self.categorical, other.categorical)
         self.types.merge(other.types)
-        self.prediction_numeric = _merged(self.prediction_numeric, other.prediction_numeric)
         self.prediction_categorical = _merged(
             self.prediction_categorical, other.prediction_categorical
         )
-        _merge_into(self.scores, other.scores)
         self.outcomes += other.outcomes
         self.classification = _merged(self.classification, other.classification)
         self.regression = _merged(self.regression, other.regression)
@@ -190,7 +227,9 @@ class WindowDelta:
         self.count = 0
         """Prediction events."""
         self.outcomes = 0
-        self.slices: dict[str, SliceDelta] = {}
+        self._slices: dict[str, SliceDelta] = {}
+        self._later: list[WindowDelta] = []
+        """Deltas `merge_later` took whose sketches are not merged in yet."""
         self.labels_behind = False
         """The labels of these events were still being read far behind the predictions (a
         catch-up or fast replay): the window's label coverage says nothing about the source."""
@@ -198,6 +237,18 @@ class WindowDelta:
     @classmethod
     def empty(cls, model: str, model_version: str | None) -> WindowDelta:
         return cls(model, model_version)
+
+    @property
+    def slices(self) -> dict[str, SliceDelta]:
+        """Slice key -> its sketches (with every delta `merge_later` took merged in)."""
+        if self._later:
+            self._merge_now()
+        return self._slices
+
+    @slices.setter
+    def slices(self, slices: dict[str, SliceDelta]) -> None:
+        self._later = []
+        self._slices = slices
 
     @property
     def start(self) -> datetime | None:
@@ -221,6 +272,23 @@ class WindowDelta:
 
     def merge(self, other: WindowDelta) -> None:
         """Fold ``other`` (same model and version) into this delta, in place."""
+        self._count_in(other)
+        slices = self.slices
+        for key, part in other.slices.items():
+            mine = slices.get(key)
+            if mine is None:
+                slices[key] = part.copy()
+            else:
+                mine.merge(part)
+
+    def merge_later(self, other: WindowDelta) -> None:
+        """`merge` ``other``, whose sketches join this delta's when they are next read: the
+        deltas taken so are merged in one go (`NumericSketch.merge_many`). This delta owns
+        ``other`` from now on: change it no more."""
+        self._count_in(other)
+        self._later.append(other)
+
+    def _count_in(self, other: WindowDelta) -> None:
         if (other.model, other.model_version) != (self.model, self.model_version):
             raise ValueError(
                 f"cannot merge a delta of {other.model!r} version {other.model_version!r} into "
@@ -231,12 +299,20 @@ class WindowDelta:
         self.count += other.count
         self.outcomes += other.outcomes
         self.labels_behind = self.labels_behind or other.labels_behind
-        for key, part in other.slices.items():
-            mine = self.slices.get(key)
+
+    def _merge_now(self) -> None:
+        later, self._later = self._later, []
+        parts: dict[str, list[SliceDelta]] = {}
+        for other in later:
+            for key, part in other.slices.items():
+                parts.setdefault(key, []).append(part)
+        for key, pieces in parts.items():
+            mine = self._slices.get(key)
             if mine is None:
-                self.slices[key] = part.copy()
-            else:
-                mine.merge(part)
+                mine = self._slices[key] = pieces[0].copy()
+                pieces = pieces[1:]
+            if pieces:
+                mine.merge_many(pieces)
 
     def copy(self) -> WindowDelta:
         fresh = WindowDelta(self.model, self.model_version)

@@ -252,3 +252,67 @@ def test_huge_finite_values_and_all_non_finite_batches() -> None:
     sketch.update(np.array([np.inf, -np.inf, np.nan]))
     assert (sketch.count, sketch.nans, sketch.infs) == (2, 2, 2)
     assert sketch.values().tolist() == [1e308, 1e308]
+
+
+def _window_parts(parts: int, events: int, seed: int) -> list[Any]:
+    """``parts`` window deltas of ``events`` predictions each: numeric and categorical
+    features, a numeric prediction, class scores, a segment slice (as the ingest folds them)."""
+    from detectors.accumulate_columns import fold_columns
+    from detectors.columns import PredictionColumns
+    from detectors.window import WindowDelta
+    from schemas.monitor_config import parse_monitor_config
+
+    config = parse_monitor_config({"defaults": {"segments": {"keys": ["plan"]}}}).for_model("m")
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for k in range(parts):
+        ids = [f"e-{k}-{i}" for i in range(events)]
+        columns = PredictionColumns.from_arrays(
+            model="m", event_ids=ids, times_us=np.arange(events) + k * events,
+            features={"x": rng.normal(size=events), "y": rng.exponential(size=events),
+                      "plan": list(rng.choice(["a", "b"], size=events))},
+            prediction=rng.random(events),
+            scores={"yes": rng.random(events), "no": rng.random(events)},
+            segments=[{"plan": str(p)} for p in rng.choice(["a", "b"], size=events)],
+        )  # fmt: skip
+        delta = WindowDelta("m", None)
+        fold_columns(delta, columns, config)
+        deltas.append(delta)
+    return deltas
+
+
+@pytest.mark.parametrize(("parts", "events"), [(8, 2500), (3, 1000), (5, 700)])
+def test_a_window_merged_in_one_go_equals_one_merged_delta_by_delta(
+    parts: int, events: int
+) -> None:
+    """The judge merges a window's deltas when it reads the window (`merge_later`): the state
+    is the one merging them one by one gave, reservoirs past their capacity included."""
+    eager, lazy = _window_parts(parts, events, 3), _window_parts(parts, events, 3)
+    one_by_one = eager[0]
+    for delta in eager[1:]:
+        one_by_one.merge(delta)
+    at_once = lazy[0]
+    for delta in lazy[1:]:
+        at_once.merge_later(delta)
+    assert at_once.count == one_by_one.count  # counted at once, merged when read
+    assert at_once._later
+    assert at_once.to_state() == one_by_one.to_state()
+    assert not at_once._later
+
+
+def test_merge_many_keeps_the_smallest_keys_of_every_side_under_the_tightest_cut_off() -> None:
+    sides = []
+    for seed, capacity in ((1, 64), (2, 16), (3, 64)):
+        sketch = NumericSketch(capacity=capacity, seed=seed)
+        sketch.update(np.random.default_rng(seed).normal(size=200))
+        sides.append(sketch)
+    merged = sides[0].copy()
+    merged.merge_many(sides[1:])
+    cut = min(side._cutoff() for side in sides)
+    every = np.concatenate([side._key_array() for side in sides])
+    expected = np.sort(every[every <= cut])[:64]
+    assert np.array_equal(np.sort(merged._key_array()), expected)
+    assert merged.count == 600
+    assert merged.mean == pytest.approx(
+        np.mean(np.concatenate([np.random.default_rng(s).normal(size=200) for s in (1, 2, 3)]))
+    )
