@@ -254,12 +254,14 @@ class NumericSketch:
             for other in live:
                 self._append(other._sample, other._runs, other._key_array)
             return
-        runs = [run for other in live for run in other._runs or ()]
+        runs = None if any(other._runs is None for other in live) else [
+            run for other in live for run in other._runs or ()
+        ]  # fmt: skip
         self._keep_smallest(
             np.concatenate([other._sample for other in live]),
             np.concatenate([other._key_array() for other in live]),
             cut,
-            runs if all(other._runs is not None for other in live) else None,
+            runs,
         )
 
     def copy(self) -> Self:

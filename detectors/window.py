@@ -64,19 +64,26 @@ def _merge_into(own: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 
 def _merge_many_into(own: dict[str, Any], others: Sequence[Mapping[str, Any]]) -> None:
-    """`_merge_into` of each of ``others`` in order, each sketch merged once with all of its
-    later parts (`NumericSketch.merge_many`)."""
+    """`_merge_into` of each of ``others`` in order, each sketch (or slice) merged once with
+    all of its later parts (``merge_many``)."""
     parts: dict[str, list[Any]] = {}
     for other in others:
         for key, sketch in other.items():
             parts.setdefault(key, []).append(sketch)
     for key, sketches in parts.items():
-        mine = own.get(key)
-        if mine is None:
-            mine = own[key] = sketches[0].copy()
-            sketches = sketches[1:]
-        if sketches:
-            mine.merge_many(sketches)
+        own[key] = _merged_many(own.get(key), sketches)
+
+
+def _merged_many(mine: Any, others: Sequence[Any]) -> Any:
+    """`_merged` of each of ``others`` (None: absent) in order, merged in one go."""
+    present = [other for other in others if other is not None]
+    if not present:
+        return mine
+    if mine is None:
+        mine, present = present[0].copy(), present[1:]
+    if present:
+        mine.merge_many(present)
+    return mine
 
 
 def _states(sketches: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,20 +114,13 @@ class SliceDelta:
     def merge_many(self, others: Sequence[SliceDelta]) -> None:
         """`merge` each of ``others`` in order; numeric sketches choose their reservoirs once
         for all of them."""
-        numeric: list[NumericSketch | None] = [self.prediction_numeric]
         for other in others:
-            numeric.append(other.prediction_numeric)
             self._merge_except_numeric(other)
         _merge_many_into(self.numeric, [other.numeric for other in others])
         _merge_many_into(self.scores, [other.scores for other in others])
-        present = [sketch for sketch in numeric if sketch is not None]
-        if present and self.prediction_numeric is None:
-            self.prediction_numeric = present.pop(0).copy()
-        elif present:
-            present.pop(0)  # this slice's own
-        if present:
-            assert self.prediction_numeric is not None
-            self.prediction_numeric.merge_many(present)
+        self.prediction_numeric = _merged_many(
+            self.prediction_numeric, [other.prediction_numeric for other in others]
+        )
 
     def merge(self, other: SliceDelta) -> None:
         self._merge_except_numeric(other)
@@ -302,17 +302,7 @@ class WindowDelta:
 
     def _merge_now(self) -> None:
         later, self._later = self._later, []
-        parts: dict[str, list[SliceDelta]] = {}
-        for other in later:
-            for key, part in other.slices.items():
-                parts.setdefault(key, []).append(part)
-        for key, pieces in parts.items():
-            mine = self._slices.get(key)
-            if mine is None:
-                mine = self._slices[key] = pieces[0].copy()
-                pieces = pieces[1:]
-            if pieces:
-                mine.merge_many(pieces)
+        _merge_many_into(self._slices, [other.slices for other in later])
 
     def copy(self) -> WindowDelta:
         fresh = WindowDelta(self.model, self.model_version)
