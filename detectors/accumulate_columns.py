@@ -136,11 +136,13 @@ def _categorical(part: SliceDelta, name: str) -> CategoricalSketch:
     return sketch
 
 
-def _fold_prediction(part: SliceDelta, prediction: npt.NDArray[np.float64] | list[Any]) -> None:
+def _fold_prediction(
+    part: SliceDelta, prediction: npt.NDArray[np.float64 | np.int64] | list[Any]
+) -> None:
     numeric: npt.NDArray[np.float64] | None
     categorical: list[Any]
-    if isinstance(prediction, np.ndarray):
-        numeric, categorical = prediction, []
+    if isinstance(prediction, np.ndarray):  # floats, or ints alone (class ids): numbers
+        numeric, categorical = prediction.astype(np.float64, copy=False), []
     else:
         numeric, categorical = _split(prediction, None)
     fold_prediction(part, numeric, categorical)

@@ -102,7 +102,9 @@ class PredictionColumns:
     times_us: npt.NDArray[np.int64]
     """Event time, microseconds since the Unix epoch (UTC)."""
     features: dict[str, FeatureColumn]
-    prediction: FloatArray | list[Value]
+    prediction: FloatArray | npt.NDArray[np.int64] | list[Value]
+    """Float64 when every prediction is a float, else the values as sent; the native lane
+    gives ints alone as int64 (`prediction_list` gives the same ints back)."""
     scores: dict[str, FloatArray] | None = None
     """Class -> probability; NaN where an event has no score for the class."""
     segments: list[dict[str, str] | None] | None = None

@@ -43,7 +43,9 @@ def concat_columns(parts: Sequence[PredictionColumns]) -> PredictionColumns:
     }
     prediction: Any = (
         np.concatenate([part.prediction for part in parts])
-        if all(isinstance(part.prediction, np.ndarray) for part in parts)
+        # One dtype: ints and floats together are a list, each value as sent.
+        if len({getattr(part.prediction, "dtype", None) for part in parts} - {None}) == 1
+        and all(isinstance(part.prediction, np.ndarray) for part in parts)
         else [value for part in parts for value in part.prediction_list()]
     )  # fmt: skip
     classes = dict.fromkeys(c for part in parts if part.scores for c in part.scores)

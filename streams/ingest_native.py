@@ -145,8 +145,14 @@ def _rows(parsed: tuple[Any, ...]) -> NativeRows:
 
 
 def _values(column: tuple[Any, Any]) -> Any:
+    """A prediction column: float64 (bytearray), ints alone (bytes of int64; builds from the
+    40th session on), else the values as sent."""
     values, _ = column
-    return np.frombuffer(values, dtype=np.float64) if isinstance(values, bytearray) else values
+    if isinstance(values, bytearray):
+        return np.frombuffer(values, dtype=np.float64)
+    if isinstance(values, bytes):
+        return np.frombuffer(values, dtype=np.int64)
+    return values
 
 
 def _feature(column: tuple[Any, Any]) -> FeatureColumn:

@@ -24,8 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.accumulate_columns import fold_columns
 from detectors.columns import NumericColumn, PredictionColumns
 from detectors.join import LabelJoiner
+from detectors.window import WindowDelta
 from schemas import fields
 from schemas.events import (
     InvalidEvent,
@@ -34,6 +36,7 @@ from schemas.events import (
     parse_prediction_payload,
     to_json_bytes,
 )
+from schemas.monitor_config import ModelMonitorConfig
 from streams import ingest_native
 from streams.ingest_columns import _rows_of
 from streams.ingest_native import (
@@ -106,10 +109,14 @@ def _typed(values: Any) -> Any:
 
 
 def _canonical(columns: PredictionColumns) -> Any:
+    # Ints alone come from the native lane as int64 (`prediction_list` gives them back as the
+    # Python lane keeps them, a list of ints): compared as those ints.
+    prediction = columns.prediction
+    as_sent = isinstance(prediction, np.ndarray) and prediction.dtype == np.int64
     return (
         columns.model, columns.model_version, columns.event_ids, _typed(columns.times_us),
         [(name, _typed(column)) for name, column in columns.features.items()],
-        _typed(columns.prediction),
+        _typed(columns.prediction_list() if as_sent else prediction),
         None if columns.scores is None else [(c, _typed(v)) for c, v in columns.scores.items()],
         columns.segments,
     )  # fmt: skip
@@ -182,6 +189,27 @@ def test_an_sdk_envelope_reads_as_the_python_lane_reads_it() -> None:
     gap = native.features["gap"]
     assert isinstance(gap, NumericColumn) and gap.nulls is not None and int(gap.nulls.sum()) == 75
     assert native.features["age"] == [20 + i % 50 for i in range(100)]  # ints stay ints
+
+
+def test_int_predictions_come_as_an_int64_column_and_fold_as_the_python_lanes_list() -> None:
+    rows = [_row(i, prediction=[0, 1, 2, -3][i % 4]) for i in range(40)]
+    mixed = [_row(1, prediction=1), _row(2, prediction=True)]  # a bool: the values as sent
+    raw = _envelope(rows)
+    native = assert_native_reads_as_python(raw)
+    python = _python_lane(raw)
+    assert native is not None and python is not None
+    assert isinstance(native.prediction, np.ndarray) and native.prediction.dtype == np.int64
+    assert python.prediction == [[0, 1, 2, -3][i % 4] for i in range(40)]
+    assert [type(v) for v in native.prediction_list()] == [int] * 40
+    config = ModelMonitorConfig()
+    states = []
+    for columns in (native, python):
+        delta = WindowDelta("m", None)
+        fold_columns(delta, columns, config)
+        states.append(delta.to_state())
+    assert states[0] == states[1]
+    odd = assert_native_reads_as_python(_envelope(mixed))
+    assert odd is not None and odd.prediction == [1, True]
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,35 @@ fn column_object<'py>(py: Python<'py>, column: &Column<'_, '_>) -> PyResult<Boun
     }
 }
 
+/// The prediction column: as `column_object`, except that ints alone (class ids) come as
+/// ``bytes`` of native int64 (``nulls`` None) rather than a list of Python ints: the fold
+/// reads them as numbers without an object per row, and the join gets the same ints back.
+fn prediction_object<'py>(
+    py: Python<'py>,
+    column: &Column<'_, '_>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    if let Column::Values(values) = column {
+        let ints: Option<Vec<u8>> = values
+            .iter()
+            .map(|value| match value {
+                Json::Int(n) => Some(n.to_ne_bytes()),
+                _ => None,
+            })
+            .collect::<Option<Vec<[u8; 8]>>>()
+            .map(|all| all.concat());
+        if let Some(bytes) = ints.filter(|bytes| !bytes.is_empty()) {
+            return PyTuple::new(
+                py,
+                [
+                    PyBytes::new(py, &bytes).into_any(),
+                    py.None().into_bound(py),
+                ],
+            );
+        }
+    }
+    column_object(py, column)
+}
+
 /// Threads that parse a list of envelopes at most (`parse_envelopes`).
 const MAX_PARSE_THREADS: usize = 4;
 
@@ -153,7 +182,8 @@ fn parse_within(raw: &[u8], limit: usize) -> Option<Json<'_>> {
 /// list of ``(name, (values, nulls))`` and ``prediction`` one ``(values, nulls)``, where
 /// ``values`` is a bytearray of native float64 (``nulls``: a bytearray of 0/1, or None) or a
 /// list of the values as sent (``nulls`` None); ``scores`` a list of ``(class, bytearray of
-/// float64)`` or None; ``segments`` a list of dicts and Nones, or None; ``entries`` each
+/// float64)`` or None; ``segments`` a list of dicts and Nones, or None. A ``prediction`` of
+/// ints alone comes as ``bytes`` of native int64 (`prediction_object`); ``entries`` each
 /// row's join entry as the join table stores a waiting prediction (JSON bytes, `entry`).
 #[pyfunction]
 fn parse_envelopes<'py>(
@@ -262,7 +292,7 @@ fn columns_tuple<'py>(py: Python<'py>, checked: &Checked<'_, '_>) -> PyResult<Bo
             ids.into_any(),
             PyByteArray::new(py, &times).into_any(),
             PyList::new(py, features)?.into_any(),
-            column_object(py, &checked.prediction)?.into_any(),
+            prediction_object(py, &checked.prediction)?.into_any(),
             scores,
             segments,
             PyList::new(py, entries)?.into_any(),
