@@ -41,13 +41,7 @@ def concat_columns(parts: Sequence[PredictionColumns]) -> PredictionColumns:
     features = {
         name: _concat_feature([part.features.get(name) for part in parts], sizes) for name in names
     }
-    prediction: Any = (
-        np.concatenate([part.prediction for part in parts])
-        # One dtype: ints and floats together are a list, each value as sent.
-        if len({getattr(part.prediction, "dtype", None) for part in parts} - {None}) == 1
-        and all(isinstance(part.prediction, np.ndarray) for part in parts)
-        else [value for part in parts for value in part.prediction_list()]
-    )  # fmt: skip
+    prediction = _concat_predictions(parts)
     classes = dict.fromkeys(c for part in parts if part.scores for c in part.scores)
     scores = {
         c: np.concatenate([
@@ -67,6 +61,21 @@ def concat_columns(parts: Sequence[PredictionColumns]) -> PredictionColumns:
         np.concatenate([part.times_us for part in parts]), features, prediction, scores,
         segments,
     )  # fmt: skip
+
+
+def _concat_predictions(parts: Sequence[PredictionColumns]) -> Any:
+    """One array when every part has an array of one dtype (all floats, or all ints from the
+    native lane); else a list, each value as sent (ints and floats together stay apart).
+
+    >>> ints = PredictionColumns("m", None, ["a"], np.array([1]), {}, np.array([1]))
+    >>> floats = PredictionColumns("m", None, ["b"], np.array([2]), {}, np.array([0.5]))
+    >>> _concat_predictions([ints, ints]), _concat_predictions([ints, floats])
+    (array([1, 1]), [1, 0.5])
+    """
+    arrays = [part.prediction for part in parts if isinstance(part.prediction, np.ndarray)]
+    if len(arrays) == len(parts) and len({array.dtype for array in arrays}) == 1:
+        return np.concatenate(arrays)
+    return [value for part in parts for value in part.prediction_list()]
 
 
 def _concat_feature(columns: list[FeatureColumn | None], sizes: list[int]) -> FeatureColumn:
