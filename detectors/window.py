@@ -123,10 +123,7 @@ class SliceDelta:
         )
 
     def merge(self, other: SliceDelta) -> None:
-        self._merge_except_numeric(other)
-        _merge_into(self.numeric, other.numeric)
-        _merge_into(self.scores, other.scores)
-        self.prediction_numeric = _merged(self.prediction_numeric, other.prediction_numeric)
+        self.merge_many([other])
 
     def _merge_except_numeric(self, other: SliceDelta) -> None:
         self.count += other.count
@@ -273,13 +270,7 @@ class WindowDelta:
     def merge(self, other: WindowDelta) -> None:
         """Fold ``other`` (same model and version) into this delta, in place."""
         self._count_in(other)
-        slices = self.slices
-        for key, part in other.slices.items():
-            mine = slices.get(key)
-            if mine is None:
-                slices[key] = part.copy()
-            else:
-                mine.merge(part)
+        _merge_many_into(self.slices, [other.slices])
 
     def merge_later(self, other: WindowDelta) -> None:
         """`merge` ``other``, whose sketches join this delta's when they are next read: the
